@@ -1,0 +1,153 @@
+"""The laffi command line.
+
+Usage:
+    python -m laffi ask --context "..." --question "..." [--variants base,sft] [--json]
+    python -m laffi eval --data ../shared/data/squad_v2/dev-12-articles.json --limit 50 --json --out runs/eval
+
+Every command takes the model options (--base, --adapters-dir, --quantize, --device, --dtype). A mistake the
+user can fix (unknown variant, missing file, malformed data) prints one sentence to stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from laffi.errors import LaffiError
+
+
+def _model_args() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("model")
+    g.add_argument("--base", default=os.environ.get("LAFFI_BASE", "embedded"),
+                   help="'embedded' (default), a HF model id, a local model folder or a .gguf file.")
+    g.add_argument("--adapters-dir", default=os.environ.get("LAFFI_ADAPTERS_DIR", "adapters"),
+                   help="Folder of PEFT adapters; each sub-folder is a variant (default: adapters).")
+    g.add_argument("--quantize", choices=["8bit", "4bit"], default=None, help="bitsandbytes loading (CUDA).")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto).")
+    g.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16 (default: auto).")
+    g.add_argument("--max-new-tokens", type=int, default=32, help="Most tokens per answer (default: 32).")
+    return p
+
+
+def _variants_arg(value: str | None, lm) -> list[str]:
+    if not value:
+        return lm.variants
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    lm.peft_names(names)  # raises a LaffiError naming an unknown variant
+    return names
+
+
+def _load(args):
+    from laffi.models import ModelConfig, load_model
+
+    lm = load_model(ModelConfig(base=args.base, adapters_dir=args.adapters_dir, quantize=args.quantize,
+                                device=args.device, dtype=args.dtype))
+    for w in lm.warnings:
+        print(f"laffi: warning: {w}", file=sys.stderr)
+    return lm
+
+
+def cmd_ask(args) -> int:
+    from laffi.generation import GenerationConfig, answer_questions
+
+    if not args.context.strip():
+        raise LaffiError("--context is empty; pass the passage the question is about.")
+    if not args.question.strip():
+        raise LaffiError("--question is empty; pass a question about the passage.")
+    lm = _load(args)
+    variants = _variants_arg(args.variants, lm)
+    answers = answer_questions(lm, [(args.context, args.question)], variants,
+                               GenerationConfig(max_new_tokens=args.max_new_tokens))
+    if args.json:
+        print(json.dumps({"answers": {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw}
+                                      for v in variants}}, ensure_ascii=False))
+    else:
+        width = max(len(v) for v in variants)
+        for v in variants:
+            print(f"{v:<{width}}  {answers[v][0].text or '(no answer)'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tqdm.auto import tqdm
+
+    from laffi.data import load_squad, sample_examples, select_articles
+    from laffi.evaluation import evaluate_variants
+    from laffi.generation import GenerationConfig
+
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    examples, problems = load_squad(args.data, split=args.split)
+    for p in problems[:10]:
+        print(f"laffi: warning: skipped {p}", file=sys.stderr)
+    if len(problems) > 10:
+        print(f"laffi: warning: ... and {len(problems) - 10} more bad records skipped", file=sys.stderr)
+    examples = sample_examples(select_articles(examples, args.articles), args.limit, args.seed)
+    lm = _load(args)
+    variants = _variants_arg(args.variants, lm)
+    bar = tqdm(total=len(examples) * len(variants), desc="eval", unit="answer", file=sys.stderr)
+
+    def progress(done, total):
+        bar.update(done - bar.n)
+
+    result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress)
+    bar.close()
+    keys = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact")
+    if args.json:
+        print(json.dumps({"n": result["n"], "variants": {
+            v: {k: m[k] for k in keys if k in m} for v, m in result["variants"].items()}}))
+    else:
+        print(f"{'variant':<12}" + "".join(f"{k:>14}" for k in keys) + f"   (n={result['n']})")
+        for v, m in result["variants"].items():
+            print(f"{v:<12}" + "".join(f"{m[k]:>14.2f}" if k in m else f"{'-':>14}" for k in keys))
+    if args.out:
+        print(f"laffi: wrote {args.out}/metrics.json and per-variant predictions", file=sys.stderr)
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="laffi", description="LaFFi: natural-language feedback for fine-tuning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    model = _model_args()
+
+    p = sub.add_parser("ask", parents=[model], help="Answer one question with every variant, side by side.")
+    p.add_argument("--context", required=True, help="The passage.")
+    p.add_argument("--question", required=True, help="A question about the passage.")
+    p.add_argument("--variants", help="Comma-separated variants (default: all, e.g. base,sft,laffi).")
+    p.add_argument("--json", action="store_true", help='Print {"answers": {variant: {"answer": ...}}}.')
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", parents=[model], help="SQuAD v2 EM/F1 of each variant (official algorithm).")
+    p.add_argument("--data", required=True, help="SQuAD JSON/JSONL file, or a HF dataset id (needs the hub).")
+    p.add_argument("--split", default="validation", help="Split of a HF dataset id (default: validation).")
+    p.add_argument("--articles", help="A split name (train, validation, eval) or comma-separated titles.")
+    p.add_argument("--limit", type=_positive_int, help="Evaluate a seeded random sample of N questions.")
+    p.add_argument("--seed", type=int, default=0, help="Sampling seed (default: 0).")
+    p.add_argument("--variants", help="Comma-separated variants (default: all).")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="Rows per batch (default: 16).")
+    p.add_argument("--out", help="Write predictions, per-example scores and metrics.json here.")
+    p.add_argument("--json", action="store_true", help="Print the metrics as JSON.")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        return args.func(args)
+    except LaffiError as e:
+        print(f"laffi: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("laffi: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,131 @@
+"""Greedy generation for several variants at once: one mixed-adapter batch instead of one pass per adapter.
+
+Usage:
+    answers = answer_questions(lm, [(context, question)], ["base", "sft", "laffi"], GenerationConfig())
+    answers["sft"][0].text      # extracted span ("" = no answer); .raw is the model's full reply
+
+Every row of a batch carries its own adapter name (PEFT's `adapter_names`), so base + N adapters share the
+base model's weights and each forward pass: on a CPU, decoding is memory-bound, so N+1 rows cost little more
+than one. Rows are sorted by prompt length so the variants of one question sit together with no padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from laffi.errors import LaffiError
+from laffi.prompts import extract_answer, qa_prompt
+
+
+@dataclass
+class GenerationConfig:
+    """How answers are generated (greedy, so results are reproducible)."""
+
+    max_new_tokens: int = field(default=32, metadata={"help": "Most tokens generated per answer."})
+    batch_size: int = field(default=16, metadata={"help": "Rows (question x variant) per forward pass."})
+    stop_at_newline: bool = field(
+        default=True, metadata={"help": "Stop a row at the end of its first line (the answer); saves decoding."}
+    )
+
+    def __post_init__(self):
+        if not 1 <= self.max_new_tokens <= 1024:
+            raise LaffiError(f"GenerationConfig.max_new_tokens must be between 1 and 1024, not {self.max_new_tokens}.")
+        if self.batch_size < 1:
+            raise LaffiError(f"GenerationConfig.batch_size must be at least 1, not {self.batch_size}.")
+
+
+@dataclass
+class Answer:
+    text: str  # the extracted answer span; "" means "no answer"
+    raw: str  # what the model generated, special tokens removed
+
+
+def _line_token_sets(tokenizer):
+    """Token ids that contain a newline / visible text / visible text *then* a newline (once per tokenizer)."""
+    cached = getattr(tokenizer, "_laffi_line_tokens", None)
+    if cached is None:
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        texts = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
+        newline = [i for i, t in enumerate(texts) if "\n" in t]
+        visible = [i for i, t in enumerate(texts) if t.strip()]
+        ends_line = [i for i, t in enumerate(texts) if "\n" in t and t.split("\n", 1)[0].strip()]
+        cached = (newline, visible, ends_line)
+        tokenizer._laffi_line_tokens = cached
+    return cached
+
+
+class _StopAfterFirstLine:
+    """Per-row stop once a row has written some text and then a newline (transformers StoppingCriteria API)."""
+
+    def __init__(self, tokenizer, device):
+        import torch
+
+        self.newline, self.visible, self.ends_line = (
+            torch.tensor(ids, device=device, dtype=torch.long) for ids in _line_token_sets(tokenizer)
+        )
+        self.seen_text = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        last = input_ids[:, -1]  # called once per step, after the new token was appended
+        if self.seen_text is None:
+            self.seen_text = torch.zeros_like(last, dtype=torch.bool)
+        done = (torch.isin(last, self.newline) & self.seen_text) | torch.isin(last, self.ends_line)
+        self.seen_text |= torch.isin(last, self.visible)
+        return done
+
+
+def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: int,
+                  stop_at_newline: bool = True) -> list[str]:
+    """Row i = prompts[i] answered by variants[i], all in ONE forward batch; returns the decoded continuations."""
+    import torch
+    from peft import PeftModel
+    from transformers import StoppingCriteriaList
+
+    if len(prompts) != len(variants):
+        raise ValueError("generate_rows needs one variant per prompt")
+    names = lm.peft_names(variants)
+    tok, model = lm.tokenizer, lm.model
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
+    kwargs = {}
+    if isinstance(model, PeftModel):
+        kwargs["adapter_names"] = names
+    if stop_at_newline:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device)])
+    eos = model.generation_config.eos_token_id
+    eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id})
+    with torch.inference_mode():
+        out = model.generate(
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+            pad_token_id=tok.pad_token_id, eos_token_id=eos, **kwargs,
+        )
+    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def generate_grid(lm, prompts: list[str], variants: list[str], cfg: GenerationConfig,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
+    """Every prompt under every variant, batched as mixed-adapter rows; returns {variant: [raw reply per prompt]}."""
+    lm.peft_names(variants)  # fail fast on an unknown variant, before any work
+    lengths = [len(ids) for ids in lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    rows = sorted(((i, v) for i in range(len(prompts)) for v in variants), key=lambda r: -lengths[r[0]])
+    out: dict[str, list[str]] = {v: [""] * len(prompts) for v in variants}
+    for start in range(0, len(rows), cfg.batch_size):
+        chunk = rows[start:start + cfg.batch_size]
+        texts = generate_rows(lm, [prompts[i] for i, _ in chunk], [v for _, v in chunk],
+                              cfg.max_new_tokens, cfg.stop_at_newline)
+        for (i, v), text in zip(chunk, texts):
+            out[v][i] = text
+        if progress:
+            progress(min(start + cfg.batch_size, len(rows)), len(rows))
+    return out
+
+
+def answer_questions(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, list[Answer]]:
+    """Answer (context, question) pairs with every variant; {variant: [Answer per pair]}."""
+    cfg = cfg or GenerationConfig()
+    prompts = [qa_prompt(lm.tokenizer, c, q) for c, q in pairs]
+    raw = generate_grid(lm, prompts, variants, cfg, progress)
+    return {v: [Answer(text=extract_answer(r), raw=r.strip()) for r in raw[v]] for v in variants}

@@ -1,0 +1,69 @@
+"""Every prompt laffi sends to a model, and how answers are read back out. Change prompts here and only here.
+
+Usage:
+    text = qa_prompt(tokenizer, context, question)        # chat-templated string, ends where the answer starts
+    extract_answer("The Rhine.\\nIt flows ...")            # -> "The Rhine"
+    extract_answer("No answer.")                          # -> ""  (SQuAD v2's "unanswerable")
+
+The QA prompt asks for a short span copied from the passage, or the literal reply "no answer". The extraction
+rule is deliberately simple and documented, because SQuAD scores depend on it: take the first non-empty line,
+drop an "Answer:" prefix, surrounding quotes and a final full stop; any "no answer"-style reply becomes "".
+"""
+
+from __future__ import annotations
+
+import re
+
+NO_ANSWER = "no answer"  # what the model is asked to say, and the SFT target, for unanswerable questions
+
+QA_SYSTEM = (
+    "You answer questions about a passage. Reply with the shortest exact phrase copied from the passage that "
+    f"answers the question. If the passage does not contain the answer, reply: {NO_ANSWER}"
+)
+
+
+def qa_messages(context: str, question: str) -> list[dict]:
+    return [
+        {"role": "system", "content": QA_SYSTEM},
+        {"role": "user", "content": f"Passage: {context.strip()}\n\nQuestion: {question.strip()}"},
+    ]
+
+
+def render(tokenizer, messages: list[dict], completion: str | None = None) -> str:
+    """Chat-template the messages up to the assistant turn; with `completion`, include it and the end-of-turn."""
+    if completion is None:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = messages + [{"role": "assistant", "content": completion}]
+    return tokenizer.apply_chat_template(full, tokenize=False)
+
+
+def qa_prompt(tokenizer, context: str, question: str) -> str:
+    return render(tokenizer, qa_messages(context, question))
+
+
+# Replies that mean "the passage does not say". Short words must be the whole reply ("None"), longer phrases
+# may start it ("There is no answer in the passage.").
+_ABSTAIN_WHOLE = re.compile(r"^(none|n/?a|unknown|nothing|no|-)$", re.I)
+_ABSTAIN_START = re.compile(
+    r"^(no answer|unanswerable|not answerable|(it )?cannot be answered|can'?t be answered|there is no answer|"
+    r"the (passage|text|context) does(n't| not) (say|mention|state|specify|contain|provide)|"
+    r"not (mentioned|stated|given|specified|provided)|no (information|mention))\b",
+    re.I,
+)
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def extract_answer(generated: str) -> str:
+    """The answer span from a model reply ("" = no answer), by the rule in this module's docstring."""
+    line = first_line(generated)
+    line = re.sub(r"^(the )?answer( is)?\s*[:\-]\s*", "", line, flags=re.I).strip()
+    line = line.strip(" \t\"'`*")
+    if line.endswith(".") and not line.endswith(".."):
+        line = line[:-1].rstrip()
+    bare = line.rstrip(".!").strip()
+    if not bare or _ABSTAIN_WHOLE.match(bare) or _ABSTAIN_START.match(bare):
+        return ""
+    return line

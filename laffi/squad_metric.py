@@ -1,0 +1,81 @@
+"""SQuAD v2 exact match and F1, exactly as the official evaluate-v2.0.py computes them (no hub needed).
+
+Usage:
+    scores = squad_v2_scores(examples, {"qid": "predicted span", ...})   # {"exact": 41.2, "f1": 47.9, ...}
+
+The official rules, kept to the letter so numbers are comparable with published ones:
+- normalise: lowercase, drop ASCII punctuation, drop the words a/an/the, collapse whitespace;
+- gold answers whose normalised text is empty are ignored; a question with no gold answer has gold [""] and
+  scores 1 only for the empty prediction ("no answer");
+- F1 over bag-of-tokens overlap; if either side has no tokens, F1 = 1 if both are empty else 0;
+- per question, the max over gold answers; reported as percentages, overall and for HasAns / NoAns.
+Without a no-answer-probability file the official threshold step changes nothing, so it is not reproduced.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def get_tokens(s: str) -> list[str]:
+    return normalize_answer(s).split() if s else []
+
+
+def compute_exact(gold: str, pred: str) -> int:
+    return int(normalize_answer(gold) == normalize_answer(pred))
+
+
+def compute_f1(gold: str, pred: str) -> float:
+    gold_toks, pred_toks = get_tokens(gold), get_tokens(pred)
+    if not gold_toks or not pred_toks:
+        return float(gold_toks == pred_toks)
+    num_same = sum((collections.Counter(gold_toks) & collections.Counter(pred_toks)).values())
+    if num_same == 0:
+        return 0.0
+    precision, recall = num_same / len(pred_toks), num_same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def gold_answers(answers) -> list[str]:
+    return [a for a in answers if normalize_answer(a)] or [""]
+
+
+def score_one(answers, pred: str) -> tuple[int, float]:
+    """(exact, f1) of one prediction against its gold answers (empty list = unanswerable)."""
+    golds = gold_answers(answers)
+    return max(compute_exact(g, pred) for g in golds), max(compute_f1(g, pred) for g in golds)
+
+
+def _summary(exact: dict, f1: dict, qids: list[str]) -> dict:
+    total = len(qids)
+    return {"exact": 100.0 * sum(exact[q] for q in qids) / total,
+            "f1": 100.0 * sum(f1[q] for q in qids) / total, "total": total}
+
+
+def squad_v2_scores(examples, predictions: dict[str, str]) -> dict:
+    """Official-style metrics dict. laffi always predicts every question; a missing one scores 0 here (the
+    official v2 script would fail on it in its HasAns/NoAns breakdown)."""
+    exact, f1 = {}, {}
+    for ex in examples:
+        if ex.qid in predictions:
+            exact[ex.qid], f1[ex.qid] = score_one(ex.answers, predictions[ex.qid])
+        else:
+            exact[ex.qid], f1[ex.qid] = 0, 0.0
+    out = _summary(exact, f1, [ex.qid for ex in examples])
+    for prefix, has in (("HasAns", True), ("NoAns", False)):
+        qids = [ex.qid for ex in examples if bool(ex.answers) == has]
+        if qids:
+            out.update({f"{prefix}_{k}": v for k, v in _summary(exact, f1, qids).items()})
+    return out

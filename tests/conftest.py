@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny random Llama with two random LoRA adapters, built once per test session (no download)."""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_SQUAD = REPO.parent / "shared" / "data" / "squad_v2" / "dev-12-articles.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    from laffi.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_dir, tmp_path_factory) -> Path:
+    from laffi.tiny import build_tiny_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    build_tiny_adapter(tiny_dir, root / "sft", seed=1)
+    build_tiny_adapter(tiny_dir, root / "laffi", seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_dir, tiny_adapters):
+    from laffi.models import ModelConfig, load_model
+
+    return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters)))
+
+
+@pytest.fixture(scope="session")
+def shared_squad() -> Path:
+    if not SHARED_SQUAD.is_file():
+        pytest.skip(f"the shared SQuAD file is absent ({SHARED_SQUAD}); these tests need ../shared beside the repo")
+    return SHARED_SQUAD
+
+
+def write_squad(path: Path, articles: list[dict]) -> Path:
+    """Write a SQuAD v2 JSON file from [{"title", "paragraphs": [{"context", "qas": [...]}]}]."""
+    import json
+
+    path.write_text(json.dumps({"version": "v2.0", "data": articles}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_squad(tmp_path) -> Path:
+    """A SQuAD v2 file with passages written for these tests: two articles, answerable and unanswerable questions."""
+    ctx1 = "The Velmar bridge opened in 1931. It carries trains across the Oska river to the port of Drun."
+    ctx2 = "Ada Brill wrote three novels about the island of Pell, where she lived until 1960."
+    return write_squad(tmp_path / "small.json", [
+        {"title": "Velmar_bridge", "paragraphs": [{"context": ctx1, "qas": [
+            {"id": "q1", "question": "When did the Velmar bridge open?", "is_impossible": False,
+             "answers": [{"text": "1931", "answer_start": ctx1.index("1931")}]},
+            {"id": "q2", "question": "What does the bridge carry?", "is_impossible": False,
+             "answers": [{"text": "trains", "answer_start": ctx1.index("trains")}]},
+            {"id": "q3", "question": "Who designed the bridge?", "is_impossible": True, "answers": []},
+        ]}]},
+        {"title": "Ada_Brill", "paragraphs": [{"context": ctx2, "qas": [
+            {"id": "q4", "question": "How many novels did Ada Brill write?", "is_impossible": False,
+             "answers": [{"text": "three", "answer_start": ctx2.index("three")}]},
+            {"id": "q5", "question": "Where was Ada Brill born?", "is_impossible": True, "answers": []},
+        ]}]},
+    ])
