@@ -3,6 +3,7 @@
 Usage:
     python -m laffi ask --context "..." --question "..." [--variants base,sft] [--json]
     python -m laffi eval --data ../shared/data/squad_v2/dev-12-articles.json --limit 50 --json --out runs/eval
+    python -m laffi predict|annotate|train|pipeline ...      (the LaFFi stages: laffi/cli_pipeline.py)
 
 Every command takes the model options (--base, --adapters-dir, --quantize, --device, --dtype). A mistake the
 user can fix (unknown variant, missing file, malformed data) prints one sentence to stderr and exits with 2.
@@ -50,6 +51,13 @@ def _load(args):
     return lm
 
 
+def _warn_problems(problems: list[str]) -> None:
+    for p in problems[:10]:
+        print(f"laffi: warning: skipped {p}", file=sys.stderr)
+    if len(problems) > 10:
+        print(f"laffi: warning: ... and {len(problems) - 10} more bad records skipped", file=sys.stderr)
+
+
 def cmd_ask(args) -> int:
     from laffi.generation import GenerationConfig, answer_questions
 
@@ -59,15 +67,23 @@ def cmd_ask(args) -> int:
         raise LaffiError("--question is empty; pass a question about the passage.")
     lm = _load(args)
     variants = _variants_arg(args.variants, lm)
-    answers = answer_questions(lm, [(args.context, args.question)], variants,
-                               GenerationConfig(max_new_tokens=args.max_new_tokens))
+    pair = [(args.context, args.question)]
+    answers = answer_questions(lm, pair, variants, GenerationConfig(max_new_tokens=args.max_new_tokens))
+    out = {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw} for v in variants}
+    if args.feedback:
+        from laffi.selffeedback import self_feedback
+
+        for v, fbs in self_feedback(lm, pair, answers).items():
+            out[v].update(feedback=fbs[0].text, verdict=fbs[0].verdict, revised_answer=fbs[0].revised_answer)
     if args.json:
-        print(json.dumps({"answers": {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw}
-                                      for v in variants}}, ensure_ascii=False))
+        print(json.dumps({"answers": out}, ensure_ascii=False))
     else:
         width = max(len(v) for v in variants)
         for v in variants:
-            print(f"{v:<{width}}  {answers[v][0].text or '(no answer)'}")
+            print(f"{v:<{width}}  {out[v]['answer'] or '(no answer)'}")
+            if args.feedback:
+                print(f"{'':<{width}}  feedback: {out[v]['feedback']}")
+                print(f"{'':<{width}}  revised:  {out[v]['revised_answer'] or '(no answer)'}")
     return 0
 
 
@@ -80,10 +96,7 @@ def cmd_eval(args) -> int:
 
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     examples, problems = load_squad(args.data, split=args.split)
-    for p in problems[:10]:
-        print(f"laffi: warning: skipped {p}", file=sys.stderr)
-    if len(problems) > 10:
-        print(f"laffi: warning: ... and {len(problems) - 10} more bad records skipped", file=sys.stderr)
+    _warn_problems(problems)
     examples = sample_examples(select_articles(examples, args.articles), args.limit, args.seed)
     lm = _load(args)
     variants = _variants_arg(args.variants, lm)
@@ -92,9 +105,13 @@ def cmd_eval(args) -> int:
     def progress(done, total):
         bar.update(done - bar.n)
 
-    result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress)
+    bar.total *= 2 if args.feedback else 1
+    result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
+                               feedback=args.feedback)
     bar.close()
     keys = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact")
+    if args.feedback:
+        keys += ("revised_f1", "verdict_agreement")
     if args.json:
         print(json.dumps({"n": result["n"], "variants": {
             v: {k: m[k] for k in keys if k in m} for v, m in result["variants"].items()}}))
@@ -124,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question", required=True, help="A question about the passage.")
     p.add_argument("--variants", help="Comma-separated variants (default: all, e.g. base,sft,laffi).")
     p.add_argument("--json", action="store_true", help='Print {"answers": {variant: {"answer": ...}}}.')
+    p.add_argument("--feedback", action="store_true",
+                   help="Each variant also predicts feedback on its own answer, and revises it from that.")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", parents=[model], help="SQuAD v2 EM/F1 of each variant (official algorithm).")
@@ -136,7 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16, help="Rows per batch (default: 16).")
     p.add_argument("--out", help="Write predictions, per-example scores and metrics.json here.")
     p.add_argument("--json", action="store_true", help="Print the metrics as JSON.")
+    p.add_argument("--feedback", action="store_true",
+                   help="Also self-feedback: F1 of revised answers and verdict agreement, per variant.")
     p.set_defaults(func=cmd_eval)
+
+    from laffi.cli_pipeline import add_commands
+
+    add_commands(sub, model, _positive_int)
     return parser
 
 

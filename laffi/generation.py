@@ -104,22 +104,30 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
+                     progress: Callable[[int, int], None] | None = None) -> list[str]:
+    """Generate for (prompt, variant) rows in mixed-adapter batches, longest prompts first; results in row order."""
+    lm.peft_names([v for _, v in rows])  # fail fast on an unknown variant, before any work
+    lengths = [len(ids) for ids in lm.tokenizer([p for p, _ in rows], add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(rows)), key=lambda k: -lengths[k])  # stable: a question's variants stay together
+    out = [""] * len(rows)
+    for start in range(0, len(order), cfg.batch_size):
+        chunk = order[start:start + cfg.batch_size]
+        texts = generate_rows(lm, [rows[k][0] for k in chunk], [rows[k][1] for k in chunk],
+                              cfg.max_new_tokens, cfg.stop_at_newline)
+        for k, text in zip(chunk, texts):
+            out[k] = text
+        if progress:
+            progress(min(start + cfg.batch_size, len(order)), len(order))
+    return out
+
+
 def generate_grid(lm, prompts: list[str], variants: list[str], cfg: GenerationConfig,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
-    """Every prompt under every variant, batched as mixed-adapter rows; returns {variant: [raw reply per prompt]}."""
-    lm.peft_names(variants)  # fail fast on an unknown variant, before any work
-    lengths = [len(ids) for ids in lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    rows = sorted(((i, v) for i in range(len(prompts)) for v in variants), key=lambda r: -lengths[r[0]])
-    out: dict[str, list[str]] = {v: [""] * len(prompts) for v in variants}
-    for start in range(0, len(rows), cfg.batch_size):
-        chunk = rows[start:start + cfg.batch_size]
-        texts = generate_rows(lm, [prompts[i] for i, _ in chunk], [v for _, v in chunk],
-                              cfg.max_new_tokens, cfg.stop_at_newline)
-        for (i, v), text in zip(chunk, texts):
-            out[v][i] = text
-        if progress:
-            progress(min(start + cfg.batch_size, len(rows)), len(rows))
-    return out
+    """Every prompt under every variant; returns {variant: [reply per prompt]}."""
+    rows = [(p, v) for p in prompts for v in variants]
+    texts = generate_batched(lm, rows, cfg, progress)
+    return {v: texts[j::len(variants)] for j, v in enumerate(variants)}
 
 
 def answer_questions(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,

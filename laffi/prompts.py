@@ -67,3 +67,51 @@ def extract_answer(generated: str) -> str:
     if not bare or _ABSTAIN_WHOLE.match(bare) or _ABSTAIN_START.match(bare):
         return ""
     return line
+
+
+# --- LaFFi: feedback on an answer -------------------------------------------------------------------------------
+# The LaFFi training format: input = passage + question + the model's own answer; target = an annotator's feedback.
+# At inference the same prompt makes a variant predict the feedback on its own answer ("self-feedback").
+
+FEEDBACK_SYSTEM = (
+    "You review answers to questions about a passage. Start with Correct, Partly correct or Incorrect, say why "
+    "using the passage, and end with what the answer should be."
+)
+
+
+def feedback_messages(context: str, question: str, answer: str) -> list[dict]:
+    shown = answer.strip() or NO_ANSWER
+    return [
+        {"role": "system", "content": FEEDBACK_SYSTEM},
+        {"role": "user", "content": f"Passage: {context.strip()}\n\nQuestion: {question.strip()}\n\nAnswer: {shown}"},
+    ]
+
+
+def feedback_prompt(tokenizer, context: str, question: str, answer: str) -> str:
+    return render(tokenizer, feedback_messages(context, question, answer))
+
+
+_VERDICT = re.compile(r"^\W*(partly correct|partially correct|correct|incorrect|wrong|right)\b", re.I)
+_SHOULD_BE = re.compile(r"(?:the (?:correct |right )?answer should be|the right reply is)\s*:?\s*(.+?)\s*$", re.I)
+
+
+def parse_feedback(feedback: str) -> tuple[str | None, str | None]:
+    """(verdict, revised answer) from feedback text.
+
+    verdict: "correct", "partly" or "incorrect" from the first words (None if it starts otherwise).
+    revised: what the feedback says the answer should be ("" = no answer), from its last "the answer should be X"
+    or "the right reply is: no answer"; None when the feedback does not say.
+    """
+    text = " ".join(feedback.split())
+    m = _VERDICT.match(text)
+    verdict = None
+    if m:
+        word = m.group(1).lower()
+        verdict = "partly" if word.startswith("part") else "correct" if word in ("correct", "right") else "incorrect"
+    revised = None
+    tail = text.rsplit("so ", 1)[-1] if "so " in text else text
+    m = _SHOULD_BE.search(tail) or _SHOULD_BE.search(text)
+    if m:
+        value = m.group(1).strip().strip("\"'“”`").rstrip(".").strip().strip("\"'“”`")
+        revised = "" if not value or _ABSTAIN_START.match(value) or _ABSTAIN_WHOLE.match(value) else value
+    return verdict, revised

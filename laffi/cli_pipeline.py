@@ -1,0 +1,142 @@
+"""CLI commands for the four LaFFi stages: predict, annotate, train, pipeline (registered by laffi.cli).
+
+Usage:
+    python -m laffi predict  --data FILE --articles train --limit 400 --out runs/p/predictions.jsonl
+    python -m laffi annotate --predictions runs/p/predictions.jsonl --annotator reference \
+                             [--human feedback.csv --human-fraction 0.5] --out runs/p/annotated.jsonl
+    python -m laffi train    --method laffi --data runs/p/annotated.jsonl --name laffi
+    python -m laffi pipeline --config configs/dev12.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+
+from laffi.errors import LaffiError
+
+
+def _stderr_bar(desc: str, total: int):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, file=sys.stderr)
+    return bar, (lambda done, _total: bar.update(done - bar.n))
+
+
+def cmd_predict(args) -> int:
+    from laffi.cli import _load, _warn_problems
+    from laffi.data import load_squad, sample_examples, select_articles
+    from laffi.evaluation import write_jsonl_atomic
+    from laffi.generation import GenerationConfig
+    from laffi.pipeline import predict
+
+    examples, problems = load_squad(args.data, split=args.split)
+    _warn_problems(problems)
+    examples = sample_examples(select_articles(examples, args.articles), args.limit, args.seed)
+    lm = _load(args)
+    bar, progress = _stderr_bar("predict", len(examples))
+    records = predict(lm, examples, GenerationConfig(max_new_tokens=args.max_new_tokens,
+                                                     batch_size=args.batch_size), progress, variant=args.variant)
+    bar.close()
+    write_jsonl_atomic(__import__("pathlib").Path(args.out), records)
+    print(f"laffi: wrote {len(records)} predictions to {args.out} (load with datasets.load_dataset('json', "
+          f"data_files='{args.out}'))", file=sys.stderr)
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    from pathlib import Path
+
+    from laffi.annotation import annotate, match_human_feedback, mix_feedback
+    from laffi.evaluation import write_json_atomic, write_jsonl_atomic
+    from laffi.feedback_store import read_human_feedback
+    from laffi.pipeline import read_jsonl
+
+    records = read_jsonl(args.predictions)
+    lm = None
+    if args.annotator == "llm":
+        from laffi.cli import _load
+
+        lm = _load(args)
+    annotated, report = annotate(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail)
+    if args.human:
+        rows, bad = read_human_feedback(args.human)
+        human, unmatched = match_human_feedback(annotated, rows)
+        annotated, report["mix"] = mix_feedback(annotated, human, args.human_fraction, args.seed)
+        report["human_problems"] = bad + unmatched
+        for p in report["human_problems"]:
+            print(f"laffi: warning: human feedback {p}", file=sys.stderr)
+    elif args.human_fraction:
+        raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite).")
+    write_jsonl_atomic(Path(args.out), annotated)
+    write_json_atomic(Path(args.out).with_suffix(".report.json"), report)
+    print(json.dumps(report), file=sys.stderr if not args.json else sys.stdout)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from laffi.pipeline import read_jsonl
+    from laffi.training import TrainConfig, train_adapter
+
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    records = read_jsonl(args.data)
+    path = train_adapter(records, cfg, resume=not args.no_resume)
+    print(f"laffi: adapter written to {path}" if path.name == cfg.name else
+          f"laffi: training stopped; resume with the same command (checkpoints in {path})", file=sys.stderr)
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from laffi.pipeline import PipelineConfig, run_pipeline, results_table
+
+    cfg = PipelineConfig.from_yaml(args.config)
+    result = run_pipeline(cfg, force=args.force, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    print(json.dumps(result) if args.json else results_table(result))
+    return 0
+
+
+def add_commands(sub, model_parent, positive_int) -> None:
+    from laffi.training import TrainConfig
+
+    p = sub.add_parser("predict", parents=[model_parent], help="Stage 1: the base model answers training questions.")
+    p.add_argument("--data", required=True, help="SQuAD JSON/JSONL file or HF dataset id.")
+    p.add_argument("--split", default="train", help="Split of a HF dataset id (default: train).")
+    p.add_argument("--articles", help="Split name (train, validation, eval) or comma-separated titles.")
+    p.add_argument("--limit", type=positive_int, help="Seeded sample of N questions.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", default="base", help="Which variant answers (default: base).")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--out", required=True, help="Output JSONL (a dataset loadable with `datasets`).")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("annotate", parents=[model_parent], help="Stage 2: feedback on each prediction.")
+    p.add_argument("--predictions", required=True, help="JSONL written by `predict`.")
+    p.add_argument("--annotator", choices=["reference", "llm"], default="reference",
+                   help="AI annotator: deterministic reference (default) or an LLM (--base), checked.")
+    p.add_argument("--on-fail", choices=["replace", "flag"], default="replace",
+                   help="LLM feedback that fails the check: replace by reference (default) or keep, flagged.")
+    p.add_argument("--human", help="Human feedback: CSV/JSONL (qid or question, prediction, feedback, annotator) "
+                                   "or the app's feedback .sqlite.")
+    p.add_argument("--human-fraction", type=float, default=0.0, help="Share of examples with human feedback.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="Output JSONL.")
+    p.add_argument("--json", action="store_true", help="Print the report on stdout.")
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser("train", help="Stage 3: LoRA training (SFT or LaFFi) into adapters/<name>/.")
+    p.add_argument("--data", required=True, help="JSONL written by `annotate` (or `predict`, for SFT).")
+    p.add_argument("--no-resume", action="store_true", help="Start over even if checkpoints exist.")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        p.add_argument(flag, dest=f.name, type=kind, default=None,
+                       help=f"{f.metadata.get('help', '')} (default: {f.default})")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pipeline", help="Stages 1-3 for SFT and LaFFi, then evaluate base, SFT and LaFFi.")
+    p.add_argument("--config", required=True, help="YAML file with PipelineConfig fields (configs/dev12.yaml).")
+    p.add_argument("--force", action="store_true", help="Redo every stage even if its output exists.")
+    p.add_argument("--json", action="store_true", help="Print results as JSON instead of a Markdown table.")
+    p.set_defaults(func=cmd_pipeline)

@@ -1,0 +1,112 @@
+"""Human feedback: a durable SQLite store (one row per feedback event) and CSV/JSONL import.
+
+Usage:
+    store = FeedbackStore("data/feedback.sqlite")            # LAFFI_DATA_DIR decides the folder in the app
+    store.add(question=..., context=..., answer=..., critique="Incorrect: ...", annotator="ana", variant="base")
+    rows, problems = read_human_feedback("feedback.csv")     # or .jsonl, or a .sqlite store
+
+A row's `critique` is `human` feedback for the LaFFi pipeline as it is: read_human_feedback returns rows with
+qid, question, prediction, feedback and annotator, whatever the source. Each add() is its own committed
+transaction in WAL mode, so what add() returned is on disk even if the process dies right after.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from laffi.errors import LaffiError
+
+COLUMNS = ("session_id", "created_at", "variant", "adapter", "qid", "context", "question", "answer",
+           "predicted_feedback", "thumbs", "critique", "correct_answer", "annotator")
+
+_SCHEMA = f"""CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(f"{c} {'REAL' if c == 'created_at' else 'INTEGER' if c == 'thumbs' else 'TEXT'}" for c in COLUMNS)}
+)"""
+
+
+class FeedbackStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN below
+        con.execute("PRAGMA synchronous=FULL")  # an acknowledged row survives power loss, not just a crash
+        con.row_factory = sqlite3.Row
+        return con
+
+    def add(self, **fields) -> int:
+        unknown = set(fields) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown feedback fields: {sorted(unknown)}")
+        fields.setdefault("created_at", time.time())
+        cols = list(fields)
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            cur = con.execute(f"INSERT INTO feedback ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                              [fields[c] for c in cols])
+            con.execute("COMMIT")
+            return int(cur.lastrowid)
+        finally:
+            con.close()
+
+    def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
+        con = self._connect()
+        try:
+            return [dict(r) for r in con.execute(f"SELECT * FROM feedback {where} ORDER BY id", params)]
+        finally:
+            con.close()
+
+
+def _as_human_row(raw: dict, where: str) -> dict:
+    text = raw.get("feedback") or raw.get("critique") or ""
+    return {"qid": (raw.get("qid") or "").strip() or None, "question": raw.get("question") or "",
+            "prediction": raw.get("prediction") if raw.get("prediction") is not None else raw.get("answer"),
+            "feedback": str(text).strip(), "annotator": raw.get("annotator") or "anonymous", "_where": where}
+
+
+def read_human_feedback(path: str | Path) -> tuple[list[dict], list[str]]:
+    """Rows of human feedback from .csv, .jsonl or a FeedbackStore .sqlite file; malformed rows are reported."""
+    p = Path(path)
+    if not p.is_file():
+        raise LaffiError(f"The human feedback file {str(p)!r} does not exist.")
+    rows, problems = [], []
+    if p.suffix in (".sqlite", ".db"):
+        for r in FeedbackStore(p).rows("WHERE critique IS NOT NULL AND trim(critique) != ''"):
+            rows.append(_as_human_row(r, f"{p.name} id {r['id']}"))
+        return rows, problems
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise LaffiError(f"{p} is not UTF-8 text; save it as UTF-8.") from e
+    if p.suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or not {"feedback", "critique"} & set(reader.fieldnames):
+            raise LaffiError(f"{p} needs a header with a 'feedback' (or 'critique') column, and 'qid' or "
+                             "'question', 'prediction', 'annotator'.")
+        for n, raw in enumerate(reader, 2):
+            rows.append(_as_human_row(raw, f"{p.name} line {n}"))
+    elif p.suffix == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                if not isinstance(raw, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                problems.append(f"{p.name} line {n}: not a JSON object ({e})")
+                continue
+            rows.append(_as_human_row(raw, f"{p.name} line {n}"))
+    else:
+        raise LaffiError(f"{p} is not .csv, .jsonl or .sqlite; export human feedback in one of those.")
+    return rows, problems

@@ -1,0 +1,72 @@
+"""What a training run leaves behind for people: the per-step loss log (JSONL) and the adapter's model card.
+
+Usage:
+    trainer = SFTTrainer(..., callbacks=[LossLogger("runs/train/laffi/loss_log.jsonl")])
+    text = model_card(cfg, manifest, stats, metrics)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+
+class LossLogger(TrainerCallback):
+    """Append one JSON line per logged step: step, epoch, loss, lr, grad_norm, tokens seen, elapsed seconds."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        row = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4),
+               "loss": logs["loss"], "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
+               "tokens": state.num_input_tokens_seen, "seconds": round(time.time() - self.started, 2)}
+        with open(self.path, "a", encoding="utf-8") as f:  # one line per step, flushed: a crash loses nothing
+            f.write(json.dumps(row) + "\n")
+
+
+def read_loss_log(path: str | Path) -> list[dict]:
+    p = Path(path)
+    if not p.exists():
+        return []
+    rows = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash mid-write
+    return rows
+
+
+def model_card(cfg, manifest: dict, stats: dict, metrics: dict | None) -> str:
+    target = ("the annotator's natural-language feedback on the model's own answer (LaFFi)" if cfg.method == "laffi"
+              else "the gold answer, or \"no answer\" (plain SFT)")
+    lines = [
+        f"# {cfg.name}: a {cfg.method.upper()} LoRA adapter made with laffi", "",
+        f"- Base model: `{cfg.base}`",
+        f"- Trained to produce: {target}",
+        f"- Examples: {manifest['examples']} ({manifest['left_out_too_long']} left out as longer than "
+        f"{cfg.max_length} tokens); feedback sources: {manifest['feedback_sources']}",
+        f"- Articles: {', '.join(manifest['articles'])}",
+        f"- LoRA r={cfg.r}, alpha={cfg.alpha}, dropout={cfg.dropout}, modules={cfg.target_modules}; lr={cfg.lr}, "
+        f"epochs={cfg.epochs}, batch={cfg.batch_size}, seed={cfg.seed}",
+        f"- Steps: {stats.get('global_step')}, final mean train loss: {stats.get('train_loss'):.4f}, "
+        f"time: {stats.get('seconds')} s", "",
+        "Files: `training_config.json` (every setting and library version), `data_manifest.json` (which articles "
+        "and questions), `loss_log.jsonl` (loss per step), `metrics.json` (evaluation, when run).", "",
+        "Load it with plain PEFT:", "",
+        "```python",
+        "from peft import PeftModel",
+        f"model = PeftModel.from_pretrained(base_model, \"adapters/{cfg.name}\")",
+        "```",
+    ]
+    if metrics:
+        lines += ["", "## Evaluation", "", "```json", json.dumps(metrics, indent=2), "```"]
+    return "\n".join(lines) + "\n"

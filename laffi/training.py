@@ -1,0 +1,196 @@
+"""Stage 3: LoRA fine-tuning with TRL's SFTTrainer on prompt-completion data, loss on the completion only.
+
+Usage:
+    rows = training_rows(records, "laffi", tokenizer)     # SFT: target = gold answer; LaFFi: target = feedback
+    path = train_adapter(records, TrainConfig(method="laffi", name="laffi"))
+
+SFT and LaFFi see the same questions, steps and LoRA settings unless told otherwise, so the comparison is fair:
+- SFT    input = passage + question (the QA prompt),             target = the gold answer or "no answer";
+- LaFFi  input = passage + question + the model's own answer,    target = the annotator's feedback.
+Prompts are rendered by laffi.prompts exactly as at inference. Checkpoints go to work_dir (resumable); the
+finished adapter is assembled in a temporary folder and renamed into adapters/<name>/, so the app never sees
+half an adapter. Next to the weights: training_config.json, data_manifest.json, loss_log.jsonl, README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from laffi.errors import LaffiError
+from laffi.models import ADAPTER_NAME_RE, BASE_VARIANT, ModelConfig
+from laffi.prompts import NO_ANSWER, feedback_prompt, qa_prompt
+
+
+@dataclass
+class TrainConfig:
+    """One LoRA training run. Defaults are CPU-sane for the 135M embedded model."""
+
+    method: str = field(default="laffi", metadata={"help": "'sft' (target = gold answer) or 'laffi' (target = feedback)."})
+    name: str | None = field(default=None, metadata={"help": "Adapter name = folder under adapters_dir (default: method)."})
+    base: str = field(default="embedded", metadata={"help": "Base model, as ModelConfig.base."})
+    adapters_dir: str = field(default="adapters", metadata={"help": "Where the finished adapter folder is written."})
+    work_dir: str | None = field(default=None, metadata={"help": "Checkpoints and logs (default: runs/train/<name>)."})
+    r: int = field(default=16, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj",
+                                metadata={"help": "Comma-separated module names to adapt, or 'all-linear'."})
+    lr: float = field(default=3e-4, metadata={"help": "Peak learning rate (linear decay, short warm-up)."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimiser steps (-1: use epochs)."})
+    batch_size: int = field(default=4, metadata={"help": "Examples per optimiser step."})
+    max_length: int = field(default=768, metadata={"help": "Longest prompt + completion in tokens; longer examples are "
+                                                           "left out (and counted), never cut."})
+    seed: int = field(default=0, metadata={"help": "Seed for LoRA init and data order."})
+    save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps (resumable)."})
+
+    def __post_init__(self):
+        if self.method not in ("sft", "laffi"):
+            raise LaffiError(f"TrainConfig.method must be 'sft' or 'laffi', not {self.method!r}.")
+        self.name = self.name or self.method
+        if not ADAPTER_NAME_RE.match(self.name) or self.name == BASE_VARIANT:
+            raise LaffiError(f"TrainConfig.name {self.name!r} is not a valid adapter name: use letters, digits, '-' "
+                             f"and '_' (no path characters, not '{BASE_VARIANT}').")
+        checks = [("r", self.r >= 1, "at least 1"), ("alpha", self.alpha > 0, "positive"),
+                  ("dropout", 0 <= self.dropout < 1, "in [0, 1)"), ("lr", 0 < self.lr < 1, "in (0, 1)"),
+                  ("epochs", self.epochs > 0, "positive"), ("batch_size", self.batch_size >= 1, "at least 1"),
+                  ("max_length", self.max_length >= 64, "at least 64"), ("save_steps", self.save_steps >= 1,
+                                                                         "at least 1"),
+                  ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 or at least 1")]
+        for name, ok, rule in checks:
+            if not ok:
+                raise LaffiError(f"TrainConfig.{name} must be {rule}, not {getattr(self, name)!r}.")
+        if not self.target_modules.strip():
+            raise LaffiError("TrainConfig.target_modules is empty; e.g. 'q_proj,v_proj' or 'all-linear'.")
+        self.work_dir = self.work_dir or str(Path("runs") / "train" / self.name)
+
+    def modules(self) -> list[str] | str:
+        t = self.target_modules.strip()
+        return t if t == "all-linear" else [m.strip() for m in t.split(",") if m.strip()]
+
+
+def sft_target(answers) -> str:
+    return answers[0] if answers else NO_ANSWER
+
+
+def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
+    """Prompt-completion rows in the exact inference format; completion ends with the end-of-turn token."""
+    eos = tokenizer.eos_token
+    rows = []
+    for r in records:
+        if method == "sft":
+            prompt, target = qa_prompt(tokenizer, r["context"], r["question"]), sft_target(r.get("answers") or [])
+        else:
+            if not r.get("feedback"):
+                raise LaffiError(f"Record {r.get('qid')} has no feedback; run `annotate` before LaFFi training.")
+            prompt = feedback_prompt(tokenizer, r["context"], r["question"], r.get("prediction") or "")
+            target = r["feedback"]
+        rows.append({"prompt": prompt, "completion": target + eos, "qid": r["qid"], "title": r.get("title", ""),
+                     "feedback_source": r.get("feedback_source", "gold") if method == "laffi" else "gold"})
+    return rows
+
+
+def _check_target_modules(model, cfg: TrainConfig) -> None:
+    wanted = cfg.modules()
+    if wanted == "all-linear":
+        return
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in wanted if m not in present]
+    if missing:
+        raise LaffiError(f"TrainConfig.target_modules: the model has no module named {missing[0]!r}; it has e.g. "
+                         f"{', '.join(sorted(m for m in present if m.endswith('proj'))[:8])}.")
+
+
+def _fits(rows: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+    lengths = [len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]) for r in rows]
+    keep = [dict(r, n_tokens=n) for r, n in zip(rows, lengths) if n <= max_length]
+    return keep, len(rows) - len(keep)
+
+
+def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, extra_callbacks=()) -> Path:
+    """Train one LoRA adapter on `records` and write adapters/<name>/ with its config, manifest and loss log."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    from laffi.models import load_base
+    from laffi.train_logs import LossLogger
+
+    model, tokenizer = load_base(ModelConfig(base=cfg.base, adapters_dir=None))
+    _check_target_modules(model, cfg)
+    tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
+    rows, too_long = _fits(training_rows(records, cfg.method, tokenizer), tokenizer, cfg.max_length)
+    if not rows:
+        raise LaffiError(f"No training example fits in max_length={cfg.max_length} tokens; raise --max-length.")
+    work = Path(cfg.work_dir)
+    ckpt_dir = work / "checkpoints"
+    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    if not last and (work / "loss_log.jsonl").exists():
+        (work / "loss_log.jsonl").unlink()  # a fresh run starts a fresh log
+    args = SFTConfig(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="linear", warmup_steps=0.03,
+        logging_steps=1, save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
+        report_to="none", max_length=cfg.max_length, completion_only_loss=True, dataloader_num_workers=0,
+        gradient_checkpointing=False, use_cpu=str(model.device) == "cpu", bf16=False, fp16=False,
+        include_num_input_tokens_seen="non_padding",
+    )
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.modules(),
+                      task_type="CAUSAL_LM")
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    logger = LossLogger(work / "loss_log.jsonl")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=lora, callbacks=[logger, *extra_callbacks])
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    if trainer.state.global_step < trainer.state.max_steps:
+        return work  # stopped on request: the stop callback saved a checkpoint that `resume` continues from
+    manifest = {
+        "method": cfg.method, "examples": len(rows), "left_out_too_long": too_long,
+        "articles": dict(Counter(r["title"] for r in rows)),
+        "feedback_sources": dict(Counter(r["feedback_source"] for r in rows)),
+        "prompt_plus_completion_tokens": sum(r["n_tokens"] for r in rows),
+        "qids": [r["qid"] for r in rows],
+    }
+    stats = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
+             "seconds": round(time.time() - started, 1), "resumed_from": last}
+    return finish_adapter(trainer.model, tokenizer, cfg, manifest, stats, work)
+
+
+def finish_adapter(model, tokenizer, cfg: TrainConfig, manifest: dict, stats: dict, work: Path) -> Path:
+    """Assemble adapters/<name>/ atomically: weights, config, manifest, loss log and model card."""
+    from laffi.train_logs import model_card
+
+    final = Path(cfg.adapters_dir) / cfg.name
+    tmp = final.with_name(f".{cfg.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    config = {"train": asdict(cfg), "stats": stats, "versions": {
+        "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+        "trl": trl.__version__, "python": platform.python_version()}}
+    (tmp / "training_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (tmp / "data_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if (work / "loss_log.jsonl").exists():
+        shutil.copy(work / "loss_log.jsonl", tmp / "loss_log.jsonl")
+    (tmp / "README.md").write_text(model_card(cfg, manifest, stats, metrics=None))
+    if final.exists():
+        old = final.with_name(f".{cfg.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    return final

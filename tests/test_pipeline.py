@@ -1,0 +1,109 @@
+"""The four stages through the CLI on the tiny model, self-feedback at inference, and the pipeline end to end."""
+
+import json
+
+import pytest
+
+from laffi.cli import main
+
+
+@pytest.fixture
+def model_args(tiny_dir, tiny_adapters):
+    return ["--base", str(tiny_dir), "--adapters-dir", str(tiny_adapters), "--max-new-tokens", "6"]
+
+
+def test_predict_writes_a_dataset(model_args, small_squad, tmp_path):
+    import datasets
+
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--data", str(small_squad), "--out", str(out), *model_args]) == 0
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    assert ds.num_rows == 5
+    assert {"qid", "title", "context", "question", "answers", "prediction"} <= set(ds.column_names)
+
+
+def test_annotate_reference_and_hybrid_from_csv(model_args, small_squad, tmp_path, capsys):
+    pred = tmp_path / "pred.jsonl"
+    main(["predict", "--data", str(small_squad), "--out", str(pred), *model_args])
+    human = tmp_path / "human.csv"
+    human.write_text("qid,question,prediction,feedback,annotator\n"
+                     "q1,,1930,\"Incorrect: it opened in 1931, so the answer should be 1931.\",ana\n"
+                     ",Who designed the bridge?,,\"Correct: nobody is named, so the right reply is: no answer.\",bo\n"
+                     "q9,,x,,carl\n")
+    out = tmp_path / "ann.jsonl"
+    assert main(["annotate", "--predictions", str(pred), "--human", str(human), "--human-fraction", "1.0",
+                 "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["mix"]["human"] == 2 and report["mix"]["ai"] == 3
+    assert "line 4" in captured.err  # the malformed row is reported, not dropped silently
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    by_id = {r["qid"]: r for r in rows}
+    assert by_id["q1"]["feedback_source"] == "human" and by_id["q1"]["annotator"] == "ana"
+    assert by_id["q1"]["prediction"] == "1930"
+    assert by_id["q3"]["feedback_source"] == "human" and by_id["q2"]["feedback_source"] == "reference"
+
+
+def test_ask_feedback_adds_feedback_and_revised_answer(model_args, capsys):
+    assert main(["ask", "--context", "The bridge is old.", "--question", "What is old?", "--json", "--feedback",
+                 *model_args]) == 0
+    answers = json.loads(capsys.readouterr().out)["answers"]
+    for v in ("base", "sft", "laffi"):
+        assert {"answer", "feedback", "revised_answer"} <= set(answers[v])
+
+
+def test_eval_feedback_reports_revised_f1_and_verdict_agreement(model_args, small_squad, capsys):
+    assert main(["eval", "--data", str(small_squad), "--feedback", "--json", *model_args]) == 0
+    m = json.loads(capsys.readouterr().out)["variants"]["sft"]
+    assert 0 <= m["revised_f1"] <= 100 and 0 <= m["verdict_agreement"] <= 100
+
+
+def test_feedback_metrics_by_hand():
+    from laffi.data import QAExample
+    from laffi.evaluation import feedback_metrics
+    from laffi.generation import Answer
+    from laffi.selffeedback import Feedback
+
+    exs = [QAExample("a", "t", "c", "q", ("1931",)), QAExample("b", "t", "c", "q", ()),
+           QAExample("c", "t", "c", "q", ("Drun",))]
+    answers = [Answer("1931", ""), Answer("1931", ""), Answer("port", "")]
+    fbs = [Feedback("Correct ...", "correct", "1931", True),          # right answer, says correct: agree
+           Feedback("Correct ...", "correct", "", True),              # wrong answer, says correct: disagree
+           Feedback("blah", None, "port", False)]                     # no verdict: counts as disagreement
+    m = feedback_metrics(exs, answers, fbs)
+    assert m["verdict_agreement"] == pytest.approx(100 / 3) and m["verdict_parsed"] == pytest.approx(200 / 3)
+    assert m["revised_exact"] == pytest.approx(200 / 3)  # "1931" right, "" right (unanswerable), "port" wrong
+
+
+def test_pipeline_end_to_end(tiny_dir, small_squad, tmp_path, capsys):
+    config = tmp_path / "p.yaml"
+    config.write_text(f"""
+data: {small_squad}
+base: {tiny_dir}
+train_articles: Velmar_bridge
+eval_articles: Ada_Brill
+train_limit: null
+eval_limit: null
+out_dir: {tmp_path / "run"}
+adapters_dir: {tmp_path / "adapters"}
+train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 2, max_length: 2048}}
+""")
+    assert main(["pipeline", "--config", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert "| variant | EM | F1 | HasAns F1 | NoAns EM | revised F1 | verdict agreement |" in table
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(result["variants"]) == {"base", "sft", "laffi"} and result["n"] == 2
+    for name in ("sft", "laffi"):
+        folder = tmp_path / "adapters" / name
+        assert json.loads((folder / "metrics.json").read_text())["n"] == 2
+        assert "## Evaluation" in (folder / "README.md").read_text()
+    # a second run reuses predict and annotate
+    assert main(["pipeline", "--config", str(config)]) == 0
+    assert "reusing" in capsys.readouterr().err
+
+
+def test_pipeline_config_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: x.json\nlearning_rate: 3\n")
+    assert main(["pipeline", "--config", str(bad)]) == 2
+    assert "unknown key(s): learning_rate" in capsys.readouterr().err

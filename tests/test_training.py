@@ -1,0 +1,149 @@
+"""LoRA training on the tiny model: LoRA weights move, base weights don't; save -> plain-PEFT reload gives the
+same outputs; resume continues from the checkpoint's step; settings out of range are rejected up front."""
+
+import json
+import random
+
+import pytest
+
+from laffi.annotation import reference_feedback
+from laffi.data import load_squad
+from laffi.errors import LaffiError
+from laffi.training import TrainConfig, train_adapter, training_rows
+
+
+@pytest.fixture
+def records(small_squad):
+    exs, _ = load_squad(str(small_squad))
+    out = []
+    for i, e in enumerate(exs * 2):  # 10 records
+        r = dict(e.to_dict(), qid=f"{e.qid}-{i}", prediction="the port" if i % 2 else "")
+        text, _ = reference_feedback(r, random.Random(i))
+        out.append(dict(r, feedback=text, feedback_source="reference" if i % 3 else "human"))
+    return out
+
+
+def cfg(tmp_path, tiny_dir, **kw):
+    base = dict(method="laffi", name="laffi", base=str(tiny_dir), adapters_dir=str(tmp_path / "adapters"),
+                work_dir=str(tmp_path / "work"), r=4, alpha=8, lr=5e-2, batch_size=2, max_steps=3, save_steps=2,
+                max_length=1024)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Snapshot:
+    """A TrainerCallback that keeps the trained model's logits on a fixed input, and its base weights."""
+
+    def __init__(self, input_ids):
+        self.input_ids = input_ids
+
+    def __getattr__(self, name):  # every other callback event: do nothing
+        if name.startswith("on_"):
+            return lambda *a, **k: None
+        raise AttributeError(name)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        model.eval()
+        with torch.no_grad():
+            self.logits = model(input_ids=self.input_ids).logits.clone()
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_training_rows_use_the_inference_prompts(records, tiny_lm):
+    from laffi.prompts import feedback_prompt, qa_prompt
+
+    sft = training_rows(records[:2], "sft", tiny_lm.tokenizer)
+    laffi = training_rows(records[:2], "laffi", tiny_lm.tokenizer)
+    r = records[0]
+    assert sft[0]["prompt"] == qa_prompt(tiny_lm.tokenizer, r["context"], r["question"])
+    assert sft[0]["completion"] == r["answers"][0] + "<|im_end|>"
+    assert laffi[0]["prompt"] == feedback_prompt(tiny_lm.tokenizer, r["context"], r["question"], r["prediction"])
+    assert laffi[0]["completion"] == r["feedback"] + "<|im_end|>"
+    unanswerable = next(x for x in records if not x["answers"])
+    assert training_rows([unanswerable], "sft", tiny_lm.tokenizer)[0]["completion"].startswith("no answer")
+
+
+def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    input_ids = torch.tensor([[5, 17, 33, 2, 9, 41]])
+    snap = Snapshot(input_ids)
+    path = train_adapter(records, cfg(tmp_path, tiny_dir), extra_callbacks=[snap])
+    assert path == tmp_path / "adapters" / "laffi"
+
+    lora = load_file(path / "adapter_model.safetensors")
+    b_keys = [k for k in lora if "lora_B" in k]
+    assert b_keys and all(lora[k].abs().sum() > 0 for k in b_keys)  # B starts at zero: training moved it
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
+    for k, v in snap.state.items():
+        if "lora_" not in k:
+            name = k.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(v, original[name]), k  # base weights did not move
+
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(path)).eval()
+    with torch.no_grad():
+        logits = reloaded(input_ids=input_ids).logits
+    assert torch.allclose(logits, snap.logits, atol=1e-5)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(input_ids=input_ids).logits, logits, atol=1e-3)
+
+
+def test_adapter_folder_has_config_manifest_log_and_card(records, tiny_dir, tmp_path):
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, method="sft", name="sft"))
+    config = json.loads((path / "training_config.json").read_text())
+    assert config["train"]["r"] == 4 and config["train"]["method"] == "sft" and config["stats"]["global_step"] == 3
+    manifest = json.loads((path / "data_manifest.json").read_text())
+    assert manifest["examples"] == 10 and manifest["articles"] == {"Velmar_bridge": 6, "Ada_Brill": 4}
+    assert manifest["feedback_sources"] == {"gold": 10}
+    log = [json.loads(line) for line in (path / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(r["loss"] > 0 for r in log)
+    assert "SFT LoRA adapter" in (path / "README.md").read_text()
+
+
+def test_laffi_manifest_counts_feedback_sources(records, tiny_dir, tmp_path):
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=1))
+    assert json.loads((path / "data_manifest.json").read_text())["feedback_sources"] == {"human": 4,
+                                                                                         "reference": 6}
+
+
+def test_resume_continues_from_the_checkpoint_step(records, tiny_dir, tmp_path):
+    first = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=2))
+    assert json.loads((first / "training_config.json").read_text())["stats"]["global_step"] == 2
+    second = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=4))
+    stats = json.loads((second / "training_config.json").read_text())["stats"]
+    assert stats["global_step"] == 4 and stats["resumed_from"].endswith("checkpoint-2")
+    steps = [json.loads(line)["step"] for line in (second / "loss_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the resumed run logged only steps 3 and 4
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"lr": 0}, "lr"), ({"lr": -1e-4}, "lr"), ({"r": 0}, "r"), ({"batch_size": 0}, "batch_size"),
+    ({"epochs": 0}, "epochs"), ({"max_length": 10}, "max_length"), ({"name": "../x"}, "name"),
+    ({"name": "base"}, "name"), ({"method": "dpo"}, "method"), ({"target_modules": " "}, "target_modules"),
+])
+def test_bad_settings_are_rejected_naming_the_field(kw, field, tmp_path, tiny_dir):
+    with pytest.raises(LaffiError, match=f"TrainConfig.{field}"):
+        cfg(tmp_path, tiny_dir, **kw)
+
+
+def test_unknown_target_module_is_rejected_before_training(records, tmp_path, tiny_dir):
+    with pytest.raises(LaffiError, match="no module named 'w_pack'"):
+        train_adapter(records, cfg(tmp_path, tiny_dir, target_modules="q_proj,w_pack"))
+    assert not (tmp_path / "work" / "checkpoints").exists()
+
+
+def test_examples_longer_than_max_length_are_left_out_and_counted(records, tmp_path, tiny_dir, tiny_lm):
+    rows = training_rows(records, "laffi", tiny_lm.tokenizer)
+    lengths = sorted(len(tiny_lm.tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in rows)
+    limit = lengths[5]  # the 4 longest (or more, with ties) cannot fit
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_length=limit, max_steps=1))
+    manifest = json.loads((path / "data_manifest.json").read_text())
+    assert manifest["left_out_too_long"] == sum(n > limit for n in lengths) > 0
+    assert manifest["examples"] + manifest["left_out_too_long"] == 10
