@@ -25,7 +25,7 @@ $(JS): package.json package-lock.json
 # Debian's chromium for the browser tests (Playwright drives it; no browser download).
 browser:
 	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null); \
 	else echo "chromium is missing (sudo apt-get install chromium): browser tests will be skipped"; fi; }
 
 demo: install

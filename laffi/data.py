@@ -110,6 +110,18 @@ def parse_squad(doc, source: str) -> tuple[list[QAExample], list[str]]:
     return examples, problems
 
 
+def parse_jsonl(text: str, where: str) -> list:
+    """One JSON value per non-empty line; a bad line is an error naming the file and line."""
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise LaffiError(f"{where} line {i} is not valid JSON ({e.msg}).") from e
+    return rows
+
+
 def _read_file(path: str):
     try:
         with open(path, encoding="utf-8") as f:
@@ -119,14 +131,7 @@ def _read_file(path: str):
     except OSError as e:
         raise LaffiError(f"Could not read {path}: {e.strerror}.") from e
     if path.endswith(".jsonl"):
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise LaffiError(f"{path} line {i} is not valid JSON ({e.msg}).") from e
-        return rows
+        return parse_jsonl(text, path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

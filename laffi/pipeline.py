@@ -32,14 +32,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise LaffiError(f"The file {str(p)!r} does not exist; run the stage that writes it first.")
-    rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise LaffiError(f"{p} line {n} is not valid JSON ({e.msg}).") from e
-    return rows
+    from laffi.data import parse_jsonl
+
+    return parse_jsonl(p.read_text(encoding="utf-8"), str(p))
 
 
 @dataclass
@@ -94,6 +89,18 @@ class PipelineConfig:
         return hashlib.sha256(json.dumps({n: d[n] for n in names}, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _progress(log, what: str):
+    """A progress callback that logs every tenth of the way (pipeline logs go to stderr, not a bar)."""
+    seen = set()
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth not in seen:
+            seen.add(tenth)
+            log(f"    {what}: {done}/{total}")
+    return report
+
+
 def _cached(path: Path, key: str, force: bool) -> bool:
     meta = path.with_suffix(path.suffix + ".key")
     return not force and path.is_file() and meta.is_file() and meta.read_text().strip() == key
@@ -133,7 +140,7 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, log=print) -> dict:
     else:
         log(f"1/4 predict: base model answers {len(train_ex)} training questions")
         lm = load_model(ModelConfig(base=cfg.base, adapters_dir=None))
-        records = predict(lm, train_ex, gen)
+        records = predict(lm, train_ex, gen, progress=_progress(log, "answers"))
         write_jsonl_atomic(preds_path, records)
         _mark(preds_path, key)
         del lm
@@ -168,7 +175,8 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, log=print) -> dict:
     log(f"4/4 evaluate base, {cfg.sft_name}, {cfg.laffi_name} on {len(eval_ex)} questions (with self-feedback)")
     lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir))
     variants = ["base", cfg.sft_name, cfg.laffi_name]
-    result = evaluate_variants(lm, eval_ex, variants, gen, out_dir=out / "eval", feedback=True)
+    result = evaluate_variants(lm, eval_ex, variants, gen, out_dir=out / "eval", feedback=True,
+                               progress=_progress(log, "answers + self-feedback"))
     result["eval_articles"], result["train_articles"] = cfg.eval_articles, cfg.train_articles
     write_json_atomic(out / "results.json", result)
     (out / "results.md").write_text(results_table(result), encoding="utf-8")

@@ -8,15 +8,20 @@ LIGHTHOUSE = "The Halvard lighthouse was lit in 1874 and converted to electricit
 
 
 @pytest.fixture(scope="module")
-def app(tiny_lm, tmp_path_factory):
+def app(tiny_dir, tiny_adapters, tmp_path_factory):
+    import shutil
+
     from gradio_client import Client
 
     from app import build_demo
+    from laffi.models import ModelConfig, load_model
     from laffi.ui.context import AppSettings
 
     root = tmp_path_factory.mktemp("app")
+    shutil.copytree(tiny_adapters, root / "adapters")  # this app trains into its own adapters folder
+    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters")))
     settings = AppSettings(data_dir=root / "data", runs_dir=root / "runs", enable_training=True)
-    demo = build_demo(lm=tiny_lm, settings=settings)
+    demo = build_demo(lm=lm, settings=settings)
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         yield Client(demo.local_url, verbose=False), settings
@@ -133,3 +138,26 @@ def test_status_text_says_adapters_are_not_trained(tiny_dir, tmp_path):
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tmp_path)))
     text = status_text(lm)
     assert "`sft` and `laffi` adapters are not trained yet" in text and "only `base` answers" in text
+
+
+def test_train_from_the_ui_and_the_adapter_joins_ask(app, small_squad):
+    import time
+
+    from gradio_client import handle_file
+
+    client, _ = app
+    status, _, cli = client.predict("sft", "ui-run", "upload", handle_file(str(small_squad)), "all", 4, False, 0.0,
+                                    4, 8, "q_proj,v_proj", 3e-4, 1, 2, 2048, api_name="/train_start")
+    assert "ui-run" in status and "python -m laffi train" in cli
+    with pytest.raises(Exception, match="already running"):
+        client.predict("sft", "second", "upload", handle_file(str(small_squad)), "all", 4, False, 0.0, 4, 8,
+                       "q_proj,v_proj", 3e-4, 1, 2, 2048, api_name="/train_start")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        status, _, _ = client.predict(api_name="/train_status")
+        if "finished" in status or "failed" in status:
+            break
+        time.sleep(1)
+    assert "finished" in status, status
+    _, result = ask(client)
+    assert "ui-run" in result["variants"]  # no restart needed

@@ -53,7 +53,8 @@ def page(url):
             return r.abort()
 
         pg.route("**/*", route)
-        pg.goto(url, wait_until="networkidle")
+        pg.goto(url, wait_until="load")  # not "networkidle": the Train tab polls its job every 2 s
+        pg.wait_for_selector("#ask-button", timeout=60_000)
         yield pg
         browser.close()
 
@@ -91,6 +92,12 @@ def test_ask_feedback_browse_and_attention(page):
     page.wait_for_selector("#attn-heatmap .js-plotly-plot .main-svg", timeout=60_000)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "4-attention.png"), full_page=True)
+
+    # bertviz: its scripts come from the app (require.js, d3, jQuery in node_modules), so it draws offline
+    page.get_by_text("bertviz head view").click()
+    page.frame_locator("#bertviz-head iframe").locator("#vis svg").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "5-bertviz.png"), full_page=True)
 
     assert page.evaluate("window.__pwned") is None  # no user or model text ran as script
     assert page.external == []  # nothing outside the app was needed

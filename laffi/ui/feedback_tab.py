@@ -77,7 +77,8 @@ def build_feedback_tab(ctx) -> None:
         annotator = gr.Textbox(label="Annotator contains")
         refresh = gr.Button("Refresh")
     summary = gr.Markdown()
-    grid = gr.Dataframe(headers=SHOWN, datatype="str", interactive=False, wrap=True, elem_id="feedback-table")
+    grid = gr.Dataframe(headers=SHOWN, datatype="str", interactive=False, wrap=True, elem_id="feedback-table",
+                        column_widths=["4%", "11%", "7%", "5%", "18%", "17%", "22%", "8%", "8%"])
     with gr.Row():
         jsonl_btn = gr.Button("Export JSONL")
         ds_btn = gr.Button("Export as a `datasets` folder (zip)")

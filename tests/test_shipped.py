@@ -1,0 +1,37 @@
+"""The shipped adapters (adapters/sft, adapters/laffi) load onto the embedded model and answer. Marked slow."""
+
+import json
+
+import pytest
+
+from laffi.cli import main
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+PASSAGE = ("Marisol Ortega trained as a chemist before she began writing crime novels. Her third book, Nine Quiet "
+           "Rooms, won the Arden Prize in 2011.")
+
+
+@pytest.mark.parametrize("name", ["sft", "laffi"])
+def test_adapter_folder_is_complete(name):
+    folder = REPO / "adapters" / name
+    for f in ("adapter_config.json", "adapter_model.safetensors", "training_config.json", "data_manifest.json",
+              "loss_log.jsonl", "metrics.json", "README.md"):
+        assert (folder / f).is_file(), f
+    config = json.loads((folder / "training_config.json").read_text())
+    assert config["train"]["method"] == name and config["train"]["base"] == "embedded"
+    manifest = json.loads((folder / "data_manifest.json").read_text())
+    from laffi.data import ARTICLE_SPLITS
+
+    assert set(manifest["articles"]) <= set(ARTICLE_SPLITS["train"])  # never an evaluation article
+
+
+def test_shipped_adapters_answer_with_feedback(capsys):
+    assert main(["ask", "--context", PASSAGE, "--question", "Which book won the Arden Prize?", "--feedback",
+                 "--json", "--adapters-dir", str(REPO / "adapters")]) == 0
+    answers = json.loads(capsys.readouterr().out)["answers"]
+    assert {"base", "sft", "laffi"} <= set(answers)
+    assert answers["sft"]["answer"].strip()
+    assert answers["laffi"]["feedback"].strip()
