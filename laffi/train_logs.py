@@ -46,8 +46,9 @@ def read_loss_log(path: str | Path) -> list[dict]:
 
 
 def model_card(cfg, manifest: dict, stats: dict, metrics: dict | None) -> str:
-    target = ("the annotator's natural-language feedback on the model's own answer (LaFFi)" if cfg.method == "laffi"
-              else "the gold answer, or \"no answer\" (plain SFT)")
+    target = {"laffi": "the annotator's natural-language feedback on the model's own answer (LaFFi)",
+              "sft": "the gold answer, or \"no answer\" (plain SFT)",
+              "laffi+sft": "both: the feedback on its own answer (LaFFi rows) and the gold answer (SFT rows)"}[cfg.method]
     lines = [
         f"# {cfg.name}: a {cfg.method.upper()} LoRA adapter made with laffi", "",
         f"- Base model: `{cfg.base}`",

@@ -7,6 +7,8 @@ Usage:
 SFT and LaFFi see the same questions, steps and LoRA settings unless told otherwise, so the comparison is fair:
 - SFT    input = passage + question (the QA prompt),             target = the gold answer or "no answer";
 - LaFFi  input = passage + question + the model's own answer,    target = the annotator's feedback.
+- laffi+sft: both kinds of rows for every record ("beside" SFT rather than "instead of"); with epochs=0.5 it takes
+  the same number of steps as either alone.
 Prompts are rendered by laffi.prompts exactly as at inference. Checkpoints go to work_dir (resumable); the
 finished adapter is assembled in a temporary folder and renamed into adapters/<name>/, so the app never sees
 half an adapter. Next to the weights: training_config.json, data_manifest.json, loss_log.jsonl, README.md.
@@ -28,11 +30,15 @@ from laffi.models import ADAPTER_NAME_RE, BASE_VARIANT, ModelConfig
 from laffi.prompts import NO_ANSWER, feedback_prompt, qa_prompt
 
 
+METHODS = ("sft", "laffi", "laffi+sft")
+
+
 @dataclass
 class TrainConfig:
     """One LoRA training run. Defaults are CPU-sane for the 135M embedded model."""
 
-    method: str = field(default="laffi", metadata={"help": "'sft' (target = gold answer) or 'laffi' (target = feedback)."})
+    method: str = field(default="laffi", metadata={"help": "'sft' (target = gold answer), 'laffi' (target = feedback) "
+                                                           "or 'laffi+sft' (both kinds of rows)."})
     name: str | None = field(default=None, metadata={"help": "Adapter name = folder under adapters_dir (default: method)."})
     base: str = field(default="embedded", metadata={"help": "Base model, as ModelConfig.base."})
     adapters_dir: str = field(default="adapters", metadata={"help": "Where the finished adapter folder is written."})
@@ -52,9 +58,9 @@ class TrainConfig:
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps (resumable)."})
 
     def __post_init__(self):
-        if self.method not in ("sft", "laffi"):
-            raise LaffiError(f"TrainConfig.method must be 'sft' or 'laffi', not {self.method!r}.")
-        self.name = self.name or self.method
+        if self.method not in METHODS:
+            raise LaffiError(f"TrainConfig.method must be 'sft', 'laffi' or 'laffi+sft', not {self.method!r}.")
+        self.name = self.name or self.method.replace("+", "-")
         if not ADAPTER_NAME_RE.match(self.name) or self.name == BASE_VARIANT:
             raise LaffiError(f"TrainConfig.name {self.name!r} is not a valid adapter name: use letters, digits, '-' "
                              f"and '_' (no path characters, not '{BASE_VARIANT}').")
@@ -82,6 +88,8 @@ def sft_target(answers) -> str:
 
 def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
     """Prompt-completion rows in the exact inference format; completion ends with the end-of-turn token."""
+    if method == "laffi+sft":
+        return training_rows(records, "sft", tokenizer) + training_rows(records, "laffi", tokenizer)
     eos = tokenizer.eos_token
     rows = []
     for r in records:

@@ -33,5 +33,8 @@ def test_shipped_adapters_answer_with_feedback(capsys):
                  "--json", "--adapters-dir", str(REPO / "adapters")]) == 0
     answers = json.loads(capsys.readouterr().out)["answers"]
     assert {"base", "sft", "laffi"} <= set(answers)
-    assert answers["sft"]["answer"].strip()
-    assert answers["laffi"]["feedback"].strip()
+    assert all(answers[v]["raw"].strip() for v in ("base", "sft", "laffi"))  # "" answer = abstained, still a reply
+    assert answers["sft"]["raw"] != answers["base"]["raw"]  # the adapter changes what the model says
+    from laffi.prompts import parse_feedback
+
+    assert parse_feedback(answers["laffi"]["feedback"])[0] is not None  # LaFFi learned the feedback format

@@ -65,6 +65,13 @@ def test_training_rows_use_the_inference_prompts(records, tiny_lm):
     assert training_rows([unanswerable], "sft", tiny_lm.tokenizer)[0]["completion"].startswith("no answer")
 
 
+def test_laffi_plus_sft_has_both_kinds_of_rows(records, tiny_lm):
+    rows = training_rows(records, "laffi+sft", tiny_lm.tokenizer)
+    assert len(rows) == 2 * len(records)
+    assert [r["feedback_source"] for r in rows] == ["gold"] * 10 + [r["feedback_source"] for r in records]
+    assert TrainConfig(method="laffi+sft").name == "laffi-sft"
+
+
 def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
     import torch
     from peft import PeftModel

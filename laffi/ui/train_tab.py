@@ -51,7 +51,7 @@ def build_train_tab(ctx, jobs) -> None:
         return
     with gr.Row():
         with gr.Column():
-            method = gr.Radio(["laffi", "sft"], value="laffi", label="Method")
+            method = gr.Radio(["laffi", "sft", "laffi+sft"], value="laffi", label="Method")
             name = gr.Textbox("laffi-live", label="Adapter name (letters, digits, - and _)", elem_id="train-name")
             source = gr.Radio(["shared SQuAD file", "upload"], value="shared SQuAD file", label="Questions")
             upload = gr.File(label="SQuAD JSON", file_types=[".json", ".jsonl"])
