@@ -159,5 +159,9 @@ def test_train_from_the_ui_and_the_adapter_joins_ask(app, small_squad):
             break
         time.sleep(1)
     assert "finished" in status, status
+    with pytest.raises(Exception, match="No training job is running"):
+        client.predict(api_name="/train_stop")
+    with pytest.raises(Exception, match="has finished; start a new one"):
+        client.predict(api_name="/train_resume")
     _, result = ask(client)
     assert "ui-run" in result["variants"]  # no restart needed
