@@ -116,8 +116,8 @@ def build_ask_tab(ctx) -> gr.State:
                 updates += [gr.Column(visible=False), "", "", "", ""]
                 continue
             r = result["variants"][names[i]]
-            updates += [gr.Column(visible=True), f"#### `{names[i]}`", r["answer"] or "(no answer)",
-                        r.get("feedback", "…thinking about its own answer…"),
+            feedback = r.get("feedback", "…thinking about its own answer…") or "(no feedback written)"
+            updates += [gr.Column(visible=True), f"#### `{names[i]}`", r["answer"] or "(no answer)", feedback,
                         (r.get("revised_answer") or "(no answer)") if "feedback" in r else ""]
         text = f"Answered in **{result['answer_seconds']:.2f} s** ({len(names)} variants in one batch)"
         if "feedback_seconds" in result:
