@@ -70,8 +70,8 @@ def build_evaluate_tab(ctx) -> None:
             variants = gr.CheckboxGroup(ctx.lm.variants, value=ctx.lm.variants, label="Variants")
             with_feedback = gr.Checkbox(True, label="Self-feedback (revised F1, verdict agreement; ~2x time)")
             run = gr.Button("Evaluate", variant="primary")
-    gr.Markdown(f"Reproduce the README table: articles `eval`, 200 questions, seed 0, all three variants, "
-                f"self-feedback on (or `python -m laffi pipeline --config configs/dev12.yaml`).")
+    gr.Markdown("The README table: articles `eval`, 200 questions, seed 0, variants base, sft and laffi, "
+                "self-feedback on (or `python -m laffi pipeline --config configs/dev12.yaml`).")
     table = gr.Dataframe(headers=["variant", *(label for label, _ in METRICS)], interactive=False)
     chart = gr.Plot()
     with gr.Row():
