@@ -4,6 +4,7 @@ Usage:
     fb = reference_feedback(record, rng)                     # AI, deterministic, grounded in the gold answers
     records, report = annotate(records, annotator="reference", seed=0)
     records, report = annotate(records, annotator="llm", lm=lm)   # checked; failures replaced by `reference`
+    records, report = annotate_with_human(records, "reference", human="data/feedback.sqlite", human_fraction=0.5)
 
 Every feedback starts with a verdict (Correct / Partly correct / Incorrect), says why with a pointer into the
 passage, and ends with what the answer should be: "... so the answer should be X." or "... so the right reply
@@ -244,3 +245,19 @@ def mix_feedback(ai_records: list[dict], human: dict[str, dict], human_fraction:
     counts = Counter(r["feedback_source"] for r in out)
     return out, {"human": counts.get("human", 0), "ai": len(out) - counts.get("human", 0),
                  "requested_fraction": human_fraction, "available_human": len(candidates)}
+
+
+def annotate_with_human(records: list[dict], annotator: str = "reference", seed: int = 0, lm=None,
+                        on_fail: str = "replace", human: str | None = None, human_fraction: float = 0.0,
+                        progress=None) -> tuple[list[dict], dict]:
+    """AI feedback on every record, then the hybrid mix with human feedback from `human` (CSV, JSONL or the app's
+    SQLite store) when given; report["human_problems"] lists rows that were malformed or matched no question."""
+    from laffi.feedback_store import read_human_feedback
+
+    annotated, report = annotate(records, annotator, seed=seed, lm=lm, on_fail=on_fail, progress=progress)
+    if human:
+        rows, bad = read_human_feedback(human)
+        matched, unmatched = match_human_feedback(annotated, rows)
+        annotated, report["mix"] = mix_feedback(annotated, matched, human_fraction, seed)
+        report["human_problems"] = bad + unmatched
+    return annotated, report

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from laffi.errors import LaffiError
 
@@ -39,36 +40,29 @@ def cmd_predict(args) -> int:
     records = predict(lm, examples, GenerationConfig(max_new_tokens=args.max_new_tokens,
                                                      batch_size=args.batch_size), progress, variant=args.variant)
     bar.close()
-    write_jsonl_atomic(__import__("pathlib").Path(args.out), records)
+    write_jsonl_atomic(Path(args.out), records)
     print(f"laffi: wrote {len(records)} predictions to {args.out} (load with datasets.load_dataset('json', "
           f"data_files='{args.out}'))", file=sys.stderr)
     return 0
 
 
 def cmd_annotate(args) -> int:
-    from pathlib import Path
-
-    from laffi.annotation import annotate, match_human_feedback, mix_feedback
+    from laffi.annotation import annotate_with_human
     from laffi.evaluation import write_json_atomic, write_jsonl_atomic
-    from laffi.feedback_store import read_human_feedback
     from laffi.pipeline import read_jsonl
 
+    if args.human_fraction and not args.human:
+        raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite).")
     records = read_jsonl(args.predictions)
     lm = None
     if args.annotator == "llm":
         from laffi.cli import _load
 
         lm = _load(args)
-    annotated, report = annotate(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail)
-    if args.human:
-        rows, bad = read_human_feedback(args.human)
-        human, unmatched = match_human_feedback(annotated, rows)
-        annotated, report["mix"] = mix_feedback(annotated, human, args.human_fraction, args.seed)
-        report["human_problems"] = bad + unmatched
-        for p in report["human_problems"]:
-            print(f"laffi: warning: human feedback {p}", file=sys.stderr)
-    elif args.human_fraction:
-        raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite).")
+    annotated, report = annotate_with_human(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail,
+                                            human=args.human, human_fraction=args.human_fraction)
+    for p in report.get("human_problems", []):
+        print(f"laffi: warning: human feedback {p}", file=sys.stderr)
     write_jsonl_atomic(Path(args.out), annotated)
     write_json_atomic(Path(args.out).with_suffix(".report.json"), report)
     print(json.dumps(report), file=sys.stderr if not args.json else sys.stdout)

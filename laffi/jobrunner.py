@@ -37,9 +37,8 @@ class StopOnSignal(TrainerCallback):
 
 
 def run(job: Path) -> int:
-    from laffi.annotation import annotate, match_human_feedback, mix_feedback
+    from laffi.annotation import annotate_with_human
     from laffi.data import load_squad, sample_examples, select_articles
-    from laffi.feedback_store import read_human_feedback
     from laffi.jobs import JobSpec
     from laffi.models import ModelConfig, load_model
     from laffi.pipeline import predict, read_jsonl
@@ -66,11 +65,8 @@ def run(job: Path) -> int:
                 phase="predicting", detail=f"{d}/{t} answers")))
             del lm
         status(phase="annotating", detail="")
-        records, report = annotate(read_jsonl(preds), "reference", seed=spec.seed)
-        if spec.human:
-            rows, bad = read_human_feedback(spec.human)
-            human, unmatched = match_human_feedback(records, rows)
-            records, report["mix"] = mix_feedback(records, human, spec.human_fraction, spec.seed)
+        records, report = annotate_with_human(read_jsonl(preds), "reference", seed=spec.seed, human=spec.human,
+                                              human_fraction=spec.human_fraction)
         write_jsonl_atomic(work / "annotated.jsonl", records)
         write_json_atomic(work / "annotation_report.json", report)
         status(phase="training", detail="loading the model")

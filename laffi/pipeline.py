@@ -111,10 +111,9 @@ def _mark(path: Path, key: str) -> None:
 
 
 def run_pipeline(cfg: PipelineConfig, force: bool = False, log=print) -> dict:
-    from laffi.annotation import annotate, match_human_feedback, mix_feedback
+    from laffi.annotation import annotate_with_human
     from laffi.data import load_squad, sample_examples, select_articles
     from laffi.evaluation import evaluate_variants
-    from laffi.feedback_store import read_human_feedback
     from laffi.generation import GenerationConfig
     from laffi.models import ModelConfig, load_model
     from laffi.training import TrainConfig, train_adapter
@@ -154,12 +153,8 @@ def run_pipeline(cfg: PipelineConfig, force: bool = False, log=print) -> dict:
         log(f"2/4 annotate: {cfg.annotator} annotator" + (f", human fraction {cfg.human_fraction}"
                                                            if cfg.human_feedback else ""))
         lm = load_model(ModelConfig(base=cfg.base, adapters_dir=None)) if cfg.annotator == "llm" else None
-        annotated, report = annotate(records, cfg.annotator, seed=cfg.seed, lm=lm)
-        if cfg.human_feedback:
-            rows, bad = read_human_feedback(cfg.human_feedback)
-            human, unmatched = match_human_feedback(annotated, rows)
-            annotated, report["mix"] = mix_feedback(annotated, human, cfg.human_fraction, cfg.seed)
-            report["human_problems"] = bad + unmatched
+        annotated, report = annotate_with_human(records, cfg.annotator, seed=cfg.seed, lm=lm,
+                                                human=cfg.human_feedback, human_fraction=cfg.human_fraction)
         write_jsonl_atomic(ann_path, annotated)
         write_json_atomic(out / "annotation_report.json", report)
         _mark(ann_path, key)
