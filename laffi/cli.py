@@ -51,6 +51,14 @@ def _load(args):
     return lm
 
 
+def _stderr_bar(desc: str, total: int):
+    """A tqdm bar on stderr and the progress(done, total) callback that drives it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr)
+    return bar, (lambda done, _total: bar.update(done - bar.n))
+
+
 def _warn_problems(problems: list[str]) -> None:
     for p in problems[:10]:
         print(f"laffi: warning: skipped {p}", file=sys.stderr)
@@ -88,8 +96,6 @@ def cmd_ask(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from tqdm.auto import tqdm
-
     from laffi.data import load_squad, sample_examples, select_articles
     from laffi.evaluation import evaluate_variants
     from laffi.generation import GenerationConfig
@@ -100,12 +106,7 @@ def cmd_eval(args) -> int:
     examples = sample_examples(select_articles(examples, args.articles), args.limit, args.seed)
     lm = _load(args)
     variants = _variants_arg(args.variants, lm)
-    bar = tqdm(total=len(examples) * len(variants), desc="eval", unit="answer", file=sys.stderr)
-
-    def progress(done, total):
-        bar.update(done - bar.n)
-
-    bar.total *= 2 if args.feedback else 1
+    bar, progress = _stderr_bar("eval", len(examples) * len(variants) * (2 if args.feedback else 1))
     result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
                                feedback=args.feedback)
     bar.close()

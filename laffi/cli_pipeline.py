@@ -18,15 +18,8 @@ from pathlib import Path
 from laffi.errors import LaffiError
 
 
-def _stderr_bar(desc: str, total: int):
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, file=sys.stderr)
-    return bar, (lambda done, _total: bar.update(done - bar.n))
-
-
 def cmd_predict(args) -> int:
-    from laffi.cli import _load, _warn_problems
+    from laffi.cli import _load, _stderr_bar, _warn_problems
     from laffi.data import load_squad, sample_examples, select_articles
     from laffi.evaluation import write_jsonl_atomic
     from laffi.generation import GenerationConfig

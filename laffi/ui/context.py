@@ -46,3 +46,15 @@ class AppContext:
     def create(cls, lm, settings: AppSettings | None = None) -> "AppContext":
         settings = settings or AppSettings()
         return cls(lm=lm, store=FeedbackStore(settings.data_dir / "feedback.sqlite"), settings=settings)
+
+
+def data_path(settings: AppSettings, source: str, upload) -> str:
+    """The SQuAD file a Train or Evaluate run reads: the shared file, or the user's upload (a gr.Error if none)."""
+    if source != "upload":
+        return str(settings.squad_path)
+    path = getattr(upload, "name", upload)
+    if not path:
+        import gradio as gr
+
+        raise gr.Error("Upload a SQuAD JSON file first, or choose the shared file.")
+    return path

@@ -16,6 +16,7 @@ from laffi.data import ARTICLE_SPLITS, load_squad, sample_examples, select_artic
 from laffi.errors import LaffiError
 from laffi.evaluation import evaluate_variants
 from laffi.generation import GenerationConfig
+from laffi.ui.context import data_path
 
 METRICS = [("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"),
            ("revised F1", "revised_f1"), ("verdict agreement", "verdict_agreement")]
@@ -86,9 +87,7 @@ def build_evaluate_tab(ctx) -> None:
         count = int(count)
         if not 1 <= count <= s.max_eval_questions:
             raise gr.Error(f"Questions must be between 1 and {s.max_eval_questions}.")
-        path = getattr(up, "name", up) if src == "upload" else str(s.squad_path)
-        if src == "upload" and not path:
-            raise gr.Error("Upload a SQuAD JSON file first, or choose the shared file.")
+        path = data_path(s, src, up)
         try:
             examples, problems = load_squad(path)
             examples = sample_examples(select_articles(examples, None if arts == "all" else arts), count,

@@ -13,6 +13,7 @@ import gradio as gr
 from laffi.data import ARTICLE_SPLITS
 from laffi.errors import LaffiError
 from laffi.jobs import JobSpec
+from laffi.ui.context import data_path
 
 
 def loss_figure(rows: list[dict]):
@@ -81,9 +82,7 @@ def build_train_tab(ctx, jobs) -> None:
         return describe(st), loss_figure(st.get("loss") or []) if st else None, (st or {}).get("cli", "")
 
     def do_start(m, n, src, up, arts, lim, human, frac, r_, a_, mods, lr_, ep, bs, ml):
-        data = getattr(up, "name", up) if src == "upload" else str(s.squad_path)
-        if src == "upload" and not data:
-            raise gr.Error("Upload a SQuAD JSON file first, or choose the shared file.")
+        data = data_path(s, src, up)
         try:
             spec = JobSpec(method=m, name=(n or "").strip(), data=data, articles=None if arts == "all" else arts,
                            limit=int(lim), human=str(ctx.store.path) if human else None, human_fraction=float(frac),
