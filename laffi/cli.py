@@ -82,7 +82,7 @@ def cmd_ask(args) -> int:
         from laffi.selffeedback import self_feedback
 
         for v, fbs in self_feedback(lm, pair, answers).items():
-            out[v].update(feedback=fbs[0].text, verdict=fbs[0].verdict, revised_answer=fbs[0].revised_answer)
+            out[v].update(fbs[0].fields())
     if args.json:
         print(json.dumps({"answers": out}, ensure_ascii=False))
     else:

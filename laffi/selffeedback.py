@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from laffi.generation import Answer, GenerationConfig, generate_batched
-from laffi.prompts import feedback_prompt, parse_feedback
+from laffi.prompts import feedback_prompt, first_line, parse_feedback
 
 FEEDBACK_MAX_NEW_TOKENS = 64
 
@@ -22,6 +22,10 @@ class Feedback:
     verdict: str | None  # "correct" / "partly" / "incorrect" / None (feedback did not start with a verdict)
     revised_answer: str  # what the feedback says the answer should be, or the original answer if it does not say
     revised: bool  # True when the feedback named an answer
+
+    def fields(self) -> dict:
+        """What `ask --feedback` and the app add to a variant's result."""
+        return {"feedback": self.text, "verdict": self.verdict, "revised_answer": self.revised_answer}
 
 
 def self_feedback(lm, pairs: list[tuple[str, str]], answers: dict[str, list[Answer]],
@@ -34,7 +38,7 @@ def self_feedback(lm, pairs: list[tuple[str, str]], answers: dict[str, list[Answ
     out: dict[str, list[Feedback]] = {v: [] for v in variants}
     for k, text in enumerate(texts):
         v, i = variants[k % len(variants)], k // len(variants)
-        text = text.strip().splitlines()[0].strip() if text.strip() else ""
+        text = first_line(text)
         verdict, revised = parse_feedback(text)
         out[v].append(Feedback(text=text, verdict=verdict,
                                revised_answer=answers[v][i].text if revised is None else revised,

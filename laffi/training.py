@@ -170,10 +170,10 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     }
     stats = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
              "seconds": round(time.time() - started, 1), "resumed_from": last}
-    return finish_adapter(trainer.model, tokenizer, cfg, manifest, stats, work)
+    return finish_adapter(trainer.model, cfg, manifest, stats, work)
 
 
-def finish_adapter(model, tokenizer, cfg: TrainConfig, manifest: dict, stats: dict, work: Path) -> Path:
+def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: Path) -> Path:
     """Assemble adapters/<name>/ atomically: weights, config, manifest, loss log and model card."""
     from laffi.train_logs import model_card
 

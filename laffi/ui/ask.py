@@ -64,8 +64,7 @@ def run_ask(ctx, context: str, question: str):
     feedback = self_feedback(lm, pair, answers)
     result["feedback_seconds"] = round(time.perf_counter() - start, 3)
     for v in variants:
-        fb = feedback[v][0]
-        result["variants"][v].update(feedback=fb.text, verdict=fb.verdict, revised_answer=fb.revised_answer)
+        result["variants"][v].update(feedback[v][0].fields())
     yield result
 
 
