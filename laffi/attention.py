@@ -110,11 +110,11 @@ def heatmap_figure(view: AttentionView, layer: int, head="mean", other: Attentio
     import plotly.graph_objects as go
 
     z = _select(view.heat, layer, head).astype(np.float32)
-    title = f"{view.variant}: layer {layer}, " + ("mean over heads" if head in (None, "mean") else f"head {head}")
+    who = view.variant
     if other is not None:
         z = z - _select(other.heat, layer, head).astype(np.float32)
-        title = f"{view.variant} − {other.variant}: layer {layer}, " + ("mean over heads" if head in (None, "mean")
-                                                                     else f"head {head}")
+        who = f"{view.variant} − {other.variant}"
+    title = f"{who}: layer {layer}, " + ("mean over heads" if head in (None, "mean") else f"head {head}")
     labels = _labels(view.tokens[view.heat_start:view.heat_start + z.shape[0]])
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="RdBu" if other is not None else "Viridis",
                                zmid=0 if other is not None else None,
