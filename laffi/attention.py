@@ -71,7 +71,6 @@ def _token_spans(tok, text: str):
 
 def attention_view(lm, context: str, question: str, answer: str, variant: str) -> AttentionView:
     import torch
-    from peft import PeftModel
 
     prompt = qa_prompt(lm.tokenizer, context, question)
     text = prompt + (answer.strip() or NO_ANSWER)
@@ -80,9 +79,8 @@ def attention_view(lm, context: str, question: str, answer: str, variant: str) -
     p_end = p_start + len(context.strip())
     passage = [i for i, (a, b) in enumerate(offsets) if b > p_start and a < p_end and b > a]  # overlaps passage
     answer_toks = [i for i, (a, b) in enumerate(offsets) if a >= len(prompt)] or [len(ids) - 1]
-    kwargs = {"adapter_names": lm.peft_names([variant])} if isinstance(lm.model, PeftModel) else {}
-    with torch.inference_mode(), eager_attention(lm.model):
-        out = lm.model(input_ids=torch.tensor([ids], device=lm.device), output_attentions=True, **kwargs)
+    with torch.inference_mode(), eager_attention(lm.model), lm.rows([variant]):
+        out = lm.model(input_ids=torch.tensor([ids], device=lm.device), output_attentions=True)
     attn = torch.stack(out.attentions)[:, 0].float().cpu().numpy()  # [layers, heads, T, T]
     tokens = [text[a:b] for a, b in offsets]
     sys_end = prompt.index("Passage:") if "Passage:" in prompt else 0

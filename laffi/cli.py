@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     from laffi.cli_pipeline import add_commands
 
     add_commands(sub, model, _positive_int)
+    from laffi.bench import add_command as add_bench
+
+    add_bench(sub, _positive_int)
     return parser
 
 

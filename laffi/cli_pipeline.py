@@ -10,6 +10,8 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import sys
 from dataclasses import fields
@@ -84,6 +86,14 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def _yes_no(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, not {value!r}")
+
+
 def add_commands(sub, model_parent, positive_int) -> None:
     from laffi.training import TrainConfig
 
@@ -117,7 +127,7 @@ def add_commands(sub, model_parent, positive_int) -> None:
     p.add_argument("--no-resume", action="store_true", help="Start over even if checkpoints exist.")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        kind = {"int": int, "float": float, "bool": _yes_no}.get(str(f.type).split(" ")[0], str)
         p.add_argument(flag, dest=f.name, type=kind, default=None,
                        help=f"{f.metadata.get('help', '')} (default: {f.default})")
     p.set_defaults(func=cmd_train)

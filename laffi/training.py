@@ -56,6 +56,11 @@ class TrainConfig:
                                                            "left out (and counted), never cut."})
     seed: int = field(default=0, metadata={"help": "Seed for LoRA init and data order."})
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps (resumable)."})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "Batch examples of similar length together (less padding, same examples; only their order within "
+                "the epoch changes)."})
+    pad_to_max_length: bool = field(default=False, metadata={
+        "help": "Pad every batch to max_length. Wastes compute: it is the bench's baseline, not for real runs."})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -132,7 +137,11 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     from laffi.models import load_base
     from laffi.train_logs import LossLogger
 
-    model, tokenizer = load_base(ModelConfig(base=cfg.base, adapters_dir=None))
+    import torch
+
+    # float32 on CPU whatever the hardware offers: LoRA updates are small and bf16 CPU training is untested here
+    model, tokenizer = load_base(ModelConfig(base=cfg.base, adapters_dir=None,
+                                             dtype="auto" if torch.cuda.is_available() else "float32"))
     _check_target_modules(model, cfg)
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
     rows, too_long = _fits(training_rows(records, cfg.method, tokenizer), tokenizer, cfg.max_length)
@@ -150,6 +159,9 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         report_to="none", max_length=cfg.max_length, completion_only_loss=True, dataloader_num_workers=0,
         gradient_checkpointing=False, use_cpu=str(model.device) == "cpu", bf16=False, fp16=False,
         include_num_input_tokens_seen="non_padding",
+        # Padding is wasted compute: batches of similar lengths (or, for the bench's baseline, all padded to max).
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.pad_to_max_length else "random",
+        pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None,
     )
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.modules(),
                       task_type="CAUSAL_LM")

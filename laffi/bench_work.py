@@ -1,0 +1,125 @@
+"""The bench's heavier parts: evaluation speed, the quality guard and training throughput (see laffi.bench).
+
+Usage:
+    from laffi.bench_work import evaluation_speed
+    evaluation_speed(lm, BenchConfig(eval_questions=32))
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from laffi.errors import LaffiError
+from laffi.bench import PASSAGE, QUESTION, BenchConfig, result, timed
+
+
+def _squad(cfg: BenchConfig, split: str, n: int, seed: int = 0):
+    """n questions of the fixed article split from the SQuAD file; falls back to variants of our own passage."""
+    from laffi.data import QAExample, load_squad, sample_examples, select_articles
+    from laffi.ui.context import DEFAULT_SQUAD
+
+    path = Path(cfg.squad) if cfg.squad else DEFAULT_SQUAD
+    if cfg.squad and not path.is_file():
+        raise LaffiError(f"--squad: no file at {path}; pass a SQuAD v2 JSON file or leave it out.")
+    if path.is_file():
+        examples, _ = load_squad(str(path))
+        try:
+            return sample_examples(select_articles(examples, split), n, seed=seed), f"{path.name}, {split} articles"
+        except LaffiError:  # another file: a seeded sample of all of it
+            return sample_examples(examples, n, seed=seed), f"{path.name}, all articles"
+    sentences = PASSAGE.split(". ")
+    made = [QAExample(qid=f"own-{i}", title="own", context=". ".join(sentences[: 1 + i % len(sentences)]) + ".",
+                      question=QUESTION, answers=("Petra Lindqvist",), answer_starts=(0,)) for i in range(n)]
+    return made, "built-in passage"
+
+
+def evaluation_speed(lm, cfg: BenchConfig) -> dict:
+    """Questions/s of `eval` (one variant) at the default batch size vs batch size 1."""
+    from laffi.evaluation import evaluate_variants
+    from laffi.generation import GenerationConfig
+
+    examples, source = _squad(cfg, "eval", cfg.eval_questions, seed=1)
+    variant = lm.variants[-1]
+    default = GenerationConfig()
+    evaluate_variants(lm, examples[:4], [variant], GenerationConfig(batch_size=1))  # warm-up (tokenizer caches)
+
+    def at(batch_size: int) -> float:
+        return timed(lambda: evaluate_variants(lm, examples, [variant], GenerationConfig(batch_size=batch_size)),
+                     max(1, cfg.repeats - 1))
+
+    batched, single = at(default.batch_size), at(1)
+    ratio = single / batched
+    return result("evaluation", ratio, ">= 3", ratio >= 3, variant=variant, questions=len(examples),
+                  default_batch=default.batch_size, q_per_s_batched=round(len(examples) / batched, 2),
+                  q_per_s_batch1=round(len(examples) / single, 2), data=source)
+
+
+def quality_guard(lm, cfg: BenchConfig) -> dict:
+    """F1 of every variant on a fixed evaluation-article sample: the loaded (fast) numerics vs float32."""
+    import torch
+
+    from laffi.evaluation import evaluate_variants
+    from laffi.models import ModelConfig, load_model
+
+    if cfg.quality_questions == 0:
+        return result("quality", None, "F1 drop <= 0.5", None, unit="F1", reason="skipped (--quality-questions 0)")
+    examples, source = _squad(cfg, "eval", cfg.quality_questions, seed=0)
+    fast = evaluate_variants(lm, examples, lm.variants)["variants"]
+    dtype = next(lm.model.parameters()).dtype
+    if dtype == torch.float32:
+        reference, note = fast, "the model already runs in float32: no numerics changed"
+    else:
+        ref_lm = load_model(ModelConfig(base=lm.config.base, adapters_dir=lm.config.adapters_dir, dtype="float32",
+                                        device=lm.config.device))
+        reference = evaluate_variants(ref_lm, examples, lm.variants)["variants"]
+        note = f"{str(dtype).replace('torch.', '')} + stacked LoRA vs float32"
+        del ref_lm
+    f1 = {v: {"fast": round(fast[v]["f1"], 2), "float32": round(reference[v]["f1"], 2)} for v in lm.variants}
+    drop = max(reference[v]["f1"] - fast[v]["f1"] for v in lm.variants)
+    return result("quality", drop, "F1 drop <= 0.5", drop <= 0.5, unit="F1", questions=len(examples), data=source,
+                  compared=note, f1=f1)
+
+
+def _timed_training(records, cfg: BenchConfig, pad_to_max: bool) -> dict:
+    """One epoch over `records`; seconds inside optimiser steps and the non-padding tokens they consumed."""
+    from transformers import TrainerCallback
+
+    from laffi.training import TrainConfig, train_adapter
+
+    class StepClock(TrainerCallback):
+        seconds = 0.0
+        started = 0.0
+        tokens = 0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.seconds += time.perf_counter() - self.started
+            self.tokens = state.num_input_tokens_seen
+
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        tcfg = TrainConfig(method="sft", name="bench", base=cfg.base, adapters_dir=f"{tmp}/adapters",
+                           work_dir=f"{tmp}/work", epochs=1, save_steps=10_000, pad_to_max_length=pad_to_max,
+                           group_by_length=not pad_to_max)
+        train_adapter(records, tcfg, resume=False, extra_callbacks=[clock])
+    return {"seconds": clock.seconds, "tokens": clock.tokens, "tokens_per_s": clock.tokens / clock.seconds}
+
+
+def training_speed(cfg: BenchConfig) -> dict:
+    """Real (non-padding) tokens/s of `train` vs padding every batch to max_length: same examples, same LoRA."""
+    from laffi.training import TrainConfig
+
+    n = TrainConfig().batch_size * cfg.train_steps
+    examples, source = _squad(cfg, "train", n, seed=2)
+    records = [{"qid": ex.qid, "title": ex.title, "context": ex.context, "question": ex.question,
+                "answers": list(ex.answers)} for ex in examples]
+    ours = _timed_training(records, cfg, pad_to_max=False)
+    padded = _timed_training(records, cfg, pad_to_max=True)
+    ratio = ours["tokens_per_s"] / padded["tokens_per_s"]
+    return result("training", ratio, ">= 1.5", ratio >= 1.5, examples=len(records), data=source,
+                  tokens_per_s=round(ours["tokens_per_s"], 1), pad_to_max_tokens_per_s=round(padded["tokens_per_s"], 1),
+                  real_tokens=ours["tokens"], max_length=TrainConfig().max_length)
