@@ -17,7 +17,7 @@ from laffi.jobs import JobManager
 from laffi.models import ModelConfig, load_model
 from laffi.ui.ask import build_ask_tab
 from laffi.ui.attention_tab import build_attention_tab
-from laffi.ui.context import AppContext, AppSettings
+from laffi.ui.context import AppContext, AppSettings, build_admin
 from laffi.ui.evaluate_tab import build_evaluate_tab
 from laffi.ui.feedback_tab import build_feedback_tab
 from laffi.ui.train_tab import build_train_tab
@@ -59,16 +59,17 @@ def build_demo(lm=None, model_config: ModelConfig | None = None, settings: AppSe
                     "One base model with LoRA adapters trained by plain SFT and by LaFFi (learning to predict an "
                     "annotator's feedback on its own answers), side by side. Your feedback becomes training data.")
         gr.Markdown(status_text(lm))
+        admin = build_admin(ctx.settings)  # per-session unlock, only when LAFFI_ADMIN_PASSWORD is set
         with gr.Tab("Ask"):
             last = build_ask_tab(ctx)
         with gr.Tab("Attention"):
             build_attention_tab(ctx, last, f"/gradio_api/file={js}" if js else None)
         with gr.Tab("Train"):
-            train = build_train_tab(ctx, jobs)
+            train = build_train_tab(ctx, jobs, admin)
         with gr.Tab("Evaluate"):
-            build_evaluate_tab(ctx)
+            build_evaluate_tab(ctx, admin)
         with gr.Tab("Feedback"):
-            show, filters, outputs = build_feedback_tab(ctx)
+            show, filters, outputs = build_feedback_tab(ctx, admin)
         demo.load(show, filters, outputs, api_name=False)
         if train:
             demo.load(train[0], None, train[1], api_name=False)  # a refreshed page re-attaches to the running job

@@ -57,29 +57,36 @@ def evaluation_speed(lm, cfg: BenchConfig) -> dict:
 
 
 def quality_guard(lm, cfg: BenchConfig) -> dict:
-    """F1 of every variant on a fixed evaluation-article sample: the loaded (fast) numerics vs float32."""
+    """F1 of every variant on a fixed evaluation-article sample, float32 vs the faster numerics on offer: the
+    loaded dtype when it is not float32, else bfloat16 when the CPU (or GPU) does bf16 natively."""
     import torch
 
     from laffi.evaluation import evaluate_variants
-    from laffi.models import ModelConfig, load_model
+    from laffi.models import ModelConfig, cpu_has_native_bf16, load_model
 
     if cfg.quality_questions == 0:
         return result("quality", None, "F1 drop <= 0.5", None, unit="F1", reason="skipped (--quality-questions 0)")
     examples, source = _squad(cfg, "eval", cfg.quality_questions, seed=0)
-    fast = evaluate_variants(lm, examples, lm.variants)["variants"]
-    dtype = next(lm.model.parameters()).dtype
-    if dtype == torch.float32:
-        reference, note = fast, "the model already runs in float32: no numerics changed"
+    loaded = next(lm.model.parameters()).dtype
+
+    def other(dtype: str):
+        return load_model(ModelConfig(base=lm.config.base, adapters_dir=lm.config.adapters_dir, dtype=dtype,
+                                      device=lm.config.device))
+
+    if loaded != torch.float32:
+        candidate, reference_lm, name = lm, other("float32"), str(loaded).replace("torch.", "")
+    elif lm.device.type == "cuda" or cpu_has_native_bf16():
+        candidate, reference_lm, name = other("bfloat16"), lm, "bfloat16"
     else:
-        ref_lm = load_model(ModelConfig(base=lm.config.base, adapters_dir=lm.config.adapters_dir, dtype="float32",
-                                        device=lm.config.device))
-        reference = evaluate_variants(ref_lm, examples, lm.variants)["variants"]
-        note = f"{str(dtype).replace('torch.', '')} + stacked LoRA vs float32"
-        del ref_lm
-    f1 = {v: {"fast": round(fast[v]["f1"], 2), "float32": round(reference[v]["f1"], 2)} for v in lm.variants}
+        return result("quality", 0.0, "F1 drop <= 0.5", True, unit="F1", data=source,
+                      compared="float32 only: no faster numerics on this machine, nothing changed")
+    fast = evaluate_variants(candidate, examples, lm.variants)["variants"]
+    reference = evaluate_variants(reference_lm, examples, lm.variants)["variants"]
+    f1 = {v: {name: round(fast[v]["f1"], 2), "float32": round(reference[v]["f1"], 2)} for v in lm.variants}
     drop = max(reference[v]["f1"] - fast[v]["f1"] for v in lm.variants)
+    verdict = "keep as default" if drop <= 0.5 else "not the default: F1 drops too much"
     return result("quality", drop, "F1 drop <= 0.5", drop <= 0.5, unit="F1", questions=len(examples), data=source,
-                  compared=note, f1=f1)
+                  compared=f"{name} + stacked LoRA vs float32 ({verdict})", default_dtype=str(loaded)[6:], f1=f1)
 
 
 def _timed_training(records, cfg: BenchConfig, pad_to_max: bool) -> dict:

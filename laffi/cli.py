@@ -68,6 +68,7 @@ def _warn_problems(problems: list[str]) -> None:
 
 def cmd_ask(args) -> int:
     from laffi.generation import GenerationConfig, answer_questions
+    from laffi.prompts import fit_context
 
     if not args.context.strip():
         raise LaffiError("--context is empty; pass the passage the question is about.")
@@ -75,7 +76,11 @@ def cmd_ask(args) -> int:
         raise LaffiError("--question is empty; pass a question about the passage.")
     lm = _load(args)
     variants = _variants_arg(args.variants, lm)
-    pair = [(args.context, args.question)]
+    context, notice = fit_context(lm.tokenizer, args.context, args.question,
+                                  lm.max_context_tokens(args.max_context_tokens))
+    if notice:
+        print(f"laffi: note: {notice}", file=sys.stderr)
+    pair = [(context, args.question)]
     answers = answer_questions(lm, pair, variants, GenerationConfig(max_new_tokens=args.max_new_tokens))
     out = {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw} for v in variants}
     if args.feedback:
@@ -140,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", parents=[model], help="Answer one question with every variant, side by side.")
     p.add_argument("--context", required=True, help="The passage.")
     p.add_argument("--question", required=True, help="A question about the passage.")
+    p.add_argument("--max-context-tokens", type=_positive_int, default=2048,
+                   help="Longer passages are cut to the sentences around the best match (default: 2048).")
     p.add_argument("--variants", help="Comma-separated variants (default: all, e.g. base,sft,laffi).")
     p.add_argument("--json", action="store_true", help='Print {"answers": {variant: {"answer": ...}}}.')
     p.add_argument("--feedback", action="store_true",

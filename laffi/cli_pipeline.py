@@ -66,10 +66,11 @@ def cmd_annotate(args) -> int:
 
 def cmd_train(args) -> int:
     from laffi.pipeline import read_jsonl
-    from laffi.training import TrainConfig, train_adapter
+    from laffi.training import TrainConfig, preflight, train_adapter
 
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    preflight(cfg)
     records = read_jsonl(args.data)
     path = train_adapter(records, cfg, resume=not args.no_resume)
     print(f"laffi: adapter written to {path}" if path.name == cfg.name else

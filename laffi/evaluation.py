@@ -24,21 +24,29 @@ from laffi.selffeedback import self_feedback
 from laffi.squad_metric import score_one, squad_v2_scores
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a file under `path`."""
+def write_atomic(path: Path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
+    or an error at any point leaves `path` as it was (absent, or the previous complete file), never half written."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
 
 
 def write_jsonl_atomic(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def feedback_metrics(examples, answers, feedbacks) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from laffi.errors import LaffiError
 from laffi.evaluation import write_json_atomic, write_jsonl_atomic
 
 
@@ -77,9 +78,21 @@ def run(job: Path) -> int:
             status(state="finished", phase="finished", detail=f"adapter written to {out}", adapter=str(out))
         return 0
     except Exception as e:  # shown in the app as failed, with the reason; the checkpoint stays resumable
-        traceback.print_exc()
-        status(state="failed", phase="failed", error=f"{type(e).__name__}: {e}"[:1000])
+        traceback.print_exc()  # into job.log, for whoever runs the machine
+        status(state="failed", phase="failed", error=describe_failure(e, state))
         return 1
+
+
+def describe_failure(e: Exception, state: dict) -> str:
+    """One or two sentences for the app: what went wrong and what to do; the traceback stays in job.log."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    where = f" at step {state['step']}" if state.get("phase") == "training" and state.get("step") else ""
+    if isinstance(e, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        return (f"Out of memory{where}: lower the batch size or the max length, then Resume (training continues "
+                f"from the last checkpoint). ({text[:300]})")
+    if isinstance(e, LaffiError):
+        return text[:1000]
+    return f"{type(e).__name__}{where}: {text}"[:1000]
 
 
 if __name__ == "__main__":

@@ -121,6 +121,9 @@ class JobManager:
         return st
 
     def start(self, spec: JobSpec) -> dict:
+        from laffi.training import preflight
+
+        preflight(spec.train_config(Path(".")))  # bad modules / max_length: an error now, not a failed job later
         with self._locked():
             st = self.status()
             if st and st["state"] == "running":

@@ -115,3 +115,44 @@ def parse_feedback(feedback: str) -> tuple[str | None, str | None]:
         value = m.group(1).strip().strip("\"'“”`").rstrip(".").strip().strip("\"'“”`")
         revised = "" if not value or _ABSTAIN_START.match(value) or _ABSTAIN_WHOLE.match(value) else value
     return verdict, revised
+
+
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+_STOPWORDS = frozenset("a an and are as at be by did do does for from has have how in is it its of on or that the "
+                       "this to was were what when where which who whom whose why with".split())
+
+
+def fit_context(tokenizer, context: str, question: str, max_tokens: int) -> tuple[str, str | None]:
+    """Cut a passage longer than max_tokens to the run of whole sentences around the one that best matches the
+    question (most shared words, ignoring stop-words; the start of the passage when nothing matches).
+
+    Returns (passage to use, notice for the user or None). Deliberate and visible: a model reading past its window
+    fails, and a silent cut would hide why an answer is missing."""
+    n_tokens = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+    if n_tokens <= max_tokens:
+        return context, None
+    sentences = [s for s in _SENTENCE_END.split(context.strip()) if s.strip()]
+    wanted = {w for w in _WORD.findall(question.lower()) if w not in _STOPWORDS}
+    overlap = [len(wanted & set(_WORD.findall(s.lower()))) for s in sentences]
+    best = max(range(len(sentences)), key=lambda i: (overlap[i], -i))
+    sizes = [len(tokenizer(s + " ", add_special_tokens=False)["input_ids"]) for s in sentences]
+    lo = hi = best
+    used = sizes[best]
+    while True:  # grow one sentence at a time, alternately after and before, while it fits
+        grown = False
+        for side in (hi + 1, lo - 1):
+            if 0 <= side < len(sentences) and not (lo <= side <= hi) and used + sizes[side] <= max_tokens:
+                used += sizes[side]
+                lo, hi = min(lo, side), max(hi, side)
+                grown = True
+        if not grown:
+            break
+    kept = " ".join(sentences[lo:hi + 1])
+    if used > max_tokens:  # one sentence longer than the whole budget: keep its first max_tokens tokens
+        ids = tokenizer(kept, add_special_tokens=False)["input_ids"][:max_tokens]
+        kept = tokenizer.decode(ids)
+    where = "the start" if overlap[best] == 0 else f"sentence {best + 1} (best match for the question)"
+    notice = (f"The passage is {n_tokens:,} tokens; the model reads at most {max_tokens:,}, so it read sentences "
+              f"{lo + 1}-{hi + 1} of {len(sentences)}, around {where}.")
+    return kept, notice

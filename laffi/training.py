@@ -110,6 +110,27 @@ def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
     return rows
 
 
+def preflight(cfg: TrainConfig) -> None:
+    """Reject settings the model can't use before any real work: target modules the architecture lacks (checked
+    on a weightless copy) and a max_length shorter than the prompt with an empty passage."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from laffi.models import resolve_source
+
+    source = resolve_source(ModelConfig(base=cfg.base, adapters_dir=None))
+    with torch.device("meta"):  # the module tree without allocating a single weight
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
+    _check_target_modules(skeleton, cfg)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    shortest = min(len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"])
+                   for r in training_rows([{"qid": "-", "context": "", "question": "?", "answers": ["x"],
+                                            "prediction": "x", "feedback": "x"}], cfg.method, tokenizer))
+    if cfg.max_length < shortest + 16:
+        raise LaffiError(f"TrainConfig.max_length {cfg.max_length} is shorter than the {cfg.method} prompt itself "
+                         f"({shortest} tokens with an empty passage); use at least {shortest + 128}.")
+
+
 def _check_target_modules(model, cfg: TrainConfig) -> None:
     wanted = cfg.modules()
     if wanted == "all-linear":

@@ -20,7 +20,8 @@ def app(tiny_dir, tiny_adapters, tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
     shutil.copytree(tiny_adapters, root / "adapters")  # this app trains into its own adapters folder
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters")))
-    settings = AppSettings(data_dir=root / "data", runs_dir=root / "runs", enable_training=True)
+    settings = AppSettings(data_dir=root / "data", runs_dir=root / "runs", enable_training=True, enable_upload=True,
+                           enable_export=True)
     demo = build_demo(lm=lm, settings=settings)
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:

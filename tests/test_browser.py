@@ -65,7 +65,7 @@ def field(page, elem_id):
 
 def test_ask_feedback_browse_and_attention(page):
     field(page, "ask-context").fill(CONTEXT)
-    field(page, "ask-question").fill("When was the lamp converted?")
+    field(page, "ask-question").fill("When was the lamp converted? <script>window.__pwned=5</script>")
     page.click("#ask-button")
     for i in range(3):  # base, laffi, sft: each shows its answer and, after the second pass, its feedback
         page.wait_for_function(
@@ -99,5 +99,6 @@ def test_ask_feedback_browse_and_attention(page):
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "5-bertviz.png"), full_page=True)
 
-    assert page.evaluate("window.__pwned") is None  # no user or model text ran as script
+    # no user or model text ran as script: not in the page, not in the bertviz frame
+    assert [f.evaluate("window.__pwned") for f in page.frames] == [None] * len(page.frames)
     assert page.external == []  # nothing outside the app was needed

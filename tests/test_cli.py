@@ -31,6 +31,14 @@ def test_ask_some_variants_as_text(model_args, capsys):
     assert [line.split()[0] for line in lines] == ["sft", "base"]
 
 
+def test_ask_with_a_passage_over_the_limit_reads_the_part_that_matches_and_says_so(model_args, capsys):
+    context = " ".join(f"Line {i} is about rain." for i in range(400)) + " The bridge opened in 1931."
+    assert main(["ask", "--context", context, "--question", "When did the bridge open?", "--max-context-tokens",
+                 "60", *model_args]) == 0
+    err = capsys.readouterr().err
+    assert "laffi: note: The passage is" in err and "best match for the question" in err
+
+
 def test_eval_writes_official_files_and_numbers_match_them(model_args, small_squad, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["eval", "--data", str(small_squad), "--json", "--out", str(out), "--batch-size", "4", *model_args])

@@ -91,4 +91,57 @@ def test_bad_settings_are_rejected_before_any_process_starts(spec, tmp_path):
         spec(train=dict(lr=0))
     with pytest.raises(LaffiError, match="TrainConfig.name"):
         spec(name="../x")
+    for bad in (dict(r=0), dict(batch_size=0), dict(epochs=0)):
+        with pytest.raises(LaffiError, match=f"TrainConfig.{next(iter(bad))} must be"):
+            spec(train=bad)
     assert not (tmp_path / "jobs").exists()
+    jobs = JobManager(tmp_path / "jobs")  # these need the model's architecture and tokenizer: checked at start
+    with pytest.raises(LaffiError, match="no module named 'nope_proj'"):
+        jobs.start(spec(train=dict(target_modules="q_proj,nope_proj")))
+    with pytest.raises(LaffiError, match="max_length 64 is shorter than the laffi prompt"):
+        jobs.start(spec(train=dict(max_length=64)))
+    assert jobs.status() is None and not [p for p in (tmp_path / "jobs").iterdir() if p.is_dir()]
+
+
+def test_bad_data_fails_with_its_reason_and_another_job_can_start(spec, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\xff\xfe not json at all")
+    jobs = JobManager(tmp_path / "jobs")
+    jobs.start(spec(data=str(bad)))
+    st = wait_for(jobs, lambda s: s["state"] != "running")
+    assert st["state"] == "failed" and "bad.json" in st["error"] and "Traceback" not in st["error"]
+    jobs.start(spec(name="again", train=dict(r=4, alpha=8, batch_size=1, epochs=1, max_length=2048)))
+    assert wait_for(jobs, lambda s: s["state"] != "running")["state"] == "finished"
+
+
+OOM_AT_STEP_3 = '''
+import laffi.training as training
+from transformers import TrainerCallback
+
+class _OutOfMemory(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kw):
+        if state.global_step == 3:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+_real = training.train_adapter
+training.train_adapter = lambda records, cfg, resume=True, extra_callbacks=(): _real(
+    records, cfg, resume, [*extra_callbacks, _OutOfMemory()])
+'''
+
+
+def test_out_of_memory_is_shown_failed_and_the_checkpoint_resumes(spec, tmp_path, monkeypatch):
+    """The job process gets a sitecustomize that makes step 3 fail the way torch does when memory runs out."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(OOM_AT_STEP_3)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", ""), os.getcwd()]))
+    jobs = JobManager(tmp_path / "jobs")
+    jobs.start(spec(train=dict(r=4, alpha=8, batch_size=1, epochs=1, max_length=2048, save_steps=2)))
+    st = wait_for(jobs, lambda s: s["state"] != "running")
+    assert st["state"] == "failed" and st["error"].startswith("Out of memory at step 3: lower the batch size")
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", "").split(os.pathsep, 1)[1])
+    jobs.resume()  # without the fault: continues from checkpoint-2 and finishes
+    st = wait_for(jobs, lambda s: s["state"] != "running")
+    assert st["state"] == "finished", st
+    config = json.loads((tmp_path / "adapters" / "live" / "training_config.json").read_text())
+    assert config["stats"]["resumed_from"].endswith("checkpoint-2")

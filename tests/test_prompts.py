@@ -33,3 +33,24 @@ def test_prompt_holds_passage_question_and_instruction(tiny_dir):
     assert "Passage: A passage.\n\nQuestion: A question?" in text
     assert NO_ANSWER in qa_messages("c", "q")[0]["content"]
     assert text.endswith("<|im_start|>assistant\n")  # generation starts where the answer goes
+
+
+def test_fit_context_keeps_short_passages_whole(tiny_lm):
+    from laffi.prompts import fit_context
+
+    assert fit_context(tiny_lm.tokenizer, "The bridge is old.", "What is old?", 100) == ("The bridge is old.", None)
+
+
+def test_fit_context_cuts_around_the_best_matching_sentence_and_says_so(tiny_lm):
+    from laffi.prompts import fit_context
+
+    tok = tiny_lm.tokenizer
+    filler = [f"Sentence {i} is about the weather in the valley." for i in range(300)]
+    context = " ".join(filler[:150] + ["The Velmar bridge opened in 1931."] + filler[150:])
+    kept, notice = fit_context(tok, context, "When did the Velmar bridge open?", 120)
+    assert "The Velmar bridge opened in 1931." in kept
+    assert len(tok(kept, add_special_tokens=False)["input_ids"]) <= 120
+    assert "Sentence 149" in kept and "Sentence 150" in kept  # whole sentences on both sides of the match
+    assert notice.startswith("The passage is ") and "best match for the question" in notice
+    start, _ = fit_context(tok, context, "Zebra?", 120)  # nothing matches: the start of the passage
+    assert start.startswith("Sentence 0 is about")

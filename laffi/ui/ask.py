@@ -13,6 +13,7 @@ import gradio as gr
 
 from laffi.errors import LaffiError
 from laffi.generation import GenerationConfig, answer_questions
+from laffi.prompts import fit_context
 from laffi.selffeedback import self_feedback
 
 # Passages written for this demo (not from SQuAD), with questions the passage cannot answer.
@@ -39,9 +40,9 @@ def validate_question(context: str, question: str, max_chars: int) -> None:
         raise gr.Error("The passage is empty: paste a passage, then ask a question about it.")
     if not (question or "").strip():
         raise gr.Error("The question is empty: type a question about the passage.")
-    if len(context) > max_chars:
-        raise gr.Error(f"The passage has {len(context):,} characters; the limit is {max_chars:,}. Shorten it to the "
-                       "part the question is about.")
+    if len(context) > max_chars:  # request-size guard; below it long passages are cut to the model's window
+        raise gr.Error(f"The passage has {len(context):,} characters; this app accepts at most {max_chars:,}. "
+                       "Paste the part the question is about.")
 
 
 def run_ask(ctx, context: str, question: str):
@@ -50,14 +51,16 @@ def run_ask(ctx, context: str, question: str):
     lm = ctx.lm
     lm.refresh_adapters()  # an adapter trained since start-up joins without a restart
     variants = lm.variants[:ctx.settings.max_slots]
+    limit = lm.max_context_tokens(ctx.settings.max_context_tokens)
+    context, notice = fit_context(lm.tokenizer, context, question, limit)  # long passages: cut, and said so
     pair = [(context, question)]
     start = time.perf_counter()
     try:
-        answers = answer_questions(lm, pair, variants, GenerationConfig())
+        answers = answer_questions(lm, pair, variants, GenerationConfig(max_new_tokens=ctx.settings.max_new_tokens))
     except LaffiError as e:
         raise gr.Error(str(e)) from e
     answer_s = time.perf_counter() - start
-    result = {"context": context, "question": question, "answer_seconds": round(answer_s, 3),
+    result = {"context": context, "question": question, "answer_seconds": round(answer_s, 3), "notice": notice,
               "variants": {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw} for v in variants}}
     yield result
     start = time.perf_counter()
@@ -121,6 +124,8 @@ def build_ask_tab(ctx) -> gr.State:
         text = f"Answered in **{result['answer_seconds']:.2f} s** ({len(names)} variants in one batch)"
         if "feedback_seconds" in result:
             text += f"; self-feedback in **{result['feedback_seconds']:.2f} s**."
+        if result.get("notice"):
+            text += f"\n\n⚠️ {result['notice']}"
         return [*updates, text, result, result, gr.Radio(choices=names, value=None)]
 
     def ask(context_text, question_text):

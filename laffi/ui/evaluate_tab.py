@@ -57,12 +57,14 @@ def drilldown(rows_by_variant: dict[str, list[dict]], show: str) -> list[list]:
     return out
 
 
-def build_evaluate_tab(ctx) -> None:
+def build_evaluate_tab(ctx, admin) -> None:
     s = ctx.settings
     with gr.Row():
         with gr.Column():
-            source = gr.Radio(["shared SQuAD file", "upload"], value="shared SQuAD file", label="Data")
-            upload = gr.File(label="SQuAD v1.1/v2.0 JSON or JSONL", file_types=[".json", ".jsonl"])
+            source = gr.Radio(["shared SQuAD file", "upload"] if s.enable_upload else ["shared SQuAD file"],
+                              value="shared SQuAD file", label="Data")
+            upload = gr.File(label="SQuAD v1.1/v2.0 JSON or JSONL", file_types=[".json", ".jsonl"],
+                             visible=s.enable_upload)
             articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value="eval", label="Articles (fixed split)")
         with gr.Column():
             n = gr.Slider(1, s.max_eval_questions, value=min(20, s.max_eval_questions), step=1,
@@ -81,13 +83,13 @@ def build_evaluate_tab(ctx) -> None:
     detail = gr.Dataframe(interactive=False, wrap=True, label="Per question")
     last = gr.State(None)
 
-    def evaluate(src, up, arts, count, seed_value, chosen, fb, progress=gr.Progress()):
+    def evaluate(unlocked, src, up, arts, count, seed_value, chosen, fb, progress=gr.Progress()):
         if not chosen:
             raise gr.Error("Choose at least one variant to evaluate.")
         count = int(count)
         if not 1 <= count <= s.max_eval_questions:
             raise gr.Error(f"Questions must be between 1 and {s.max_eval_questions}.")
-        path = data_path(s, src, up)
+        path = data_path(s, src, up, unlocked)
         try:
             examples, problems = load_squad(path)
             examples = sample_examples(select_articles(examples, None if arts == "all" else arts), count,
@@ -104,7 +106,7 @@ def build_evaluate_tab(ctx) -> None:
         rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}
         return metrics_table(result), bar_chart(result), archive, rows, _detail(rows, "wrong answers")
 
-    run.click(evaluate, [source, upload, articles, n, seed, variants, with_feedback],
+    run.click(evaluate, [admin, source, upload, articles, n, seed, variants, with_feedback],
               [table, chart, download, last, detail], api_name="evaluate", concurrency_id="model",
               concurrency_limit=1)
     show.change(lambda rows, how: _detail(rows, how) if rows else None, [last, show], detail,

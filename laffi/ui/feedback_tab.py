@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from laffi.evaluation import write_jsonl_atomic
+from laffi.ui.context import require
 
 SHOWN = ["id", "time", "variant", "rating", "question", "answer", "critique", "correct_answer", "annotator"]
 
@@ -69,7 +70,7 @@ def export_dataset(rows: list[dict], folder: Path) -> Path:
     return final
 
 
-def build_feedback_tab(ctx) -> None:
+def build_feedback_tab(ctx, admin) -> None:
     store, exports = ctx.store, ctx.settings.data_dir / "exports"
     with gr.Row():
         variant = gr.Dropdown(["all"], value="all", label="Variant", allow_custom_value=True)
@@ -79,11 +80,12 @@ def build_feedback_tab(ctx) -> None:
     summary = gr.Markdown()
     grid = gr.Dataframe(headers=SHOWN, datatype="str", interactive=False, wrap=True, elem_id="feedback-table",
                         column_widths=["4%", "11%", "7%", "5%", "18%", "17%", "22%", "8%", "8%"])
-    with gr.Row():
+    exporting = ctx.settings.enable_export
+    with gr.Row(visible=exporting):
         jsonl_btn = gr.Button("Export JSONL")
         ds_btn = gr.Button("Export as a `datasets` folder (zip)")
         hub_btn = gr.Button("Push to the Hub", visible=bool(os.environ.get("LAFFI_FEEDBACK_REPO")))
-    download = gr.File(label="Download", interactive=False)
+    download = gr.File(label="Download", interactive=False, visible=exporting)
     hub_status = gr.Markdown()
 
     def current(v, r, a):
@@ -94,16 +96,18 @@ def build_feedback_tab(ctx) -> None:
         variants = ["all", *sorted({row["variant"] for row in store.rows() if row["variant"]})]
         return counts(rows), table(rows), gr.Dropdown(choices=variants, value=v if v in variants else "all")
 
-    def do_export(kind, v, r, a):
+    def do_export(kind, unlocked, v, r, a):
+        require(ctx.settings, unlocked, "Exporting feedback", ctx.settings.enable_export, "LAFFI_ENABLE_EXPORT")
         rows = current(v, r, a)
         if not rows:
             raise gr.Error("There is no feedback to export with these filters.")
         exports.mkdir(parents=True, exist_ok=True)
         return str(export_jsonl(rows, exports) if kind == "jsonl" else export_dataset(rows, exports))
 
-    def push(v, r, a):
+    def push(unlocked, v, r, a):
         from datasets import Dataset
 
+        require(ctx.settings, unlocked, "Exporting feedback", ctx.settings.enable_export, "LAFFI_ENABLE_EXPORT")
         repo, token = os.environ.get("LAFFI_FEEDBACK_REPO"), os.environ.get("HF_TOKEN")
         if not repo or not token:
             raise gr.Error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
@@ -116,7 +120,8 @@ def build_feedback_tab(ctx) -> None:
 
     filters = [variant, rating, annotator]
     refresh.click(show, filters, [summary, grid, variant], api_name="feedback_list")
-    jsonl_btn.click(lambda *f: do_export("jsonl", *f), filters, download, api_name="feedback_export_jsonl")
-    ds_btn.click(lambda *f: do_export("dataset", *f), filters, download, api_name="feedback_export_dataset")
-    hub_btn.click(push, filters, hub_status, api_name="feedback_push")
+    jsonl_btn.click(lambda *f: do_export("jsonl", *f), [admin, *filters], download, api_name="feedback_export_jsonl")
+    ds_btn.click(lambda *f: do_export("dataset", *f), [admin, *filters], download,
+                 api_name="feedback_export_dataset")
+    hub_btn.click(push, [admin, *filters], hub_status, api_name="feedback_push")
     return show, filters, [summary, grid, variant]

@@ -13,7 +13,7 @@ import gradio as gr
 from laffi.data import ARTICLE_SPLITS
 from laffi.errors import LaffiError
 from laffi.jobs import JobSpec
-from laffi.ui.context import data_path
+from laffi.ui.context import data_path, require
 
 
 def loss_figure(rows: list[dict]):
@@ -44,7 +44,7 @@ def describe(st: dict | None) -> str:
     return "\n\n".join(lines)
 
 
-def build_train_tab(ctx, jobs) -> None:
+def build_train_tab(ctx, jobs, admin) -> None:
     s = ctx.settings
     if jobs is None:
         gr.Markdown("Training is turned off on this deployment. Set `LAFFI_ENABLE_TRAINING=1` (and optionally "
@@ -54,8 +54,9 @@ def build_train_tab(ctx, jobs) -> None:
         with gr.Column():
             method = gr.Radio(["laffi", "sft", "laffi+sft"], value="laffi", label="Method")
             name = gr.Textbox("laffi-live", label="Adapter name (letters, digits, - and _)", elem_id="train-name")
-            source = gr.Radio(["shared SQuAD file", "upload"], value="shared SQuAD file", label="Questions")
-            upload = gr.File(label="SQuAD JSON", file_types=[".json", ".jsonl"])
+            source = gr.Radio(["shared SQuAD file", "upload"] if s.enable_upload else ["shared SQuAD file"],
+                              value="shared SQuAD file", label="Questions")
+            upload = gr.File(label="SQuAD JSON", file_types=[".json", ".jsonl"], visible=s.enable_upload)
             articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value="train", label="Articles")
             limit = gr.Slider(4, 400, value=24, step=4, label="Questions (the base model answers them first)")
             use_human = gr.Checkbox(True, label="Use the feedback collected in the app (human)")
@@ -81,8 +82,9 @@ def build_train_tab(ctx, jobs) -> None:
         st = jobs.status()
         return describe(st), loss_figure(st.get("loss") or []) if st else None, (st or {}).get("cli", "")
 
-    def do_start(m, n, src, up, arts, lim, human, frac, r_, a_, mods, lr_, ep, bs, ml):
-        data = data_path(s, src, up)
+    def do_start(unlocked, m, n, src, up, arts, lim, human, frac, r_, a_, mods, lr_, ep, bs, ml):
+        require(s, unlocked, "Training")
+        data = data_path(s, src, up, unlocked)
         try:
             spec = JobSpec(method=m, name=(n or "").strip(), data=data, articles=None if arts == "all" else arts,
                            limit=int(lim), human=str(ctx.store.path) if human else None, human_fraction=float(frac),
@@ -95,18 +97,20 @@ def build_train_tab(ctx, jobs) -> None:
         time.sleep(0.2)
         return poll()
 
-    def do(action):
+    def do(action, unlocked):
+        require(s, unlocked, "Training")
         try:
             action()
         except LaffiError as e:
             raise gr.Error(str(e)) from e
         return poll()
 
-    inputs = [method, name, source, upload, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
+    inputs = [admin, method, name, source, upload, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
               batch, max_length]
     outputs = [status, plot, cli]
     start.click(do_start, inputs, outputs, api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
-    stop.click(lambda: do(jobs.stop), None, outputs, api_name="train_stop", concurrency_id="jobs")
-    resume.click(lambda: do(jobs.resume), None, outputs, api_name="train_resume", concurrency_id="jobs")
+    stop.click(lambda unlocked: do(jobs.stop, unlocked), admin, outputs, api_name="train_stop", concurrency_id="jobs")
+    resume.click(lambda unlocked: do(jobs.resume, unlocked), admin, outputs, api_name="train_resume",
+                 concurrency_id="jobs")
     timer.tick(poll, None, outputs, api_name="train_status", show_progress="hidden")
     return poll, outputs

@@ -1,0 +1,187 @@
+"""A public deployment: what is off by default, the admin password, request limits, bad input, load and overload.
+Every app here runs on loopback with the tiny model."""
+
+import statistics
+import threading
+import time
+
+import pytest
+
+PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
+
+
+def _launch(tiny_dir, tiny_adapters, root, queue_size=64, **settings):
+    from app import build_demo
+    from laffi.models import ModelConfig, load_model
+    from laffi.ui.context import AppSettings
+
+    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters)))
+    demo = build_demo(lm=lm, settings=AppSettings(data_dir=root / "data", runs_dir=root / "runs", **settings))
+    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    return demo
+
+
+@pytest.fixture
+def space_app(tiny_dir, tiny_adapters, tmp_path, monkeypatch):
+    """The defaults on a Hugging Face Space (SPACE_ID set, nothing enabled)."""
+    from gradio_client import Client
+
+    monkeypatch.setenv("SPACE_ID", "someone/laffi")
+    for flag in ("LAFFI_ENABLE_TRAINING", "LAFFI_ENABLE_UPLOAD", "LAFFI_ENABLE_EXPORT", "LAFFI_ADMIN_PASSWORD"):
+        monkeypatch.delenv(flag, raising=False)
+    demo = _launch(tiny_dir, tiny_adapters, tmp_path)
+    yield Client(demo.local_url, verbose=False)
+    demo.close()
+
+
+@pytest.fixture
+def locked_app(tiny_dir, tiny_adapters, tmp_path):
+    demo = _launch(tiny_dir, tiny_adapters, tmp_path, enable_training=True, enable_upload=True, enable_export=True,
+                   admin_password="correct horse", max_context_chars=150_000, max_context_tokens=200)
+    yield demo
+    demo.close()
+
+
+def test_on_a_space_training_upload_and_export_are_off_but_asking_and_feedback_work(space_app, small_squad):
+    from gradio_client import handle_file
+
+    endpoints = set(space_app.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert "/train_start" not in endpoints and "/ask" in endpoints and "/feedback" in endpoints
+    with pytest.raises(Exception, match="Exporting feedback is turned off.*LAFFI_ENABLE_EXPORT=1"):
+        space_app.predict("all", "all", "", api_name="/feedback_export_jsonl")
+    with pytest.raises(Exception, match="'upload' .*is not in the list of choices"):  # no such choice on a Space
+        space_app.predict("upload", handle_file(str(small_squad)), "all", 2, 0, ["base"], False, api_name="/evaluate")
+    out = space_app.predict(PASSAGE, "When was it lit?", api_name="/ask")
+    assert "variants in one batch" in out[-3]  # ..., timing, raw JSON, radio
+    msg, _, _ = space_app.predict("base", "👎 bad answer", "Wrong year.", "1874", "visitor", api_name="/feedback")
+    assert "Saved" in msg
+
+
+def test_upload_gate_names_the_variable_and_the_password(small_squad):
+    import gradio as gr
+
+    from laffi.ui.context import AppSettings, data_path
+
+    off = AppSettings(enable_upload=False)
+    with pytest.raises(gr.Error, match="Uploading data is turned off.*LAFFI_ENABLE_UPLOAD=1"):
+        data_path(off, "upload", str(small_squad))
+    locked = AppSettings(enable_upload=True, admin_password="pw")
+    with pytest.raises(gr.Error, match="Uploading data needs the admin password"):
+        data_path(locked, "upload", str(small_squad))
+    assert data_path(locked, "upload", str(small_squad), unlocked=True) == str(small_squad)
+    assert data_path(off, "shared SQuAD file", None) == str(off.squad_path)  # the shared file is always open
+
+
+def test_admin_password_guards_export_per_session(locked_app):
+    from gradio_client import Client
+
+    client, other = Client(locked_app.local_url, verbose=False), Client(locked_app.local_url, verbose=False)
+    client.predict(PASSAGE, "When was it lit?", api_name="/ask")
+    client.predict("base", "👍 good answer", "", "", "", api_name="/feedback")
+    with pytest.raises(Exception, match="needs the admin password"):
+        client.predict("all", "all", "", api_name="/feedback_export_jsonl")
+    with pytest.raises(Exception, match="Wrong admin password"):
+        client.predict("Tr0ub4dor", api_name="/admin_unlock")
+    client.predict("correct horse", api_name="/admin_unlock")
+    assert client.predict("all", "all", "", api_name="/feedback_export_jsonl").endswith(".jsonl")
+    with pytest.raises(Exception, match="needs the admin password"):  # another visitor is still locked out
+        other.predict("all", "all", "", api_name="/feedback_export_jsonl")
+    with pytest.raises(Exception, match="needs the admin password"):
+        other.predict("sft", "x", "shared SQuAD file", None, "train", 4, False, 0.0, 4, 8, "q_proj", 3e-4, 1, 1,
+                      128, api_name="/train_start")
+
+
+def test_bad_input_gets_one_sentence_naming_the_field(locked_app):
+    from gradio_client import Client
+
+    client = Client(locked_app.local_url, verbose=False)
+    for context, question, message in [("   ", "When?", "The passage is empty"), ("", "When?", "The passage is empty"),
+                                       (PASSAGE, " \n ", "The question is empty"),
+                                       ("x" * 150_001, "When?", "at most 150,000")]:
+        with pytest.raises(Exception, match=message):
+            client.predict(context, question, api_name="/ask")
+    client.predict("correct horse", api_name="/admin_unlock")
+    with pytest.raises(Exception, match="not a valid adapter name"):  # path characters never reach the disk
+        client.predict("sft", "../escape", "shared SQuAD file", None, "train", 4, False, 0.0, 4, 8, "q_proj", 3e-4,
+                       1, 1, 128, api_name="/train_start")
+    with pytest.raises(Exception, match="learning rate|TrainConfig.lr"):
+        client.predict("sft", "ok-name", "shared SQuAD file", None, "train", 4, False, 0.0, 4, 8, "q_proj", -1.0,
+                       1, 1, 128, api_name="/train_start")
+
+
+def test_a_100_kb_passage_is_cut_around_the_question_with_a_notice(locked_app):
+    from gradio_client import Client
+
+    filler = "Nothing about lights happened in the valley that year. " * 920  # twice: ~100 KB
+    context = filler + "The Halvard lighthouse was lit in 1874 by the harbour master. " + filler
+    assert len(context) > 100_000
+    out = Client(locked_app.local_url, verbose=False).predict(context, "When was the Halvard lighthouse lit?",
+                                                              api_name="/ask")
+    timing, last = out[-3], out[-2]
+    assert "the model reads at most 200" in timing and "best match for the question" in timing
+    assert "Halvard lighthouse was lit in 1874" in last["context"] and len(last["context"]) < 2000
+
+
+def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny_adapters, tmp_path):
+    from gradio_client import Client
+
+    from laffi.feedback_store import FeedbackStore
+
+    demo = _launch(tiny_dir, tiny_adapters, tmp_path)
+    latencies, errors = [], []
+
+    def user(i):
+        try:
+            client = Client(demo.local_url, verbose=False)
+            for q in range(3):
+                start = time.perf_counter()
+                client.predict(PASSAGE, f"When was the lighthouse lit? ({i}.{q})", api_name="/ask")
+                latencies.append(time.perf_counter() - start)
+            client.predict("base", "👎 bad answer", f"user {i}", "", f"user-{i}", api_name="/feedback")
+        except Exception as e:  # collected, asserted below
+            errors.append(repr(e))
+
+    try:
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        demo.close()
+    assert not errors and len(latencies) == 60
+    q = statistics.quantiles(latencies, n=20)
+    print(f"\nload: 20 users x 3 asks, p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s")
+    stored = FeedbackStore(tmp_path / "data" / "feedback.sqlite").rows()
+    assert sorted(r["annotator"] for r in stored) == sorted(f"user-{i}" for i in range(20))
+
+
+def test_overload_answers_queue_full_at_once_instead_of_hanging(tiny_dir, tiny_adapters, tmp_path, monkeypatch):
+    from gradio_client import Client
+
+    import laffi.ui.ask as ask
+
+    real = ask.answer_questions
+    monkeypatch.setattr(ask, "answer_questions", lambda *a, **k: time.sleep(1.5) or real(*a, **k))
+    demo = _launch(tiny_dir, tiny_adapters, tmp_path, queue_size=2)
+    outcomes = []
+
+    def user():
+        try:
+            Client(demo.local_url, verbose=False).predict(PASSAGE, "When?", api_name="/ask")
+            outcomes.append("answered")
+        except Exception as e:
+            outcomes.append(str(e))
+
+    try:
+        threads = [threading.Thread(target=user) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        demo.close()
+    assert len(outcomes) == 8
+    assert "answered" in outcomes
+    assert any("Queue is full" in o for o in outcomes)  # gradio's "busy, try again" (HTTP 503), not a hang
