@@ -157,17 +157,20 @@ def app_first_answer(cfg: BenchConfig) -> dict:
 
 
 _RSS_SCRIPT = """
-import json, resource, sys
+import json, re, resource, sys
 from laffi.models import ModelConfig, load_model
 from laffi.generation import generate_rows
 lm = load_model(ModelConfig(base=sys.argv[1], adapters_dir=sys.argv[2] or None))
 generate_rows(lm, ["Passage: a b c\\nQuestion: what?\\nAnswer:"] * len(lm.variants), lm.variants, 4)
-print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "variants": lm.variants}))
+now = int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss_kb": now,
+                  "variants": lm.variants}))
 """
 
 
 def memory(cfg: BenchConfig) -> dict:
-    """Peak RSS of a fresh process with base + every adapter (after one mixed batch) vs base alone."""
+    """Peak RSS of a fresh process with base + every adapter (after one mixed batch) vs base alone (the peak
+    comes from loading; the resident size after the batch is reported beside it)."""
     def peak(adapters_dir: str) -> dict:
         out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, cfg.base, adapters_dir], capture_output=True,
                              text=True, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
@@ -175,8 +178,9 @@ def memory(cfg: BenchConfig) -> dict:
 
     alone, every = peak(""), peak(cfg.adapters_dir)
     ratio = every["peak_rss_kb"] / alone["peak_rss_kb"]
-    return result("memory", ratio, "<= 1.15", ratio <= 1.15, base_mb=round(alone["peak_rss_kb"] / 1024),
-                  all_adapters_mb=round(every["peak_rss_kb"] / 1024), variants=every["variants"])
+    return result("memory", ratio, "<= 1.15", ratio <= 1.15, base_peak_mb=round(alone["peak_rss_kb"] / 1024),
+                  all_adapters_peak_mb=round(every["peak_rss_kb"] / 1024), base_now_mb=round(alone["rss_kb"] / 1024),
+                  all_adapters_now_mb=round(every["rss_kb"] / 1024), variants=every["variants"])
 
 
 def attention(lm, cfg: BenchConfig) -> dict:

@@ -38,21 +38,21 @@ def _squad(cfg: BenchConfig, split: str, n: int, seed: int = 0):
 def evaluation_speed(lm, cfg: BenchConfig) -> dict:
     """Questions/s of `eval` (one variant) at the default batch size vs batch size 1."""
     from laffi.evaluation import evaluate_variants
-    from laffi.generation import GenerationConfig
+    from laffi.generation import GenerationConfig, batch_size_for
 
     examples, source = _squad(cfg, "eval", cfg.eval_questions, seed=1)
     variant = lm.variants[-1]
-    default = GenerationConfig()
+    default = batch_size_for(lm, GenerationConfig())
     evaluate_variants(lm, examples[:4], [variant], GenerationConfig(batch_size=1))  # warm-up (tokenizer caches)
 
     def at(batch_size: int) -> float:
         return timed(lambda: evaluate_variants(lm, examples, [variant], GenerationConfig(batch_size=batch_size)),
                      max(1, cfg.repeats - 1))
 
-    batched, single = at(default.batch_size), at(1)
+    batched, single = at(default), at(1)
     ratio = single / batched
     return result("evaluation", ratio, ">= 3", ratio >= 3, variant=variant, questions=len(examples),
-                  default_batch=default.batch_size, q_per_s_batched=round(len(examples) / batched, 2),
+                  default_batch=default, q_per_s_batched=round(len(examples) / batched, 2),
                   q_per_s_batch1=round(len(examples) / single, 2), data=source)
 
 

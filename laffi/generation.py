@@ -25,7 +25,9 @@ class GenerationConfig:
     """How answers are generated (greedy, so results are reproducible)."""
 
     max_new_tokens: int = field(default=32, metadata={"help": "Most tokens generated per answer."})
-    batch_size: int = field(default=16, metadata={"help": "Rows (question x variant) per forward pass."})
+    batch_size: int | None = field(default=None, metadata={
+        "help": "Rows (question x variant) per forward pass; None: 16 on a GPU, 4 on a CPU (in float32 a CPU gains "
+                "little from bigger batches and loses to rows waiting for the longest answer; see the bench)."})
     stop_at_newline: bool = field(
         default=True, metadata={"help": "Stop a row at the end of its first line (the answer); saves decoding."}
     )
@@ -33,7 +35,7 @@ class GenerationConfig:
     def __post_init__(self):
         if not 1 <= self.max_new_tokens <= 1024:
             raise LaffiError(f"GenerationConfig.max_new_tokens must be between 1 and 1024, not {self.max_new_tokens}.")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise LaffiError(f"GenerationConfig.batch_size must be at least 1, not {self.batch_size}.")
 
 
@@ -110,6 +112,10 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+def batch_size_for(lm, cfg: GenerationConfig) -> int:
+    return cfg.batch_size or (16 if lm.device.type == "cuda" else 4)
+
+
 def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
                      progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Generate for (prompt, variant) rows in mixed-adapter batches, longest prompts first; results in row order."""
@@ -117,14 +123,15 @@ def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
     lengths = [len(ids) for ids in lm.tokenizer([p for p, _ in rows], add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(rows)), key=lambda k: -lengths[k])  # stable: a question's variants stay together
     out = [""] * len(rows)
-    for start in range(0, len(order), cfg.batch_size):
-        chunk = order[start:start + cfg.batch_size]
+    size = batch_size_for(lm, cfg)
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
         texts = generate_rows(lm, [rows[k][0] for k in chunk], [rows[k][1] for k in chunk],
                               cfg.max_new_tokens, cfg.stop_at_newline)
         for k, text in zip(chunk, texts):
             out[k] = text
         if progress:
-            progress(min(start + cfg.batch_size, len(order)), len(order))
+            progress(min(start + size, len(order)), len(order))
     return out
 
 

@@ -56,7 +56,8 @@ class PipelineConfig:
     sft_name: str = field(default="sft", metadata={"help": "Adapter name of the SFT run."})
     laffi_name: str = field(default="laffi", metadata={"help": "Adapter name of the LaFFi run."})
     train: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings shared by both runs."})
-    eval_batch_size: int = field(default=16, metadata={"help": "Rows per generation batch."})
+    eval_batch_size: int | None = field(default=None, metadata={
+        "help": "Rows per generation batch (default: 16 on a GPU, 4 on a CPU)."})
 
     def __post_init__(self):
         if self.annotator not in ("reference", "llm"):

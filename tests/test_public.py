@@ -185,3 +185,39 @@ def test_overload_answers_queue_full_at_once_instead_of_hanging(tiny_dir, tiny_a
     assert len(outcomes) == 8
     assert "answered" in outcomes
     assert any("Queue is full" in o for o in outcomes)  # gradio's "busy, try again" (HTTP 503), not a hang
+
+
+def test_uploads_that_are_not_squad_are_refused_with_the_reason_and_limits_hold(locked_app, small_squad, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(locked_app.local_url, verbose=False)
+    client.predict("correct horse", api_name="/admin_unlock")
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b'{"data": "caf\xe9"}')
+    with pytest.raises(Exception, match="not UTF-8"):
+        client.predict("upload", handle_file(str(bad)), "all", 2, 0, ["base"], False, api_name="/evaluate")
+    with pytest.raises(Exception, match="Questions must be between 1 and|maximum"):
+        client.predict("upload", handle_file(str(small_squad)), "all", 10_000, 0, ["base"], False,
+                       api_name="/evaluate")
+
+
+def test_files_outside_the_apps_own_cannot_be_fetched(locked_app, tmp_path):
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from laffi.webassets import ensure_js
+
+    secret = tmp_path / "data" / "feedback.sqlite"
+    js = ensure_js()
+    paths = ["/etc/passwd", str(secret), str(secret.parent / ".." / "data" / "feedback.sqlite")]
+    if js:
+        paths.append(f"{js}/../../README.md")  # out of the served JavaScript folder
+    for path in paths:
+        url = f"{locked_app.local_url.rstrip('/')}/gradio_api/file={urllib.parse.quote(path)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        assert status in (403, 404), (path, status)
