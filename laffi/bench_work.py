@@ -62,6 +62,7 @@ def quality_guard(lm, cfg: BenchConfig) -> dict:
     import torch
 
     from laffi.evaluation import evaluate_variants
+    from laffi.generation import GenerationConfig, batch_size_for
     from laffi.models import ModelConfig, cpu_has_native_bf16, load_model
 
     if cfg.quality_questions == 0:
@@ -84,9 +85,10 @@ def quality_guard(lm, cfg: BenchConfig) -> dict:
     reference = evaluate_variants(reference_lm, examples, lm.variants)["variants"]
     f1 = {v: {name: round(fast[v]["f1"], 2), "float32": round(reference[v]["f1"], 2)} for v in lm.variants}
     drop = max(reference[v]["f1"] - fast[v]["f1"] for v in lm.variants)
-    verdict = "keep as default" if drop <= 0.5 else "not the default: F1 drops too much"
+    verdict = "passes the guard" if drop <= 0.5 else "fails the guard: F1 drops too much"
     return result("quality", drop, "F1 drop <= 0.5", drop <= 0.5, unit="F1", questions=len(examples), data=source,
-                  compared=f"{name} + stacked LoRA vs float32 ({verdict})", default_dtype=str(loaded)[6:], f1=f1)
+                  compared=f"{name} + stacked LoRA vs float32 ({verdict})", default_dtype=str(loaded)[6:],
+                  batch_size=batch_size_for(lm, GenerationConfig()), f1=f1)
 
 
 def _timed_training(records, cfg: BenchConfig, pad_to_max: bool) -> dict:
