@@ -7,8 +7,8 @@ Usage:
 Every row of a batch carries its own adapter, so base + N adapters share the base model's weights and each
 forward pass: decoding a few rows costs little more than one (in bfloat16 on CPUs that have it, or on a GPU).
 The adapters are applied stacked (laffi.multilora: two small matmuls per layer, not four kernels per adapter);
-adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. Rows are sorted by prompt length so
-the variants of one question sit together with no padding.
+adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. Rows are sorted
+by prompt length so the variants of one question sit together with no padding.
 """
 
 from __future__ import annotations

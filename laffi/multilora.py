@@ -14,8 +14,9 @@ keeps each row's own block of the rank dimension:
     y = W x + B_cat ((A_cat x) * mask_row)        mask_row = 1 on the row's adapter block, 0 elsewhere
 
 which equals base + that row's LoRA exactly (the other blocks contribute exact zeros) with two matmuls and a
-multiply, however many adapters there are. Base rows have an all-zero mask. The LoRA maths runs in the dtype
-PEFT keeps adapter weights in (float32 unless told otherwise), as PEFT's own forward does.
+multiply, however many adapters there are. Base rows have an all-zero mask. The LoRA maths runs in float32
+whatever the base model's dtype (PEFT keeps adapter weights in float32 by default too), and the result is cast
+back to the layer's output dtype.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class FusedLora:
                 layout.append((n, start, start + a.shape[0]))
                 start += a.shape[0]
             with torch.no_grad():
-                packs[module] = _Pack(torch.cat(a_parts).float().contiguous(), torch.cat(b_parts, dim=1).float().contiguous(),
-                                      tuple(layout))
+                packs[module] = _Pack(torch.cat(a_parts).float().contiguous(),
+                                      torch.cat(b_parts, dim=1).float().contiguous(), tuple(layout))
         return cls(model, packs)
 
     def _masks(self, row_names: list[str]) -> dict:

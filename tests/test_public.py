@@ -22,6 +22,18 @@ def _launch(tiny_dir, tiny_adapters, root, queue_size=64, **settings):
     return demo
 
 
+def _crowd(demo, user, n: int, timeout: float) -> None:
+    """n threads run user(i) against the app at once; the app is closed when they are done (or timed out)."""
+    try:
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=timeout)
+    finally:
+        demo.close()
+
+
 @pytest.fixture
 def space_app(tiny_dir, tiny_adapters, tmp_path, monkeypatch):
     """The defaults on a Hugging Face Space (SPACE_ID set, nothing enabled)."""
@@ -142,14 +154,7 @@ def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny
         except Exception as e:  # collected, asserted below
             errors.append(repr(e))
 
-    try:
-        threads = [threading.Thread(target=user, args=(i,)) for i in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-    finally:
-        demo.close()
+    _crowd(demo, user, 20, timeout=300)
     assert not errors and len(latencies) == 60
     q = statistics.quantiles(latencies, n=20)
     print(f"\nload: 20 users x 3 asks, p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s")
@@ -167,21 +172,14 @@ def test_overload_answers_queue_full_at_once_instead_of_hanging(tiny_dir, tiny_a
     demo = _launch(tiny_dir, tiny_adapters, tmp_path, queue_size=2)
     outcomes = []
 
-    def user():
+    def user(_):
         try:
             Client(demo.local_url, verbose=False).predict(PASSAGE, "When?", api_name="/ask")
             outcomes.append("answered")
         except Exception as e:
             outcomes.append(str(e))
 
-    try:
-        threads = [threading.Thread(target=user) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-    finally:
-        demo.close()
+    _crowd(demo, user, 8, timeout=120)
     assert len(outcomes) == 8
     assert "answered" in outcomes
     assert any("Queue is full" in o for o in outcomes)  # gradio's "busy, try again" (HTTP 503), not a hang

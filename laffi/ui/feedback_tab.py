@@ -96,8 +96,11 @@ def build_feedback_tab(ctx, admin) -> None:
         variants = ["all", *sorted({row["variant"] for row in store.rows() if row["variant"]})]
         return counts(rows), table(rows), gr.Dropdown(choices=variants, value=v if v in variants else "all")
 
-    def do_export(kind, unlocked, v, r, a):
+    def may_export(unlocked):
         require(ctx.settings, unlocked, "Exporting feedback", ctx.settings.enable_export, "LAFFI_ENABLE_EXPORT")
+
+    def do_export(kind, unlocked, v, r, a):
+        may_export(unlocked)
         rows = current(v, r, a)
         if not rows:
             raise gr.Error("There is no feedback to export with these filters.")
@@ -107,7 +110,7 @@ def build_feedback_tab(ctx, admin) -> None:
     def push(unlocked, v, r, a):
         from datasets import Dataset
 
-        require(ctx.settings, unlocked, "Exporting feedback", ctx.settings.enable_export, "LAFFI_ENABLE_EXPORT")
+        may_export(unlocked)
         repo, token = os.environ.get("LAFFI_FEEDBACK_REPO"), os.environ.get("HF_TOKEN")
         if not repo or not token:
             raise gr.Error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
