@@ -211,9 +211,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
 
     lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir))
     device, dtype = resolve_device_dtype(lm.config)
+    onednn = any("forward" in vars(m) for m in lm.model.modules())  # laffi.kernels routed the linear layers
     report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-                          "dtype": str(dtype).replace("torch.", ""), "python": sys.version.split()[0],
-                          "torch": torch.__version__},
+                          "dtype": str(dtype).replace("torch.", ""), "onednn_linears": onednn,
+                          "python": sys.version.split()[0], "torch": torch.__version__},
               "config": cfg.__dict__, "results": []}
     steps = [("side_by_side", lambda: side_by_side(lm, cfg)), ("attention", lambda: attention(lm, cfg)),
              ("evaluation", lambda: evaluation_speed(lm, cfg)), ("quality", lambda: quality_guard(lm, cfg)),

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, help="Evaluate a seeded random sample of N questions.")
     p.add_argument("--seed", type=int, default=0, help="Sampling seed (default: 0).")
     p.add_argument("--variants", help="Comma-separated variants (default: all).")
-    p.add_argument("--batch-size", type=_positive_int, help="Rows per batch (default: 16 on a GPU, 4 on a CPU).")
+    p.add_argument("--batch-size", type=_positive_int, help="Rows per batch (default: 16 on a GPU, 8 on a CPU).")
     p.add_argument("--out", help="Write predictions, per-example scores and metrics.json here.")
     p.add_argument("--json", action="store_true", help="Print the metrics as JSON.")
     p.add_argument("--feedback", action="store_true",

@@ -104,7 +104,7 @@ def add_commands(sub, model_parent, positive_int) -> None:
     p.add_argument("--limit", type=positive_int, help="Seeded sample of N questions.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", default="base", help="Which variant answers (default: base).")
-    p.add_argument("--batch-size", type=positive_int, help="Rows per batch (default: 16 on a GPU, 4 on a CPU).")
+    p.add_argument("--batch-size", type=positive_int, help="Rows per batch (default: 16 on a GPU, 8 on a CPU).")
     p.add_argument("--out", required=True, help="Output JSONL (a dataset loadable with `datasets`).")
     p.set_defaults(func=cmd_predict)
 

@@ -59,6 +59,10 @@ class ModelConfig:
     cache_dir: str | None = field(
         default=None, metadata={"help": "Where dequantised GGUF models are cached (default: $LAFFI_CACHE)."}
     )
+    cpu_kernels: bool = field(
+        default=True, metadata={"help": "On a CPU, run float32 linear layers through oneDNN when not training and "
+                                        "keep freed memory for reuse (laffi.kernels): batches of rows get cheap."}
+    )
 
     def __post_init__(self):
         if not str(self.base).strip():
@@ -200,6 +204,11 @@ def load_base(cfg: ModelConfig):
     if not cfg.quantize:
         model.to(device)
     model.eval()
+    if device.type == "cpu" and cfg.cpu_kernels:
+        from laffi.kernels import keep_freed_memory, use_onednn_linears
+
+        use_onednn_linears(model)
+        keep_freed_memory()
     # Decoder-only batching: pad on the left so every row's next token sits at the same position.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

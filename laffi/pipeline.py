@@ -57,7 +57,7 @@ class PipelineConfig:
     laffi_name: str = field(default="laffi", metadata={"help": "Adapter name of the LaFFi run."})
     train: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings shared by both runs."})
     eval_batch_size: int | None = field(default=None, metadata={
-        "help": "Rows per generation batch (default: 16 on a GPU, 4 on a CPU)."})
+        "help": "Rows per generation batch (default: 16 on a GPU, 8 on a CPU)."})
 
     def __post_init__(self):
         if self.annotator not in ("reference", "llm"):

@@ -96,7 +96,8 @@ def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(path)).eval()
     with torch.no_grad():
         logits = reloaded(input_ids=input_ids).logits
-    assert torch.allclose(logits, snap.logits, atol=1e-5)
+    # equal up to float32 summation order: the trained model ran laffi.kernels' oneDNN layers, this one torch's
+    torch.testing.assert_close(logits, snap.logits, rtol=1e-5, atol=1e-4)
     plain = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
     with torch.no_grad():
         assert not torch.allclose(plain(input_ids=input_ids).logits, logits, atol=1e-3)

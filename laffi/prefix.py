@@ -1,0 +1,124 @@
+"""Shared-prefix prefill: rows of one batch that start with the same tokens under the same variant read them once.
+
+Usage:
+    inputs = shared_prefix_inputs(lm, token_ids, row_variants, pad_id)   # None when no two rows share a prefix
+    model.generate(**inputs, ...)   # input_ids, attention_mask, past_key_values: the prefixes already cached
+
+Why: SQuAD asks several questions about each paragraph, and the prompt puts the passage before the question, so
+the questions of one paragraph share ~90% of their prompt tokens. On a CPU the prompt's forward pass (prefill)
+is compute-bound - every prompt token costs the same whatever the batch - so a batch of 16 questions cost
+16 prefills and batching barely helped evaluation. Here the batch's distinct prefixes go through the model once,
+their key/value cache is copied to every row that shares them, and generation continues from there.
+
+The result is the same computation: causal attention means a prefix's keys and values do not depend on what
+follows it, and a variant's adapter sees the same tokens either way. Rows are laid out as
+
+    [pad .. pad | shared prefix | pad .. pad | row's own suffix]       (attention mask 0 on every pad)
+
+and positions come from the attention mask (transformers counts only unmasked tokens), so each token keeps the
+position it has in its own unpadded prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIN_SHARED = 16  # a prefix shorter than this is not worth a second forward pass
+
+
+@dataclass
+class _Group:
+    variant: str
+    rows: list[int]
+    prefix: list[int]  # token ids every row of the group starts with (each row keeps >= 1 token of its own)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _shares(a: list[int], b: list[int], min_shared: int) -> int:
+    """Tokens row b may take from a prefix a, or 0: sharing must cover 3/4 of b (a passage does, a common system
+    prompt alone does not: joining on it would leave long unshared tails that every row of the batch pads to)
+    and `min_shared` tokens, and never all of b (generation needs one token of the row's own)."""
+    shared = min(_common_prefix(a, b), len(b) - 1)
+    return shared if shared >= min_shared and 4 * shared >= 3 * len(b) else 0
+
+
+def order_rows(ids: list[list[int]], min_shared: int = MIN_SHARED) -> list[int]:
+    """Row order for batching: prompts that start alike next to each other (they can share a prefill), and these
+    clusters longest first (so each batch holds prompts of similar length and pads little)."""
+    order = sorted(range(len(ids)), key=lambda k: ids[k])
+    clusters: list[list[int]] = []
+    for k in order:
+        if clusters and _shares(ids[clusters[-1][0]], ids[k], min_shared):
+            clusters[-1].append(k)
+        else:
+            clusters.append([k])
+    clusters.sort(key=lambda c: -max(len(ids[k]) for k in c))  # stable: equal lengths keep their order
+    return [k for c in clusters for k in c]
+
+
+def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN_SHARED) -> list[_Group] | None:
+    """Group rows by variant and shared prefix, greedily in row order (see order_rows): a row joins its variant's
+    last group when it shares enough with it (_shares). None when no group has two rows."""
+    groups: list[_Group] = []
+    open_groups: dict[str, _Group] = {}  # the last group of each variant: the only one a row may join
+    for i, (row, variant) in enumerate(zip(ids, variants)):
+        g = open_groups.get(variant)
+        if g is not None:
+            shared = _shares(g.prefix, row, min_shared)
+            if shared:
+                g.prefix = g.prefix[:shared]
+                g.rows.append(i)
+                continue
+        g = _Group(variant, [i], row[:-1])
+        groups.append(g)
+        open_groups[variant] = g
+    if not any(len(g.rows) > 1 for g in groups):
+        return None
+    return groups
+
+
+def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str], pad_id: int,
+                         min_shared: int = MIN_SHARED) -> dict | None:
+    """generate() inputs for these rows with every shared prefix computed once; None if nothing is shared."""
+    import torch
+
+    groups = plan_groups(ids, variants, min_shared)
+    if groups is None:
+        return None
+    device = lm.device
+    width = max(len(g.prefix) for g in groups)
+    prefix_ids = torch.full((len(groups), width), pad_id, dtype=torch.long)
+    prefix_mask = torch.zeros_like(prefix_ids)
+    for k, g in enumerate(groups):
+        prefix_ids[k, width - len(g.prefix):] = torch.tensor(g.prefix)
+        prefix_mask[k, width - len(g.prefix):] = 1
+    prefix_ids, prefix_mask = prefix_ids.to(device), prefix_mask.to(device)
+    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
+    with torch.inference_mode(), lm.rows([g.variant for g in groups]):
+        cache = lm.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1).past_key_values
+
+    group_of = [0] * len(ids)
+    for k, g in enumerate(groups):
+        for i in g.rows:
+            group_of[i] = k
+    cache.batch_select_indices(torch.tensor(group_of, device=device))
+    suffixes = [ids[i][len(groups[group_of[i]].prefix):] for i in range(len(ids))]
+    tail = max(len(s) for s in suffixes)
+    suffix_ids = torch.full((len(ids), tail), pad_id, dtype=torch.long)
+    suffix_mask = torch.zeros_like(suffix_ids)
+    for i, s in enumerate(suffixes):
+        suffix_ids[i, tail - len(s):] = torch.tensor(s)
+        suffix_mask[i, tail - len(s):] = 1
+    return {
+        "input_ids": torch.cat([prefix_ids[group_of], suffix_ids.to(device)], dim=1),
+        "attention_mask": torch.cat([prefix_mask[group_of], suffix_mask.to(device)], dim=1),
+        "past_key_values": cache,
+    }

@@ -1,0 +1,61 @@
+"""CPU inference kernels (laffi.kernels): oneDNN linear layers give torch's float32 answers; training is untouched."""
+
+import pytest
+
+from laffi import kernels
+
+
+@pytest.fixture(scope="module")
+def plain_and_fast(tiny_dir):
+    from laffi.models import ModelConfig, load_base
+
+    if kernels._onednn_linear() is None:
+        pytest.skip("this CPU or torch build has no oneDNN linear op (laffi then keeps torch's path)")
+    plain, tok = load_base(ModelConfig(base=str(tiny_dir), dtype="float32", cpu_kernels=False))
+    fast, _ = load_base(ModelConfig(base=str(tiny_dir), dtype="float32"))
+    return plain, fast, tok
+
+
+def test_every_linear_layer_is_routed_once(plain_and_fast):
+    import torch
+
+    plain, fast, _ = plain_and_fast
+    linears = [m for m in fast.modules() if type(m) is torch.nn.Linear]
+    assert linears and all("forward" in vars(m) for m in linears)
+    assert not any("forward" in vars(m) for m in plain.modules())  # cpu_kernels=False leaves torch's path
+    assert kernels.use_onednn_linears(fast) == 0  # installing twice changes nothing
+
+
+def test_inference_matches_torch_float32(plain_and_fast):
+    import torch
+
+    plain, fast, tok = plain_and_fast
+    enc = tok(["the old bridge is long", "why"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        want, got = plain(**enc).logits, fast(**enc).logits
+        tokens = [m.generate(**enc, max_new_tokens=8, do_sample=False) for m in (plain, fast)]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(tokens[0], tokens[1])
+
+
+def test_training_takes_torchs_path_with_gradients(plain_and_fast):
+    import torch
+
+    _, fast, _ = plain_and_fast
+    layer = next(m for m in fast.modules() if type(m) is torch.nn.Linear)
+    x = torch.randn(2, 3, layer.in_features, requires_grad=True)
+    layer(x).sum().backward()
+    want = torch.ones(2, 3, layer.out_features) @ layer.weight
+    torch.testing.assert_close(x.grad, want)
+    assert layer.weight.grad is not None  # the weight took part in autograd: torch's F.linear ran
+    layer.weight.grad = None
+
+
+def test_allocator_tuning_defers_to_the_users_malloc_settings(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert kernels.keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert kernels.keep_freed_memory() is True

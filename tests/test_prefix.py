@@ -1,0 +1,81 @@
+"""Shared-prefix prefill (laffi.prefix): questions on one passage read it once, with the same results."""
+
+import pytest
+
+from laffi.generation import GenerationConfig, generate_batched, generate_rows
+from laffi.prefix import order_rows, plan_groups, shared_prefix_inputs
+from laffi.prompts import qa_prompt
+
+PASSAGE_A = "In 1702 fishermen founded a city on the northern coast near the old bridge. The river is long."
+PASSAGE_B = "The passage says the answer is here, and the bridge is old."
+QUESTIONS = ["Who founded the city?", "When was it founded?", "What is long?"]
+
+A = list(range(100, 140))  # token-id stand-ins: a 40-token passage, then a question
+B = list(range(200, 260))
+
+
+def test_plan_groups_joins_rows_of_one_variant_and_passage():
+    ids = [A + [1, 2], A + [3], B + [4, 5], A + [6, 7, 8]]
+    groups = plan_groups(ids, ["sft"] * 4)
+    assert [(g.rows, len(g.prefix)) for g in groups] == [([0, 1], 40), ([2], 61), ([3], 42)]
+
+
+def test_plan_groups_never_mixes_variants_or_shares_a_short_start():
+    assert plan_groups([A + [1], A + [2]], ["sft", "laffi"]) is None  # adapters change the prefix's keys/values
+    system = list(range(20))  # a common system prompt, then different passages
+    assert plan_groups([system + A + [1], system + B + [2]], ["sft", "sft"]) is None
+
+
+def test_identical_prompts_keep_one_token_of_their_own():
+    groups = plan_groups([A, A, A], ["base"] * 3)
+    assert len(groups) == 1 and groups[0].rows == [0, 1, 2] and groups[0].prefix == A[:-1]
+
+
+def test_order_rows_clusters_passages_longest_first():
+    ids = [A + [1], B + [2], A + [3, 3], [7] * 30, B + [4]]
+    assert order_rows(ids) == [1, 4, 0, 2, 3]
+
+
+def _prompts(lm):
+    return [qa_prompt(lm.tokenizer, p, q) for p in (PASSAGE_A, PASSAGE_B) for q in QUESTIONS]
+
+
+def test_shared_prefill_gives_the_same_logits_as_a_plain_batch(tiny_lm):
+    import torch
+
+    prompts = _prompts(tiny_lm)
+    variants = ["sft", "sft", "laffi", "sft", "base", "base"]
+    ids = tiny_lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    shared = shared_prefix_inputs(tiny_lm, ids, variants, tiny_lm.tokenizer.pad_token_id)
+    assert shared is not None
+    assert [g.rows for g in plan_groups(ids, variants)] == [[0, 1], [2], [3], [4, 5]]
+    cached = shared["past_key_values"].get_seq_length()
+    plain = tiny_lm.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    with torch.inference_mode(), tiny_lm.rows(variants):
+        new = shared["input_ids"][:, cached:]
+        mask = shared["attention_mask"]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached:]
+        got = tiny_lm.model(input_ids=new, attention_mask=mask, position_ids=positions,
+                            past_key_values=shared["past_key_values"]).logits[:, -1]
+        want = tiny_lm.model(**plain).logits[:, -1]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [2, 5, 64])
+def test_generation_with_shared_prefixes_equals_without(tiny_lm, batch_size):
+    prompts = _prompts(tiny_lm)
+    rows = [(p, v) for p in prompts for v in tiny_lm.variants]
+    on = GenerationConfig(max_new_tokens=10, stop_at_newline=False, batch_size=batch_size)
+    off = GenerationConfig(max_new_tokens=10, stop_at_newline=False, batch_size=batch_size, share_prefixes=False)
+    shared = generate_batched(tiny_lm, rows, on)
+    assert shared == generate_batched(tiny_lm, rows, off)
+    assert shared == [generate_rows(tiny_lm, [p], [v], 10, stop_at_newline=False)[0] for p, v in rows]
+    assert len(set(shared)) > 3  # the rows do differ, so equality means something
+
+
+def test_generation_uses_the_shared_prefill(tiny_lm, monkeypatch):
+    calls = []
+    real = tiny_lm.model.generate
+    monkeypatch.setattr(tiny_lm.model, "generate", lambda **kw: calls.append(kw) or real(**kw))
+    generate_rows(tiny_lm, _prompts(tiny_lm), ["sft"] * 6, 3)
+    assert calls[0]["past_key_values"].get_seq_length() > 20
