@@ -29,7 +29,8 @@ CSS = ".variant-card {border: 1px solid var(--border-color-primary); border-radi
 def model_config_from_env() -> ModelConfig:
     return ModelConfig(base=os.environ.get("LAFFI_BASE", "embedded"),
                        adapters_dir=os.environ.get("LAFFI_ADAPTERS_DIR", "adapters"),
-                       quantize=os.environ.get("LAFFI_QUANTIZE") or None)
+                       quantize=os.environ.get("LAFFI_QUANTIZE") or None,
+                       cpu_kernels=os.environ.get("LAFFI_CPU_KERNELS", "1").lower() not in ("0", "false", "no", "off"))
 
 
 def status_text(lm) -> str:

@@ -29,6 +29,8 @@ def _model_args() -> argparse.ArgumentParser:
     g.add_argument("--quantize", choices=["8bit", "4bit"], default=None, help="bitsandbytes loading (CUDA).")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto).")
     g.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16 (default: auto).")
+    g.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false",
+                   help="On a CPU, keep torch's own linear layers (see laffi.kernels; results agree to ~1e-6).")
     g.add_argument("--max-new-tokens", type=int, default=32, help="Most tokens per answer (default: 32).")
     return p
 
@@ -45,7 +47,7 @@ def _load(args):
     from laffi.models import ModelConfig, load_model
 
     lm = load_model(ModelConfig(base=args.base, adapters_dir=args.adapters_dir, quantize=args.quantize,
-                                device=args.device, dtype=args.dtype))
+                                device=args.device, dtype=args.dtype, cpu_kernels=args.cpu_kernels))
     for w in lm.warnings:
         print(f"laffi: warning: {w}", file=sys.stderr)
     return lm

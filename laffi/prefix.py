@@ -101,9 +101,14 @@ def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str], pad_id: 
         prefix_mask[k, width - len(g.prefix):] = 1
     prefix_ids, prefix_mask = prefix_ids.to(device), prefix_mask.to(device)
     positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
-    with torch.inference_mode(), lm.rows([g.variant for g in groups]):
-        cache = lm.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=1).past_key_values
+    try:
+        with torch.inference_mode(), lm.rows([g.variant for g in groups]):
+            cache = lm.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions,
+                             use_cache=True, logits_to_keep=1).past_key_values
+    except TypeError:  # a model whose forward lacks logits_to_keep (older remote code): no sharing, same answers
+        return None
+    if not hasattr(cache, "batch_select_indices"):  # a cache type rows can't be copied between
+        return None
 
     group_of = [0] * len(ids)
     for k, g in enumerate(groups):

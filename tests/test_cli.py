@@ -25,6 +25,14 @@ def test_ask_json(model_args, capsys):
     assert all(isinstance(a["answer"], str) for a in out["answers"].values())
 
 
+def test_ask_answers_the_same_without_cpu_kernels(model_args, capsys):
+    argv = ["ask", "--context", "The bridge is old.", "--question", "What is old?", "--json", *model_args]
+    assert main(argv) == 0
+    fast = json.loads(capsys.readouterr().out)["answers"]
+    assert main([*argv, "--no-cpu-kernels"]) == 0
+    assert json.loads(capsys.readouterr().out)["answers"] == fast
+
+
 def test_ask_some_variants_as_text(model_args, capsys):
     assert main(["ask", "--context", "c", "--question", "q", "--variants", "sft,base", *model_args]) == 0
     lines = capsys.readouterr().out.splitlines()
