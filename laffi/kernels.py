@@ -8,9 +8,9 @@ Why: decoding one token of a 135M model is a chain of matrix-vector products. Py
 MKL, whose small-batch path on the bench machine costs ~3x more for 3 rows than for 1 (the 49k-word output layer:
 11.4 vs 39.0 ms), so a batch of variants barely beat running them one after another. oneDNN's kernels read each
 weight once for all rows (output layer: 5.5 vs 7.8 ms; a whole decoding step for 3 rows 1.16x one row, see the
-README's Performance section). The results are float32
-throughout; only the summation order differs (outputs agree to ~1e-6 relative, and the quality guard compares
-both). Training is untouched: with gradients enabled every layer takes torch's usual path.
+README's Performance section). The results are float32 throughout; only the summation order differs (outputs
+agree to ~1e-6 relative, and the bench's quality guard compares both). Training is untouched: with gradients
+enabled every layer takes torch's usual path.
 
 glibc returns any freed block above 128 KB to the OS at once, so each activation tensor of a prompt's prefill is
 a fresh mmap whose pages fault in again (~3x the cost of the SiLU itself on the bench). Raising the thresholds keeps
