@@ -207,11 +207,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     import torch
 
     from laffi.bench_work import evaluation_speed, quality_guard, training_speed
+    from laffi.kernels import routed
     from laffi.models import ModelConfig, load_model, resolve_device_dtype
 
     lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir))
     device, dtype = resolve_device_dtype(lm.config)
-    onednn = any("forward" in vars(m) for m in lm.model.modules())  # laffi.kernels routed the linear layers
+    onednn = any(map(routed, lm.model.modules()))
     report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
                           "dtype": str(dtype).replace("torch.", ""), "onednn_linears": onednn,
                           "python": sys.version.split()[0], "torch": torch.__version__},

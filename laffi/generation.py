@@ -104,7 +104,7 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
         return out
     tok, model = lm.tokenizer, lm.model
     ids = tok(prompts, add_special_tokens=False)["input_ids"]
-    enc = shared_prefix_inputs(lm, ids, variants, tok.pad_token_id) if share_prefixes else None
+    enc = shared_prefix_inputs(lm, ids, variants) if share_prefixes else None
     if enc is None:  # nothing shared: one ordinary left-padded batch
         enc = dict(tok.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
     kwargs = {}

@@ -69,10 +69,15 @@ def use_onednn_linears(model) -> int:
     forward = _forward(op)
     count = 0
     for module in model.modules():
-        if type(module) is torch.nn.Linear and "forward" not in vars(module):
+        if type(module) is torch.nn.Linear and not routed(module):
             module.forward = types.MethodType(forward, module)
             count += 1
     return count
+
+
+def routed(module) -> bool:
+    """Whether use_onednn_linears gave this module its forward (an instance attribute over nn.Linear's)."""
+    return "forward" in vars(module)
 
 
 def _agrees(op) -> bool:

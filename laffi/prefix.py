@@ -1,7 +1,7 @@
 """Shared-prefix prefill: rows of one batch that start with the same tokens under the same variant read them once.
 
 Usage:
-    inputs = shared_prefix_inputs(lm, token_ids, row_variants, pad_id)   # None when no two rows share a prefix
+    inputs = shared_prefix_inputs(lm, token_ids, row_variants)   # None when no two rows share a prefix
     model.generate(**inputs, ...)   # input_ids, attention_mask, past_key_values: the prefixes already cached
 
 Why: SQuAD asks several questions about each paragraph, and the prompt puts the passage before the question, so
@@ -84,7 +84,7 @@ def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN
     return groups
 
 
-def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str], pad_id: int,
+def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str],
                          min_shared: int = MIN_SHARED) -> dict | None:
     """generate() inputs for these rows with every shared prefix computed once; None if nothing is shared."""
     import torch
@@ -93,13 +93,9 @@ def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str], pad_id: 
     if groups is None:
         return None
     device = lm.device
-    width = max(len(g.prefix) for g in groups)
-    prefix_ids = torch.full((len(groups), width), pad_id, dtype=torch.long)
-    prefix_mask = torch.zeros_like(prefix_ids)
-    for k, g in enumerate(groups):
-        prefix_ids[k, width - len(g.prefix):] = torch.tensor(g.prefix)
-        prefix_mask[k, width - len(g.prefix):] = 1
-    prefix_ids, prefix_mask = prefix_ids.to(device), prefix_mask.to(device)
+    pad = lm.tokenizer.pad  # the tokenizer pads on the left (models.load_base)
+    prefix = pad({"input_ids": [g.prefix for g in groups]}, return_tensors="pt").to(device)
+    prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
     positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
     try:
         with torch.inference_mode(), lm.rows([g.variant for g in groups]):
@@ -115,15 +111,10 @@ def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str], pad_id: 
         for i in g.rows:
             group_of[i] = k
     cache.batch_select_indices(torch.tensor(group_of, device=device))
-    suffixes = [ids[i][len(groups[group_of[i]].prefix):] for i in range(len(ids))]
-    tail = max(len(s) for s in suffixes)
-    suffix_ids = torch.full((len(ids), tail), pad_id, dtype=torch.long)
-    suffix_mask = torch.zeros_like(suffix_ids)
-    for i, s in enumerate(suffixes):
-        suffix_ids[i, tail - len(s):] = torch.tensor(s)
-        suffix_mask[i, tail - len(s):] = 1
+    suffix = pad({"input_ids": [ids[i][len(groups[group_of[i]].prefix):] for i in range(len(ids))]},
+                 return_tensors="pt").to(device)
     return {
-        "input_ids": torch.cat([prefix_ids[group_of], suffix_ids.to(device)], dim=1),
-        "attention_mask": torch.cat([prefix_mask[group_of], suffix_mask.to(device)], dim=1),
+        "input_ids": torch.cat([prefix_ids[group_of], suffix["input_ids"]], dim=1),
+        "attention_mask": torch.cat([prefix_mask[group_of], suffix["attention_mask"]], dim=1),
         "past_key_values": cache,
     }

@@ -46,7 +46,7 @@ def test_shared_prefill_gives_the_same_logits_as_a_plain_batch(tiny_lm):
     prompts = _prompts(tiny_lm)
     variants = ["sft", "sft", "laffi", "sft", "base", "base"]
     ids = tiny_lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    shared = shared_prefix_inputs(tiny_lm, ids, variants, tiny_lm.tokenizer.pad_token_id)
+    shared = shared_prefix_inputs(tiny_lm, ids, variants)
     assert shared is not None
     assert [g.rows for g in plan_groups(ids, variants)] == [[0, 1], [2], [3], [4, 5]]
     cached = shared["past_key_values"].get_seq_length()
