@@ -54,11 +54,17 @@ def _load(args):
 
 
 def _stderr_bar(desc: str, total: int):
-    """A tqdm bar on stderr and the progress(done, total) callback that drives it."""
+    """A tqdm bar on stderr and the progress(done, total) callback that drives it (the callback's total wins:
+    how many rows a run generates can depend on the variants' answer paths)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr)
-    return bar, (lambda done, _total: bar.update(done - bar.n))
+
+    def progress(done: int, total_now: int) -> None:
+        bar.total = total_now
+        bar.update(done - bar.n)
+
+    return bar, progress
 
 
 def _warn_problems(problems: list[str]) -> None:
@@ -69,8 +75,9 @@ def _warn_problems(problems: list[str]) -> None:
 
 
 def cmd_ask(args) -> int:
-    from laffi.generation import GenerationConfig, answer_questions
+    from laffi.generation import GenerationConfig
     from laffi.prompts import fit_context
+    from laffi.selffeedback import answer_all
 
     if not args.context.strip():
         raise LaffiError("--context is empty; pass the passage the question is about.")
@@ -83,22 +90,20 @@ def cmd_ask(args) -> int:
     if notice:
         print(f"laffi: note: {notice}", file=sys.stderr)
     pair = [(context, args.question)]
-    answers = answer_questions(lm, pair, variants, GenerationConfig(max_new_tokens=args.max_new_tokens))
-    out = {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw} for v in variants}
-    if args.feedback:
-        from laffi.selffeedback import self_feedback
-
-        for v, fbs in self_feedback(lm, pair, answers).items():
-            out[v].update(fbs[0].fields())
+    results = answer_all(lm, pair, variants, GenerationConfig(max_new_tokens=args.max_new_tokens),
+                         feedback=args.feedback)
+    out = {v: results[v][0].fields() for v in variants}
     if args.json:
         print(json.dumps({"answers": out}, ensure_ascii=False))
     else:
         width = max(len(v) for v in variants)
         for v in variants:
-            print(f"{v:<{width}}  {out[v]['answer'] or '(no answer)'}")
-            if args.feedback:
-                print(f"{'':<{width}}  feedback: {out[v]['feedback']}")
-                print(f"{'':<{width}}  revised:  {out[v]['revised_answer'] or '(no answer)'}")
+            r = out[v]
+            print(f"{v:<{width}}  {r['answer'] or '(no answer)'}   [{r['answer_path']}]")
+            if "feedback" in r:
+                print(f"{'':<{width}}  draft ({r['draft_by']}): {r['draft'] or '(no answer)'}")
+                print(f"{'':<{width}}  feedback:  {r['feedback']}")
+                print(f"{'':<{width}}  revised:   {r['revised_answer'] or '(no answer)'}")
     return 0
 
 
@@ -113,20 +118,16 @@ def cmd_eval(args) -> int:
     examples = sample_examples(select_articles(examples, args.articles), args.limit, args.seed)
     lm = _load(args)
     variants = _variants_arg(args.variants, lm)
-    bar, progress = _stderr_bar("eval", len(examples) * len(variants) * (2 if args.feedback else 1))
+    bar, progress = _stderr_bar("eval", len(examples) * len(variants))
     result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
                                feedback=args.feedback)
     bar.close()
-    keys = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact")
-    if args.feedback:
-        keys += ("revised_f1", "verdict_agreement")
     if args.json:
-        print(json.dumps({"n": result["n"], "variants": {
-            v: {k: m[k] for k in keys if k in m} for v, m in result["variants"].items()}}))
+        print(json.dumps({"n": result["n"], "variants": result["variants"]}))
     else:
-        print(f"{'variant':<12}" + "".join(f"{k:>14}" for k in keys) + f"   (n={result['n']})")
-        for v, m in result["variants"].items():
-            print(f"{v:<12}" + "".join(f"{m[k]:>14.2f}" if k in m else f"{'-':>14}" for k in keys))
+        from laffi.report import text_table
+
+        print(text_table(result))
     if args.out:
         print(f"laffi: wrote {args.out}/metrics.json and per-variant predictions", file=sys.stderr)
     return 0
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", help="Comma-separated variants (default: all, e.g. base,sft,laffi).")
     p.add_argument("--json", action="store_true", help='Print {"answers": {variant: {"answer": ...}}}.')
     p.add_argument("--feedback", action="store_true",
-                   help="Each variant also predicts feedback on its own answer, and revises it from that.")
+                   help="Every variant also predicts feedback on its draft and names a revised answer (variants whose "
+                        "answer path is 'via feedback' always do).")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", parents=[model], help="SQuAD v2 EM/F1 of each variant (official algorithm).")
@@ -166,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Write predictions, per-example scores and metrics.json here.")
     p.add_argument("--json", action="store_true", help="Print the metrics as JSON.")
     p.add_argument("--feedback", action="store_true",
-                   help="Also self-feedback: F1 of revised answers and verdict agreement, per variant.")
+                   help="Every variant also predicts feedback on its draft: F1 via feedback, verdict agreement and "
+                        "balanced verdict accuracy (variants whose answer path is 'via feedback' always do).")
     p.set_defaults(func=cmd_eval)
 
     from laffi.cli_pipeline import add_commands

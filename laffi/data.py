@@ -18,6 +18,7 @@ import random
 from dataclasses import asdict, dataclass, field
 
 from laffi.errors import LaffiError
+from laffi.io import parse_jsonl
 
 # The fixed article split of ../shared/data/squad_v2/dev-12-articles.json used for the shipped adapters and the
 # README's numbers. Written down once, before any score was seen, and never tuned: training and evaluation
@@ -38,6 +39,10 @@ class QAExample:
     question: str
     answers: tuple[str, ...] = ()  # empty = unanswerable (SQuAD v2)
     answer_starts: tuple[int, ...] = field(default=(), compare=False)
+    # SQuAD 2.0's plausible-but-wrong spans of an unanswerable question (official JSON only; the HF layout lacks
+    # them). Never a gold answer: laffi.drafts uses them as drafts that should have abstained.
+    plausible_answers: tuple[str, ...] = field(default=(), compare=False)
+    plausible_starts: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def is_impossible(self) -> bool:
@@ -45,7 +50,8 @@ class QAExample:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["answers"], d["answer_starts"] = list(self.answers), list(self.answer_starts)
+        for key in ("answers", "answer_starts", "plausible_answers", "plausible_starts"):
+            d[key] = list(d[key])
         return d
 
 
@@ -74,8 +80,15 @@ def parse_record(rec: dict, title: str | None = None, context: str | None = None
     for text, start in zip(answers, starts):
         if start >= 0 and context[start:start + len(text)] != text:
             raise ValueError(f"answer_start {start} does not point at the answer {text!r} in the context")
+    plausible, p_starts = (), ()
+    if not answers and rec.get("plausible_answers"):  # only where the question has no gold answer
+        spans = [(t, s if s >= 0 and context[s:s + len(t)] == t else context.find(t))
+                 for t, s in zip(*_parse_answers(rec["plausible_answers"])) if t.strip()]
+        spans = [(t, s) for t, s in spans if s >= 0]  # a span the passage does not contain is no use as a draft
+        plausible, p_starts = tuple(t for t, _ in spans), tuple(s for _, s in spans)
     return QAExample(qid=rec["id"], title=str(title if title is not None else rec.get("title", "")),
-                     context=context, question=rec["question"], answers=answers, answer_starts=starts)
+                     context=context, question=rec["question"], answers=answers, answer_starts=starts,
+                     plausible_answers=plausible, plausible_starts=p_starts)
 
 
 def _iter_nested(doc: dict):
@@ -108,18 +121,6 @@ def parse_squad(doc, source: str) -> tuple[list[QAExample], list[str]]:
         seen.add(ex.qid)
         examples.append(ex)
     return examples, problems
-
-
-def parse_jsonl(text: str, where: str) -> list:
-    """One JSON value per non-empty line; a bad line is an error naming the file and line."""
-    rows = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise LaffiError(f"{where} line {i} is not valid JSON ({e.msg}).") from e
-    return rows
 
 
 def _read_file(path: str):
@@ -174,8 +175,9 @@ def titles(examples: list[QAExample]) -> list[str]:
 
 
 def select_articles(examples: list[QAExample], articles: str | None) -> list[QAExample]:
-    """Keep the questions of some articles: a split name from ARTICLE_SPLITS or comma-separated titles."""
-    if not articles:
+    """Keep the questions of some articles: a split name from ARTICLE_SPLITS or comma-separated titles ("all" or
+    nothing: every article)."""
+    if not articles or articles == "all":
         return examples
     wanted = ARTICLE_SPLITS.get(articles) or tuple(t.strip() for t in articles.split(",") if t.strip())
     unknown = [t for t in wanted if t not in set(titles(examples))]
@@ -194,3 +196,11 @@ def sample_examples(examples: list[QAExample], limit: int | None, seed: int = 0)
         raise LaffiError(f"--limit must be at least 1, not {limit}.")
     keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
     return [examples[i] for i in keep]
+
+
+def select_data(source: str, articles: str | None = None, limit: int | None = None, seed: int = 0,
+                split: str = "validation") -> tuple[list[QAExample], list[str]]:
+    """What every command and tab means by "these questions": load `source` (file or dataset id), keep the articles
+    (a split name or titles), draw a seeded sample of `limit`. Returns (examples, problems with skipped records)."""
+    examples, problems = load_squad(source, split=split)
+    return sample_examples(select_articles(examples, articles), limit, seed), problems

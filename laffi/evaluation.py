@@ -1,105 +1,134 @@
-"""Answer SQuAD v2 questions with several variants (one mixed batch) and score them with the official metric.
+"""Answer SQuAD v2 questions with several variants (mixed batches) and score them with the official metric, with
+95 % bootstrap intervals, the abstain rate, and - for feedback - verdict agreement and balanced verdict accuracy.
 
 Usage:
-    metrics = evaluate_variants(lm, examples, ["base", "sft"], GenerationConfig(), out_dir="runs/eval",
-                                feedback=True)   # also self-feedback: revised F1 and verdict agreement
+    metrics = evaluate_variants(lm, examples, ["base", "sft", "laffi"], GenerationConfig(), out_dir="runs/eval",
+                                feedback=True)   # also every variant's feedback: F1 via feedback, verdicts
+
+Each variant's *shown* answer follows its AnswerPath (laffi.selffeedback): direct for most, draft -> feedback ->
+named answer for LaFFi adapters that ask for it. Both paths are scored whenever both ran:
+    exact, f1, HasAns_f1, NoAns_exact, abstain           the shown answer (what the app shows)
+    direct_*                                             the reply to the QA prompt
+    revised_*                                            the answer the feedback names ("F1 via feedback")
+    verdict_agreement, balanced_verdict_accuracy          does the feedback's verdict match the draft's EM?
+    ci                                                   {metric: [low, high]}, 95 % bootstrap over questions
 
 Writes, under out_dir:
-    <variant>/predictions.json   {qid: answer} in the official format ("" = no answer)
-    <variant>/examples.jsonl     qid, title, question, gold answers, prediction, raw reply, em, f1
-                                 (+ feedback, verdict, revised_answer, revised_f1 with feedback=True)
-    metrics.json                 {"n": N, "variants": {variant: {exact, f1, HasAns_exact, ...}}, "config": {...}}
+    <variant>/predictions.json           {qid: shown answer} in the official format ("" = no answer)
+    <variant>/predictions_direct.json    the direct answers; predictions_feedback.json: via feedback (if run)
+    <variant>/examples.jsonl             per question: gold, shown/direct answers, draft, feedback, em/f1 of each
+    metrics.json                         {"n": N, "variants": {variant: {...}}, "config": {...}}
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from laffi.generation import GenerationConfig, answer_questions
-from laffi.selffeedback import self_feedback
+from laffi.generation import GenerationConfig
+from laffi.io import write_json_atomic, write_jsonl_atomic
+from laffi.selffeedback import answer_all
 from laffi.squad_metric import score_one, squad_v2_scores
+from laffi.stats import balanced_verdict_accuracy, bootstrap_ci
+
+CI_KEYS = ("exact", "f1", "HasAns_f1", "NoAns_exact", "abstain")
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, flush it to disk, then rename it over `path`: a crash
-    or an error at any point leaves `path` as it was (absent, or the previous complete file), never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def scored(examples, answers: list[str], prefix: str = "") -> tuple[dict, dict, dict]:
+    """(metrics, 95 % intervals, per-question values) of one list of answers: official scores and abstain rate."""
+    preds = {ex.qid: a for ex, a in zip(examples, answers)}
+    m = squad_v2_scores(examples, preds)
+    per = {"exact": [], "f1": [], "HasAns_f1": [], "NoAns_exact": [], "abstain": []}
+    for ex, a in zip(examples, answers):
+        em, f1 = score_one(ex.answers, a)
+        per["exact"].append(em)
+        per["f1"].append(f1)
+        per["abstain"].append(float(not a.strip()))
+        per["HasAns_f1" if ex.answers else "NoAns_exact"].append(f1 if ex.answers else em)
+    m["abstain"] = 100.0 * sum(per["abstain"]) / max(len(answers), 1)
+    ci = {}
+    for key in CI_KEYS:
+        interval = bootstrap_ci(per[key])
+        if interval is not None:
+            ci[prefix + key] = [round(100 * interval[1], 2), round(100 * interval[2], 2)]
+    keep = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "abstain")
+    return {prefix + k: v for k, v in m.items() if k in keep}, ci, {prefix + k: v for k, v in per.items()}
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
-
-
-def write_jsonl_atomic(path: Path, rows) -> None:
-    write_atomic(path, lambda f: f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def feedback_metrics(examples, answers, feedbacks) -> dict:
-    """revised_f1/exact: SQuAD scores of the self-revised answers; verdict_agreement: % of questions where the
-    predicted verdict (correct or not) matches whether the answer was exactly right (no verdict = disagreement)."""
+def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
+    """Verdicts of the feedback on `drafts` (answer texts): verdict_agreement = % of questions whose verdict
+    (correct or not) matches whether the draft was exactly right (no verdict = disagreement);
+    balanced_verdict_accuracy = mean of the right drafts' share called correct and the wrong drafts' share not
+    called correct (chance: 50, whatever the mix); revised_exact/f1: SQuAD scores of the answers it names."""
     revised = squad_v2_scores(examples, {ex.qid: fb.revised_answer for ex, fb in zip(examples, feedbacks)})
-    agree = parsed = 0
-    for ex, a, fb in zip(examples, answers, feedbacks):
-        if fb.verdict is not None:
-            parsed += 1
-            agree += (fb.verdict == "correct") == bool(score_one(ex.answers, a.text)[0])
+    right = [bool(score_one(ex.answers, d)[0]) for ex, d in zip(examples, drafts)]
+    called = [fb.verdict == "correct" for fb in feedbacks]
+    parsed = [fb.verdict is not None for fb in feedbacks]
+    agree = sum(p and c == r for p, c, r in zip(parsed, called, right))
     n = max(len(examples), 1)
+    bva = balanced_verdict_accuracy(right, called)
     return {"revised_exact": revised["exact"], "revised_f1": revised["f1"],
-            "verdict_agreement": 100.0 * agree / n, "verdict_parsed": 100.0 * parsed / n,
+            "verdict_agreement": 100.0 * agree / n, "verdict_parsed": 100.0 * sum(parsed) / n,
+            "balanced_verdict_accuracy": bva, "drafts_right": 100.0 * sum(right) / n,
             "revised_share": 100.0 * sum(fb.revised for fb in feedbacks) / n}
 
 
 def evaluate_variants(lm, examples, variants: list[str], gen: GenerationConfig | None = None,
                       out_dir: str | os.PathLike | None = None,
-                      progress: Callable[[int, int], None] | None = None, feedback: bool = False) -> dict:
+                      progress: Callable[[int, int], None] | None = None, feedback: bool = False,
+                      paths: dict | None = None) -> dict:
     """Score every variant on `examples`; returns {"n", "variants": {v: metrics}} and writes files if out_dir.
-    progress(done, total) counts answers, then (with feedback) feedbacks, over one total."""
+    feedback=True: every variant also predicts feedback on its draft (else only variants whose path needs it)."""
     gen = gen or GenerationConfig()
     pairs = [(ex.context, ex.question) for ex in examples]
-    total = len(pairs) * len(variants) * (2 if feedback else 1)
-    answers = answer_questions(lm, pairs, variants, gen,
-                               progress and (lambda done, _: progress(done, total)))
-    feedbacks = None
-    if feedback:
-        offset = len(pairs) * len(variants)
-        feedbacks = self_feedback(lm, pairs, answers, progress=progress and (
-            lambda done, _: progress(offset + done, total)))
-    result = {"n": len(examples), "variants": {}}
+    results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, progress=progress)
+    out = {"n": len(examples), "variants": {}, "per_question": {}}
     for v in variants:
-        preds = {ex.qid: a.text for ex, a in zip(examples, answers[v])}
-        result["variants"][v] = squad_v2_scores(examples, preds)
-        if feedbacks:
-            result["variants"][v].update(feedback_metrics(examples, answers[v], feedbacks[v]))
+        rows = results[v]
+        fbs = [r.feedback for r in rows]
+        answer_lists = {"": [r.answer for r in rows], "direct_": [r.direct.text for r in rows]}
+        if rows and all(fbs):
+            answer_lists["revised_"] = [fb.revised_answer for fb in fbs]
+        m, ci, per = {"answer_path": rows[0].path.label() if rows else "direct"}, {}, {}
+        for prefix, answers in answer_lists.items():
+            metrics, intervals, values = scored(examples, answers, prefix)
+            m.update(metrics)
+            ci.update(intervals)
+            per.update(values)
+        if rows and all(fbs):
+            m.update(feedback_metrics(examples, [r.draft for r in rows], fbs))
+            m["drafts_by"] = rows[0].draft_by
+        m["ci"] = ci
+        out["variants"][v] = m
+        out["per_question"][v] = per
         if out_dir is not None:
-            rows = []
-            for i, (ex, a) in enumerate(zip(examples, answers[v])):
-                em, f1 = score_one(ex.answers, a.text)
-                row = {"qid": ex.qid, "title": ex.title, "question": ex.question,
-                       "gold_answers": list(ex.answers), "prediction": a.text, "raw": a.raw, "em": em, "f1": f1}
-                if feedbacks:
-                    fb = feedbacks[v][i]
-                    row.update(feedback=fb.text, verdict=fb.verdict, revised_answer=fb.revised_answer,
-                               revised_f1=score_one(ex.answers, fb.revised_answer)[1])
-                rows.append(row)
-            write_json_atomic(Path(out_dir) / v / "predictions.json", preds)
-            write_jsonl_atomic(Path(out_dir) / v / "examples.jsonl", rows)
+            _write_variant(Path(out_dir) / v, examples, rows)
     if out_dir is not None:
-        record = dict(result, config={"base": lm.config.base, "generation": asdict(gen), "feedback": feedback,
-                                      "qids": [ex.qid for ex in examples]})
+        record = {"n": out["n"], "variants": out["variants"], "config": {
+            "base": lm.config.base, "generation": asdict(gen), "feedback": feedback,
+            "qids": [ex.qid for ex in examples]}}
         write_json_atomic(Path(out_dir) / "metrics.json", record)
-    return result
+    return out
+
+
+def _write_variant(folder: Path, examples, rows) -> None:
+    lines = []
+    for ex, r in zip(examples, rows):
+        em, f1 = score_one(ex.answers, r.answer)
+        d_em, d_f1 = score_one(ex.answers, r.direct.text)
+        line = {"qid": ex.qid, "title": ex.title, "question": ex.question, "gold_answers": list(ex.answers),
+                "prediction": r.answer, "em": em, "f1": f1, "direct": r.direct.text, "raw": r.direct.raw,
+                "direct_em": d_em, "direct_f1": d_f1, "answer_path": r.path.label()}
+        if r.feedback is not None:
+            line.update(draft=r.draft, draft_by=r.draft_by, feedback=r.feedback.text, verdict=r.feedback.verdict,
+                        revised_answer=r.feedback.revised_answer,
+                        revised_f1=score_one(ex.answers, r.feedback.revised_answer)[1])
+        lines.append(line)
+    write_json_atomic(folder / "predictions.json", {ex.qid: r.answer for ex, r in zip(examples, rows)})
+    write_json_atomic(folder / "predictions_direct.json", {ex.qid: r.direct.text for ex, r in zip(examples, rows)})
+    if rows and all(r.feedback is not None for r in rows):
+        write_json_atomic(folder / "predictions_feedback.json",
+                          {ex.qid: r.feedback.revised_answer for ex, r in zip(examples, rows)})
+    write_jsonl_atomic(folder / "examples.jsonl", lines)

@@ -13,12 +13,12 @@ transaction in WAL mode, so what add() returned is on disk even if the process d
 from __future__ import annotations
 
 import csv
-import json
 import sqlite3
 import time
 from pathlib import Path
 
 from laffi.errors import LaffiError
+from laffi.io import parse_jsonl
 
 COLUMNS = ("session_id", "created_at", "variant", "adapter", "qid", "context", "question", "answer",
            "predicted_feedback", "thumbs", "critique", "correct_answer", "annotator")
@@ -96,17 +96,11 @@ def read_human_feedback(path: str | Path) -> tuple[list[dict], list[str]]:
         for n, raw in enumerate(reader, 2):
             rows.append(_as_human_row(raw, f"{p.name} line {n}"))
     elif p.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                if not isinstance(raw, dict):
-                    raise ValueError("not an object")
-            except ValueError as e:
-                problems.append(f"{p.name} line {n}: not a JSON object ({e})")
-                continue
-            rows.append(_as_human_row(raw, f"{p.name} line {n}"))
+        for n, raw in enumerate(parse_jsonl(text, p.name, lenient=True, problems=problems), 1):
+            if isinstance(raw, dict):
+                rows.append(_as_human_row(raw, f"{p.name} record {n}"))
+            else:
+                problems.append(f"{p.name} record {n}: not a JSON object")
     else:
         raise LaffiError(f"{p} is not .csv, .jsonl or .sqlite; export human feedback in one of those.")
     return rows, problems

@@ -316,16 +316,18 @@ class LoadedModel:
         found, problems = discover_adapters(self.config.adapters_dir)
         added = []
         for name, path in found.items():
-            if name not in self.adapters and self._attach(name, path):
+            if name not in self.adapters and self.attach(name, path):
                 added.append(name)
         for p in problems:
             if p not in self.warnings:
                 self.warnings.append(p)
         return added
 
-    def _attach(self, name: str, path: Path) -> bool:
+    def attach(self, name: str, path: str | Path) -> bool:
+        """Load the adapter folder `path` as the variant `name`; False (and a warning) when it can't be loaded."""
         from peft import PeftModel
 
+        path = Path(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

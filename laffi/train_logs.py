@@ -2,7 +2,8 @@
 
 Usage:
     trainer = SFTTrainer(..., callbacks=[LossLogger("runs/train/laffi/loss_log.jsonl")])
-    text = model_card(cfg, manifest, stats, metrics)
+    text = model_card(asdict(cfg), manifest, stats, metrics)
+    write_evaluation("adapters/laffi", metrics)                  # metrics.json + the card updated
 """
 
 from __future__ import annotations
@@ -33,19 +34,18 @@ class LossLogger(TrainerCallback):
 
 
 def read_loss_log(path: str | Path) -> list[dict]:
-    p = Path(path)
-    if not p.exists():
-        return []
-    rows = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash mid-write
-    return rows
+    """The loss log so far (a line cut by a crash mid-write is skipped)."""
+    from laffi.io import read_jsonl
+
+    return read_jsonl(path, lenient=True)
 
 
-def model_card(cfg, manifest: dict, stats: dict, metrics: dict | None) -> str:
+def model_card(cfg: dict, manifest: dict, stats: dict, metrics: dict | None) -> str:
+    """The adapter folder's README.md, from its training settings (TrainConfig as a dict), data manifest, run
+    statistics and, once evaluated, its metrics."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(**cfg)
     target = {"laffi": "the annotator's natural-language feedback on the model's own answer (LaFFi)",
               "sft": "the gold answer, or \"no answer\" (plain SFT)",
               "laffi+sft": "both: the feedback on its own answer (LaFFi rows) and the gold answer (SFT rows)"}[cfg.method]
@@ -71,3 +71,14 @@ def model_card(cfg, manifest: dict, stats: dict, metrics: dict | None) -> str:
     if metrics:
         lines += ["", "## Evaluation", "", "```json", json.dumps(metrics, indent=2), "```"]
     return "\n".join(lines) + "\n"
+
+
+def write_evaluation(folder: str | Path, metrics: dict) -> None:
+    """metrics.json next to the adapter it describes (litgpt-style), and its model card updated to show them."""
+    from laffi.io import write_json_atomic, write_text_atomic
+
+    folder = Path(folder)
+    write_json_atomic(folder / "metrics.json", metrics)
+    config = json.loads((folder / "training_config.json").read_text())
+    manifest = json.loads((folder / "data_manifest.json").read_text())
+    write_text_atomic(folder / "README.md", model_card(config["train"], manifest, config["stats"], metrics))

@@ -56,9 +56,18 @@ class TrainConfig:
                                                            "left out (and counted), never cut."})
     seed: int = field(default=0, metadata={"help": "Seed for LoRA init and data order."})
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps (resumable)."})
+    pack: bool = field(default=True, metadata={
+        "help": "Lay the examples of a step out as trees that share their passage (laffi.packing): the same loss "
+                "and gradients as separate examples, 3-5x fewer tokens computed. Off: TRL's padded batches."})
+    layers: str = field(default="all", metadata={
+        "help": "Decoder layers that get LoRA: 'all', or a range such as '15-29' (upper layers only: lets every "
+                "variant share the lower layers' prefill at inference)."})
     group_by_length: bool = field(default=True, metadata={
-        "help": "Batch examples of similar length together (less padding, same examples; only their order within "
-                "the epoch changes)."})
+        "help": "Without pack: batch examples of similar length together (less padding, same examples; only "
+                "their order within the epoch changes)."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace an existing adapter of this name (the old one stays in place until the new one is "
+                "complete). Off: an existing name is refused before any work."})
     pad_to_max_length: bool = field(default=False, metadata={
         "help": "Pad every batch to max_length. Wastes compute: it is the bench's baseline, not for real runs."})
 
@@ -80,11 +89,22 @@ class TrainConfig:
                 raise LaffiError(f"TrainConfig.{name} must be {rule}, not {getattr(self, name)!r}.")
         if not self.target_modules.strip():
             raise LaffiError("TrainConfig.target_modules is empty; e.g. 'q_proj,v_proj' or 'all-linear'.")
+        self.layer_range()  # validates `layers`
         self.work_dir = self.work_dir or str(Path("runs") / "train" / self.name)
 
     def modules(self) -> list[str] | str:
         t = self.target_modules.strip()
         return t if t == "all-linear" else [m.strip() for m in t.split(",") if m.strip()]
+
+    def layer_range(self) -> list[int] | None:
+        """The layer indices of `layers` (None = all)."""
+        text = str(self.layers).strip()
+        if text == "all":
+            return None
+        lo, sep, hi = text.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())) or (sep and int(hi) < int(lo)):
+            raise LaffiError(f"TrainConfig.layers must be 'all' or a range such as '15-29', not {self.layers!r}.")
+        return list(range(int(lo), int(hi or lo) + 1))
 
 
 def sft_target(answers) -> str:
@@ -93,8 +113,9 @@ def sft_target(answers) -> str:
 
 def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
     """Prompt-completion rows in the exact inference format; completion ends with the end-of-turn token."""
-    if method == "laffi+sft":
-        return training_rows(records, "sft", tokenizer) + training_rows(records, "laffi", tokenizer)
+    if method == "laffi+sft":  # one SFT row per question, however many drafts it has feedback on
+        questions = list({r["qid"]: r for r in records}.values())
+        return training_rows(questions, "sft", tokenizer) + training_rows(records, "laffi", tokenizer)
     eos = tokenizer.eos_token
     rows = []
     for r in records:
@@ -106,13 +127,25 @@ def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
             prompt = feedback_prompt(tokenizer, r["context"], r["question"], r.get("prediction") or "")
             target = r["feedback"]
         rows.append({"prompt": prompt, "completion": target + eos, "qid": r["qid"], "title": r.get("title", ""),
-                     "feedback_source": r.get("feedback_source", "gold") if method == "laffi" else "gold"})
+                     "feedback_source": r.get("feedback_source", "gold") if method == "laffi" else "gold",
+                     "draft_kind": r.get("draft_kind", "own") if method == "laffi" else "gold",
+                     "group": f"{method}\n{r['context']}"})  # rows that share a prompt prefix (laffi.packing)
     return rows
 
 
+def check_destination(cfg: TrainConfig) -> None:
+    """An existing adapter is never replaced unless cfg.overwrite says so: refuse before any work."""
+    final = Path(cfg.adapters_dir) / cfg.name
+    if final.exists() and not cfg.overwrite:
+        raise LaffiError(f"An adapter named {cfg.name!r} already exists in {cfg.adapters_dir}/; choose another name, "
+                         "or ask to replace it (--overwrite; in the app, tick 'Replace').")
+
+
 def preflight(cfg: TrainConfig) -> None:
-    """Reject settings the model can't use before any real work: target modules the architecture lacks (checked
-    on a weightless copy) and a max_length shorter than the prompt with an empty passage."""
+    """Reject settings the model can't use before any real work: an adapter name already taken (unless
+    overwrite), target modules the architecture lacks (checked on a weightless copy) and a max_length shorter than
+    the prompt with an empty passage."""
+    check_destination(cfg)
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -142,15 +175,32 @@ def _check_target_modules(model, cfg: TrainConfig) -> None:
                          f"{', '.join(sorted(m for m in present if m.endswith('proj'))[:8])}.")
 
 
-def _fits(rows: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
-    lengths = [len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]) for r in rows]
-    keep = [dict(r, n_tokens=n) for r, n in zip(rows, lengths) if n <= max_length]
-    return keep, len(rows) - len(keep)
-
-
-def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, extra_callbacks=()) -> Path:
-    """Train one LoRA adapter on `records` and write adapters/<name>/ with its config, manifest and loss log."""
+def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype):
+    """(dataset, collator or None, rows kept, rows left out as too long) for SFTTrainer, tokenized once here.
+    pack: one sequence per optimiser step holding batch_size examples as prefix trees (laffi.packing); else one
+    example per row, prompt tokens masked out of the labels, padded per batch by TRL's own collator."""
     from datasets import Dataset
+
+    from laffi.packing import PackedCollator, pack_rows, tokenize_rows
+
+    tokenized = tokenize_rows(rows, tokenizer)
+    kept = [r for r in tokenized if r["n_tokens"] <= cfg.max_length]
+    if not kept:
+        raise LaffiError(f"No training example fits in max_length={cfg.max_length} tokens; raise --max-length.")
+    if cfg.pack:
+        seqs = pack_rows(kept, cfg.batch_size, cfg.seed)
+        return (Dataset.from_list(seqs), PackedCollator(pad_token_id=tokenizer.pad_token_id, mask_dtype=dtype),
+                kept, len(tokenized) - len(kept))
+    items = [{"input_ids": r["input_ids"], "labels": [-100] * r["n_prompt"] + r["input_ids"][r["n_prompt"]:]}
+             for r in kept]
+    return Dataset.from_list(items), None, kept, len(tokenized) - len(kept)
+
+
+def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, extra_callbacks=(),
+                  run_key: str | None = None) -> Path:
+    """Train one LoRA adapter on `records` and write adapters/<name>/ with its config, manifest and loss log.
+    Returns the adapter folder, or cfg.work_dir when training was stopped on request (resumable)."""
+    check_destination(cfg)
     from peft import LoraConfig
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
@@ -160,36 +210,38 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
 
     import torch
 
-    # float32 on CPU whatever the hardware offers: LoRA updates are small and bf16 CPU training is untested here
+    # float32 on a CPU whatever the hardware offers: this torch's CPU bfloat16 matmuls run ~6x slower than float32
+    # here (no oneDNN bf16 kernel for these shapes; measured in the bench), and LoRA updates are small.
     model, tokenizer = load_base(ModelConfig(base=cfg.base, adapters_dir=None,
                                              dtype="auto" if torch.cuda.is_available() else "float32"))
     _check_target_modules(model, cfg)
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
-    rows, too_long = _fits(training_rows(records, cfg.method, tokenizer), tokenizer, cfg.max_length)
-    if not rows:
-        raise LaffiError(f"No training example fits in max_length={cfg.max_length} tokens; raise --max-length.")
+    dataset, collator, rows, too_long = training_dataset(training_rows(records, cfg.method, tokenizer), cfg,
+                                                         tokenizer, model.dtype)
     work = Path(cfg.work_dir)
     ckpt_dir = work / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
     if not last and (work / "loss_log.jsonl").exists():
         (work / "loss_log.jsonl").unlink()  # a fresh run starts a fresh log
     args = SFTConfig(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="linear", warmup_steps=0.03,
-        logging_steps=1, save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
-        report_to="none", max_length=cfg.max_length, completion_only_loss=True, dataloader_num_workers=0,
+        output_dir=str(ckpt_dir), per_device_train_batch_size=1 if cfg.pack else cfg.batch_size,
+        learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="linear",
+        warmup_steps=0.03, logging_steps=1, save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
+        data_seed=cfg.seed, report_to="none", max_length=cfg.max_length, dataloader_num_workers=0,
         gradient_checkpointing=False, use_cpu=str(model.device) == "cpu", bf16=False, fp16=False,
-        include_num_input_tokens_seen="non_padding",
+        # packed sequences carry a 4D mask, so count their tokens (no padding: one sequence per step) directly
+        include_num_input_tokens_seen="all" if cfg.pack else "non_padding",
+        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         # Padding is wasted compute: batches of similar lengths (or, for the bench's baseline, all padded to max).
-        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.pad_to_max_length else "random",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.pad_to_max_length
+        and not cfg.pack else "random",
         pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None,
     )
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.modules(),
-                      task_type="CAUSAL_LM")
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+                      layers_to_transform=cfg.layer_range(), task_type="CAUSAL_LM")
     logger = LossLogger(work / "loss_log.jsonl")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora, callbacks=[logger, *extra_callbacks])
+                         peft_config=lora, data_collator=collator, callbacks=[logger, *extra_callbacks])
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     if trainer.state.global_step < trainer.state.max_steps:
@@ -198,16 +250,21 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         "method": cfg.method, "examples": len(rows), "left_out_too_long": too_long,
         "articles": dict(Counter(r["title"] for r in rows)),
         "feedback_sources": dict(Counter(r["feedback_source"] for r in rows)),
+        "draft_kinds": dict(Counter(r["draft_kind"] for r in rows)),
+        "questions": len({r["qid"] for r in rows}),
         "prompt_plus_completion_tokens": sum(r["n_tokens"] for r in rows),
+        "tokens_computed": trainer.state.num_input_tokens_seen,
         "qids": [r["qid"] for r in rows],
     }
     stats = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
              "seconds": round(time.time() - started, 1), "resumed_from": last}
-    return finish_adapter(trainer.model, cfg, manifest, stats, work)
+    return finish_adapter(trainer.model, cfg, manifest, stats, work, run_key)
 
 
-def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: Path) -> Path:
-    """Assemble adapters/<name>/ atomically: weights, config, manifest, loss log and model card."""
+def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: Path, run_key: str | None = None) -> Path:
+    """Assemble adapters/<name>/ atomically: weights, config, manifest, loss log and model card. An adapter of the
+    same name that appeared meanwhile is replaced only with cfg.overwrite; otherwise the new one is kept in
+    work_dir/adapter and the error says so (nothing trained is lost)."""
     from laffi.train_logs import model_card
 
     final = Path(cfg.adapters_dir) / cfg.name
@@ -219,14 +276,20 @@ def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: P
     import transformers
     import trl
 
-    config = {"train": asdict(cfg), "stats": stats, "versions": {
+    config = {"train": asdict(cfg), "stats": stats, "run_key": run_key, "versions": {
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
         "trl": trl.__version__, "python": platform.python_version()}}
     (tmp / "training_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (tmp / "data_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if (work / "loss_log.jsonl").exists():
         shutil.copy(work / "loss_log.jsonl", tmp / "loss_log.jsonl")
-    (tmp / "README.md").write_text(model_card(cfg, manifest, stats, metrics=None))
+    (tmp / "README.md").write_text(model_card(asdict(cfg), manifest, stats, metrics=None))
+    if final.exists() and not cfg.overwrite:
+        kept = work / "adapter"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.move(str(tmp), str(kept))
+        raise LaffiError(f"An adapter named {cfg.name!r} appeared in {cfg.adapters_dir}/ while this one trained; the "
+                         f"new adapter is kept in {kept} (copy it under another name).")
     if final.exists():
         old = final.with_name(f".{cfg.name}.old-{os.getpid()}")
         final.rename(old)

@@ -120,7 +120,7 @@ def test_evaluate_on_an_upload(app, small_squad):
     client, _ = app
     table, chart, archive, detail = client.predict("upload", handle_file(str(small_squad)), "all", 5, 0,
                                                    ["base", "sft"], True, api_name="/evaluate")
-    assert [row[0] for row in table["data"]] == ["base", "sft"] and len(table["headers"]) == 7
+    assert [row[0] for row in table["data"]] == ["base", "sft"] and len(table["headers"]) == 9
     assert archive.endswith(".zip")
     everything = client.predict("all", api_name="/evaluate_filter")
     assert len(everything["data"]) == 5 and everything["headers"][:3] == ["qid", "question", "gold"]

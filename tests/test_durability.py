@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from laffi.evaluation import write_jsonl_atomic
+from laffi.io import write_jsonl_atomic
 from laffi.feedback_store import FeedbackStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ def test_export_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_pat
 SLOW_EXPORT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from laffi.evaluation import write_jsonl_atomic
+    from laffi.io import write_jsonl_atomic
     def rows():
         for i in range(10_000):
             if i == 50:

@@ -43,7 +43,7 @@ def test_start_progress_stop_resume_finish(spec, tmp_path):
     st = wait_for(jobs, lambda s: s["state"] != "running")
     assert st["state"] == "stopped", st
     stopped_at = st["loss"][-1]["step"]
-    work = tmp_path / "jobs" / st["id"] / "work" / "checkpoints"
+    work = tmp_path / "jobs" / st["id"] / "work" / "train" / "live" / "checkpoints"
     assert any(p.name == f"checkpoint-{stopped_at}" for p in work.iterdir())
     assert not (tmp_path / "adapters" / "live").exists()
 
@@ -124,8 +124,8 @@ class _OutOfMemory(TrainerCallback):
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
 _real = training.train_adapter
-training.train_adapter = lambda records, cfg, resume=True, extra_callbacks=(): _real(
-    records, cfg, resume, [*extra_callbacks, _OutOfMemory()])
+training.train_adapter = lambda records, cfg, resume=True, extra_callbacks=(), **kw: _real(
+    records, cfg, resume, [*extra_callbacks, _OutOfMemory()], **kw)
 '''
 
 

@@ -34,7 +34,9 @@ def test_stacked_logits_equal_peft_mixed_batch(lm):
         with fused.rows(ROWS):
             got = lm.model(**enc).logits
         after = lm.model(**enc, adapter_names=ROWS).logits
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # float32, two summation orders (stacked vs PEFT's per-adapter matmuls): ~1e-5 apart, more under load when
+    # the BLAS splits work differently; a wrong adapter or row would be off by ~1e-1
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=5e-5)
     assert not torch.allclose(want[1], want[0])  # the adapters do change the rows
     torch.testing.assert_close(after, want)  # hooks gone, PEFT's adapters back on after the block
 

@@ -61,18 +61,19 @@ def test_eval_feedback_reports_revised_f1_and_verdict_agreement(model_args, smal
 def test_feedback_metrics_by_hand():
     from laffi.data import QAExample
     from laffi.evaluation import feedback_metrics
-    from laffi.generation import Answer
     from laffi.selffeedback import Feedback
 
     exs = [QAExample("a", "t", "c", "q", ("1931",)), QAExample("b", "t", "c", "q", ()),
            QAExample("c", "t", "c", "q", ("Drun",))]
-    answers = [Answer("1931", ""), Answer("1931", ""), Answer("port", "")]
+    drafts = ["1931", "1931", "port"]
     fbs = [Feedback("Correct ...", "correct", "1931", True),          # right answer, says correct: agree
            Feedback("Correct ...", "correct", "", True),              # wrong answer, says correct: disagree
            Feedback("blah", None, "port", False)]                     # no verdict: counts as disagreement
-    m = feedback_metrics(exs, answers, fbs)
+    m = feedback_metrics(exs, drafts, fbs)
     assert m["verdict_agreement"] == pytest.approx(100 / 3) and m["verdict_parsed"] == pytest.approx(200 / 3)
     assert m["revised_exact"] == pytest.approx(200 / 3)  # "1931" right, "" right (unanswerable), "port" wrong
+    # right drafts: only the first, called correct (1/1); wrong drafts: 2, of which 1 not called correct (1/2)
+    assert m["balanced_verdict_accuracy"] == pytest.approx(75.0)
 
 
 def test_pipeline_end_to_end(tiny_dir, small_squad, tmp_path, capsys):
@@ -90,16 +91,18 @@ train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 2, max_length: 2048}}
 """)
     assert main(["pipeline", "--config", str(config)]) == 0
     table = capsys.readouterr().out
-    assert "| variant | EM | F1 | HasAns F1 | NoAns EM | revised F1 | verdict agreement |" in table
-    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert "| variant | answer | EM | F1 | HasAns F1 | NoAns EM | abstain % |" in table
+    result = json.loads((tmp_path / "run" / "results" / "results.json").read_text())
     assert set(result["variants"]) == {"base", "sft", "laffi"} and result["n"] == 2
+    assert {c["a"] + "-" + c["b"] for c in result["comparisons"]} == {"laffi-sft", "sft-base", "laffi-base"}
     for name in ("sft", "laffi"):
         folder = tmp_path / "adapters" / name
         assert json.loads((folder / "metrics.json").read_text())["n"] == 2
         assert "## Evaluation" in (folder / "README.md").read_text()
-    # a second run reuses predict and annotate
+    # a second run reuses every stage: the adapters it would train are there, trained with the same settings
     assert main(["pipeline", "--config", str(config)]) == 0
-    assert "reusing" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train sft (seed 0): reusing" in err and "train laffi (seed 0): reusing" in err
 
 
 def test_pipeline_config_errors(tmp_path, capsys):

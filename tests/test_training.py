@@ -124,7 +124,7 @@ def test_laffi_manifest_counts_feedback_sources(records, tiny_dir, tmp_path):
 def test_resume_continues_from_the_checkpoint_step(records, tiny_dir, tmp_path):
     first = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=2))
     assert json.loads((first / "training_config.json").read_text())["stats"]["global_step"] == 2
-    second = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=4))
+    second = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=4, overwrite=True))
     stats = json.loads((second / "training_config.json").read_text())["stats"]
     assert stats["global_step"] == 4 and stats["resumed_from"].endswith("checkpoint-2")
     steps = [json.loads(line)["step"] for line in (second / "loss_log.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ import gradio as gr
 from laffi.errors import LaffiError
 from laffi.generation import GenerationConfig, answer_questions
 from laffi.prompts import fit_context
-from laffi.selffeedback import self_feedback
+from laffi.selffeedback import answer_all, answer_paths, drafters
 
 # Passages written for this demo (not from SQuAD), with questions the passage cannot answer.
 LIGHTHOUSE = ("The Halvard lighthouse stands on a granite islet two kilometres off the town of Nesby. It was lit in "
@@ -54,20 +54,25 @@ def run_ask(ctx, context: str, question: str):
     limit = lm.max_context_tokens(ctx.settings.max_context_tokens)
     context, notice = fit_context(lm.tokenizer, context, question, limit)  # long passages: cut, and said so
     pair = [(context, question)]
+    cfg = GenerationConfig(max_new_tokens=ctx.settings.max_new_tokens)
+    paths = answer_paths(lm, variants)
     start = time.perf_counter()
-    try:
-        answers = answer_questions(lm, pair, variants, GenerationConfig(max_new_tokens=ctx.settings.max_new_tokens))
+    try:  # first every direct answer (and the base model's drafts), in one mixed batch ...
+        direct = answer_questions(lm, pair, drafters(variants, paths, feedback=True), cfg)
     except LaffiError as e:
         raise gr.Error(str(e)) from e
     answer_s = time.perf_counter() - start
     result = {"context": context, "question": question, "answer_seconds": round(answer_s, 3), "notice": notice,
-              "variants": {v: {"answer": answers[v][0].text, "raw": answers[v][0].raw} for v in variants}}
+              "variants": {v: {"answer": direct[v][0].text if paths[v].kind == "direct" else "",
+                               "direct_answer": direct[v][0].text, "raw": direct[v][0].raw,
+                               "answer_path": paths[v].label(), "pending": paths[v].kind != "direct"}
+                           for v in variants}}
     yield result
-    start = time.perf_counter()
-    feedback = self_feedback(lm, pair, answers)
+    start = time.perf_counter()  # ... then every variant's feedback on its draft, in one more
+    results = answer_all(lm, pair, variants, cfg, feedback=True, paths=paths, direct=direct)
     result["feedback_seconds"] = round(time.perf_counter() - start, 3)
     for v in variants:
-        result["variants"][v].update(feedback[v][0].fields())
+        result["variants"][v] = results[v][0].fields()
     yield result
 
 
@@ -119,7 +124,8 @@ def build_ask_tab(ctx) -> gr.State:
                 continue
             r = result["variants"][names[i]]
             feedback = r.get("feedback", "…thinking about its own answer…") or "(no feedback written)"
-            updates += [gr.Column(visible=True), f"#### `{names[i]}`", r["answer"] or "(no answer)", feedback,
+            shown = "…its answer comes from its feedback on a draft…" if r.get("pending") else r["answer"] or "(no answer)"
+            updates += [gr.Column(visible=True), f"#### `{names[i]}`", shown, feedback,
                         (r.get("revised_answer") or "(no answer)") if "feedback" in r else ""]
         text = f"Answered in **{result['answer_seconds']:.2f} s** ({len(names)} variants in one batch)"
         if "feedback_seconds" in result:

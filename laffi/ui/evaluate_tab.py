@@ -19,11 +19,13 @@ from laffi.generation import GenerationConfig
 from laffi.ui.context import data_path
 
 METRICS = [("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"),
-           ("revised F1", "revised_f1"), ("verdict agreement", "verdict_agreement")]
+           ("abstain %", "abstain"), ("F1 via feedback", "revised_f1"), ("verdict agreement", "verdict_agreement"),
+           ("balanced verdict acc.", "balanced_verdict_accuracy")]
 
 
 def metrics_table(result: dict) -> list[list]:
-    return [[v, *(round(m[k], 2) if k in m else None for _, k in METRICS)] for v, m in result["variants"].items()]
+    return [[v, *(round(m[k], 2) if m.get(k) is not None else None for _, k in METRICS)]
+            for v, m in result["variants"].items()]
 
 
 def bar_chart(result: dict):
@@ -31,7 +33,7 @@ def bar_chart(result: dict):
 
     fig = go.Figure()
     for v, m in result["variants"].items():
-        keys = [(label, k) for label, k in METRICS if k in m]
+        keys = [(label, k) for label, k in METRICS if m.get(k) is not None]
         fig.add_bar(name=v, x=[label for label, _ in keys], y=[m[k] for _, k in keys])
     fig.update_layout(barmode="group", yaxis_title="%", yaxis_range=[0, 100], height=360,
                       margin=dict(l=40, r=10, t=30, b=40), title=f"SQuAD v2, n = {result['n']}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from laffi.evaluation import write_jsonl_atomic
+from laffi.io import write_jsonl_atomic
 from laffi.ui.context import require
 
 SHOWN = ["id", "time", "variant", "rating", "question", "answer", "critique", "correct_answer", "annotator"]

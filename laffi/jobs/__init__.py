@@ -26,14 +26,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from laffi.errors import LaffiError
-from laffi.evaluation import write_json_atomic
+from laffi.io import write_json_atomic
 from laffi.train_logs import read_loss_log
 from laffi.training import TrainConfig
 
 
 @dataclass
 class JobSpec:
-    """A training run from the app: which questions, which feedback, which settings."""
+    """A training run from the app: which questions, which feedback, which settings (one PipelineConfig's train
+    stage for one method)."""
 
     method: str = "laffi"
     name: str = "laffi-live"
@@ -43,34 +44,50 @@ class JobSpec:
     seed: int = 0
     human: str | None = None  # the app's feedback store (SQLite) or a CSV/JSONL file
     human_fraction: float = 0.0
+    drafts: str = "own"
     base: str = "embedded"
     adapters_dir: str = "adapters"
+    overwrite: bool = False  # replace an adapter of the same name (asked for explicitly in the app)
     train: dict = field(default_factory=dict)  # TrainConfig settings (r, alpha, lr, epochs, batch_size, ...)
 
     def __post_init__(self):
         if not 1 <= int(self.limit) <= 100_000:
             raise LaffiError(f"JobSpec.limit must be at least 1, not {self.limit}.")
-        if not 0 <= float(self.human_fraction) <= 1:
-            raise LaffiError(f"JobSpec.human_fraction must be in [0, 1], not {self.human_fraction}.")
-        self.train_config(Path("."))  # validates method, name and every training setting before any work
+        self.pipeline(Path("."))  # validates the method, name, drafts, fraction and every training setting
+        self.stages(Path(".")).train_config(self.which, self.seed)
+
+    @property
+    def which(self) -> str:
+        """The pipeline run this job trains: sft, or laffi (whose method may be laffi+sft)."""
+        return "sft" if self.method == "sft" else "laffi"
+
+    def pipeline(self, work: Path):
+        from laffi.stages import PipelineConfig
+
+        overrides = {} if self.method in ("sft", "laffi") else {"method": self.method}
+        return PipelineConfig(
+            data=self.data, base=self.base, train_articles=self.articles or "all", train_limit=int(self.limit),
+            seed=self.seed, human_feedback=self.human, human_fraction=float(self.human_fraction),
+            drafts=self.drafts, methods=[self.which], sft_name=self.name, laffi_name=self.name,
+            train=dict(self.train), laffi=overrides, seeds=[self.seed], out_dir=str(work),
+            adapters_dir=self.adapters_dir, overwrite=self.overwrite)
+
+    def stages(self, work: Path, **kwargs):
+        from laffi.stages import Stages
+
+        return Stages(self.pipeline(work), **kwargs)
 
     def train_config(self, work: Path) -> TrainConfig:
-        return TrainConfig(**{**self.train, "method": self.method, "name": self.name, "base": self.base,
-                              "adapters_dir": self.adapters_dir, "seed": self.seed, "work_dir": str(work)})
+        return self.stages(work).train_config(self.which, self.seed)
 
     def cli(self, work: Path) -> str:
         """The equivalent command lines, to show next to every run."""
-        q = lambda s: "'" + str(s).replace("'", "'\\''") + "'"  # noqa: E731  (POSIX shell quoting)
-        lines = [f"python -m laffi predict --base {q(self.base)} --data {q(self.data)}"
-                 + (f" --articles {q(self.articles)}" if self.articles else "")
-                 + f" --limit {self.limit} --seed {self.seed} --out {q(work / 'predictions.jsonl')}",
-                 f"python -m laffi annotate --predictions {q(work / 'predictions.jsonl')} --seed {self.seed}"
-                 + (f" --human {q(self.human)} --human-fraction {self.human_fraction}" if self.human else "")
-                 + f" --out {q(work / 'annotated.jsonl')}"]
-        cfg = self.train_config(work)
-        opts = " ".join(f"--{k.replace('_', '-')} {q(v)}" for k, v in asdict(cfg).items() if v is not None)
-        lines.append(f"python -m laffi train --data {q(work / 'annotated.jsonl')} {opts}")
-        return "\n".join(lines)
+        return self.stages(work).commands(self.which)
+
+
+def spec_work_log(job: Path, name: str) -> Path:
+    """Where a job's training writes its loss log (the train stage's work folder: laffi.stages)."""
+    return job / "work" / "train" / name / "loss_log.jsonl"
 
 
 def _alive(pid: int) -> bool:
@@ -117,7 +134,7 @@ class JobManager:
             st.update(state="failed", error=st.get("error") or "The training process ended unexpectedly "
                       "(killed, or out of memory). Its last checkpoint can be resumed.", log_tail=tail)
             write_json_atomic(job / "status.json", {k: v for k, v in st.items() if k not in cur})
-        st["loss"] = read_loss_log(job / "work" / "loss_log.jsonl")
+        st["loss"] = read_loss_log(spec_work_log(job, cur["name"]))
         return st
 
     def start(self, spec: JobSpec) -> dict:
@@ -150,7 +167,7 @@ class JobManager:
     def _launch(self, job: Path, spec: JobSpec, job_id: str) -> dict:
         write_json_atomic(job / "status.json", {"state": "running", "phase": "starting"})
         log = open(job / "job.log", "a")
-        proc = subprocess.Popen([sys.executable, "-m", "laffi.jobrunner", str(job)], stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "laffi.jobs.runner", str(job)], stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
         log.close()
         cur = {"id": job_id, "dir": str(job), "pid": proc.pid, "name": spec.name, "started": time.time(),

@@ -1,0 +1,115 @@
+"""Every setting laffi reads from the environment, parsed once, with one true/false rule and one default data path.
+
+Usage:
+    s = Settings.from_env()                  # the process environment; Settings.from_env({...}) in tests
+    s.model_config()                          # ModelConfig from LAFFI_BASE, LAFFI_ADAPTERS_DIR, ...
+    parse_flag("off", "LAFFI_CPU_KERNELS")    # -> False; an unknown word is a LaffiError naming the variable
+
+The README's tables of variables are this class's fields. Nothing else in laffi reads os.environ for a LAFFI_*
+setting (a test checks), so a variable means the same everywhere: in the app, the CLI and the bench.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from laffi.errors import LaffiError
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout (app.py, adapters/, runs/ live here)
+# The shared SQuAD 2.0 file beside the checkout (12 articles of the dev set); LAFFI_SQUAD points elsewhere.
+DEFAULT_SQUAD = REPO.parent / "shared" / "data" / "squad_v2" / "dev-12-articles.json"
+_TRUE, _FALSE = {"1", "true", "yes", "on", "enabled"}, {"0", "false", "no", "off", "disabled"}
+
+
+def parse_flag(value: str | bool, name: str = "the setting") -> bool:
+    """The one true/false rule: 1/true/yes/on/enabled or 0/false/no/off/disabled (any case); else an error."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise LaffiError(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}.")
+
+
+def _env(name: str, kind, default, help_text: str):
+    return field(default=default, metadata={"env": name, "kind": kind, "help": help_text})
+
+
+@dataclass
+class Settings:
+    """One field per environment variable (metadata: its name and meaning); defaults are a laptop's."""
+
+    base: str = _env("LAFFI_BASE", str, "embedded", "the base model ('embedded', a hub id, a folder, a .gguf)")
+    adapters_dir: str = _env("LAFFI_ADAPTERS_DIR", str, "adapters", "folder whose sub-folders are the variants")
+    quantize: str | None = _env("LAFFI_QUANTIZE", str, None, "4bit or 8bit (bitsandbytes, CUDA)")
+    cpu_kernels: bool = _env("LAFFI_CPU_KERNELS", bool, True, "0 keeps torch's own linear layers on a CPU")
+    data_dir: Path = _env("LAFFI_DATA_DIR", Path, REPO / "data", "collected feedback (SQLite) and exports")
+    runs_dir: Path = _env("LAFFI_RUNS_DIR", Path, REPO / "runs" / "app", "the app's training jobs and evaluations")
+    squad: Path = _env("LAFFI_SQUAD", Path, DEFAULT_SQUAD, "the SQuAD file the Train and Evaluate tabs read")
+    max_context_chars: int = _env("LAFFI_MAX_CONTEXT_CHARS", int, 200_000, "longest passage accepted at all")
+    max_context_tokens: int = _env("LAFFI_MAX_CONTEXT_TOKENS", int, 1024, "passage tokens the model reads")
+    max_new_tokens: int = _env("LAFFI_MAX_NEW_TOKENS", int, 32, "longest answer generated")
+    max_eval_questions: int = _env("LAFFI_MAX_EVAL_QUESTIONS", int, 500, "most questions per evaluation in the app")
+    queue_size: int = _env("LAFFI_QUEUE_SIZE", int, 64, "requests that may wait; more get 'queue is full'")
+    on_space: bool = _env("SPACE_ID", bool, False, "set by Hugging Face Spaces (any value means: on a Space)")
+    enable_training: bool | None = _env("LAFFI_ENABLE_TRAINING", bool, None, "the Train tab (default: off on a "
+                                                                             "Space, on elsewhere)")
+    enable_upload: bool | None = _env("LAFFI_ENABLE_UPLOAD", bool, None, "uploading SQuAD files (default: off on a "
+                                                                         "Space, on elsewhere)")
+    enable_export: bool | None = _env("LAFFI_ENABLE_EXPORT", bool, None, "feedback export (default: off on a Space, "
+                                                                         "on elsewhere)")
+    admin_password: str | None = _env("LAFFI_ADMIN_PASSWORD", str, None, "when set, training/upload/export also "
+                                                                         "need it")
+    feedback_repo: str | None = _env("LAFFI_FEEDBACK_REPO", str, None, "private Hub dataset that keeps feedback")
+    hf_token: str | None = _env("HF_TOKEN", str, None, "token for the Hub dataset")
+
+    def __post_init__(self):
+        for f in fields(self):  # the three switches: off on a public Space unless turned on
+            if f.name.startswith("enable_") and getattr(self, f.name) is None:
+                setattr(self, f.name, not self.on_space)
+
+    def __repr__(self) -> str:  # never print secrets
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("admin_password", "hf_token")}
+        return f"Settings({shown})"
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name, kind = f.metadata["env"], f.metadata["kind"]
+            raw = env.get(name)
+            if raw is None or (raw.strip() == "" and kind is not str):
+                continue
+            if name == "SPACE_ID":
+                values[f.name] = bool(raw.strip())
+            elif kind is bool:
+                values[f.name] = parse_flag(raw, name)
+            elif kind is int:
+                try:
+                    values[f.name] = int(raw)
+                except ValueError as e:
+                    raise LaffiError(f"{name} must be a whole number, not {raw!r}.") from e
+            else:
+                values[f.name] = kind(raw) if raw.strip() else None
+        return cls(**values)
+
+    def model_config(self, **overrides):
+        from laffi.models import ModelConfig
+
+        return ModelConfig(**{"base": self.base, "adapters_dir": self.adapters_dir, "quantize": self.quantize,
+                              "cpu_kernels": self.cpu_kernels, **overrides})
+
+    @staticmethod
+    def table() -> str:
+        """The README's table of variables, from the fields' metadata."""
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for f in fields(Settings):
+            default = f.default if not isinstance(f.default, Path) else f.default.relative_to(REPO.parent)
+            rows.append(f"| `{f.metadata['env']}` | {default if default is not None else 'unset'} | "
+                        f"{f.metadata['help']} |")
+        return "\n".join(rows)

@@ -1,0 +1,86 @@
+"""Error bars for evaluation numbers: percentile bootstrap over questions, paired differences, balanced verdicts.
+
+Usage:
+    mean, lo, hi = bootstrap_ci([1.0, 0.0, 0.5, ...])             # 95 % interval of a mean (in the values' units)
+    diff, lo, hi = paired_diff_ci(f1_laffi, f1_sft)                  # the same questions, resampled together
+    balanced_verdict_accuracy(draft_right, called_correct)           # mean of the two per-class recalls
+    verdict(diff, lo, hi)                                            # "better" / "worse" / "no difference"
+
+Why a bootstrap over questions: a 200-question F1 moves by several points from one sample to the next, so a
+difference between variants means something only when its interval leaves zero. Differences are bootstrapped
+*paired* (both variants on the same resampled questions), which is what a reader wants to know: would this
+ordering hold on other questions like these? Seeds are averaged per question first (seed_mean), so the interval
+covers the question sample; the spread between seeds is reported beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+N_BOOT = 2000
+ALPHA = 0.05
+
+
+def _resampled_means(values, n_boot: int, seed: int):
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return None
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    return x[idx].mean(axis=1)
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = N_BOOT, seed: int = 0,
+                 alpha: float = ALPHA) -> tuple[float, float, float] | None:
+    """(mean, low, high): the mean and its (1 - alpha) percentile-bootstrap interval; None for no values."""
+    import numpy as np
+
+    means = _resampled_means(values, n_boot, seed)
+    if means is None:
+        return None
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(np.mean(values)), float(lo), float(hi)
+
+
+def paired_diff_ci(a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT, seed: int = 0,
+                   alpha: float = ALPHA) -> tuple[float, float, float] | None:
+    """(mean of a - b, low, high) over the same questions resampled together."""
+    if len(a) != len(b):
+        raise ValueError("paired_diff_ci needs one value per question on both sides")
+    return bootstrap_ci([x - y for x, y in zip(a, b)], n_boot, seed, alpha)
+
+
+def verdict(diff: float, lo: float, hi: float) -> str:
+    """How to read a difference with its interval: only an interval that leaves zero is a difference."""
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "no difference"
+
+
+def balanced_verdict_accuracy(draft_right: Sequence[bool], called_correct: Sequence[bool | None]) -> float | None:
+    """Mean of (share of right drafts called correct) and (share of wrong drafts not called correct), in %.
+    Raw agreement can be gamed by always saying "Incorrect" when most drafts are wrong; this cannot (chance is 50).
+    None when every draft is right or every draft is wrong (one of the two shares is undefined)."""
+    right = [bool(c) for r, c in zip(draft_right, called_correct) if r]
+    wrong = [not c for r, c in zip(draft_right, called_correct) if not r]
+    if not right or not wrong:
+        return None
+    return 100.0 * (sum(right) / len(right) + sum(wrong) / len(wrong)) / 2
+
+
+def seed_mean(per_seed: Sequence[Sequence[float]]) -> list[float]:
+    """Per-question mean over seeds (every seed scored on the same questions, in the same order)."""
+    if len({len(s) for s in per_seed}) != 1:
+        raise ValueError("every seed must be scored on the same questions")
+    return [sum(vals) / len(vals) for vals in zip(*per_seed)]
+
+
+def with_ci(values: Sequence[float], scale: float = 100.0, seed: int = 0) -> dict | None:
+    """{"mean", "lo", "hi"} in percent (values are 0/1 or 0-1 per question), rounded for reports."""
+    ci = bootstrap_ci(values, seed=seed)
+    if ci is None:
+        return None
+    return {k: round(scale * v, 2) for k, v in zip(("mean", "lo", "hi"), ci)}
