@@ -32,7 +32,9 @@ ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: PE
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("LAFFI_CACHE") or Path.home() / ".cache" / "laffi")
+    from laffi.settings import Settings
+
+    return Settings.from_env().cache
 
 
 @dataclass
@@ -216,25 +218,36 @@ def load_base(cfg: ModelConfig):
     return model, tokenizer
 
 
+def adapter_folders(adapters_dir: str | os.PathLike | None) -> list[Path]:
+    """The folders adapters_dir names: one path, or several joined by os.pathsep (the app: shipped + trained)."""
+    return [Path(p) for p in str(adapters_dir or "").split(os.pathsep) if p.strip()]
+
+
 def discover_adapters(adapters_dir: str | os.PathLike | None) -> tuple[dict[str, Path], list[str]]:
-    """Map adapter name (folder name) -> folder for every PEFT adapter folder; also return warnings."""
+    """Map adapter name (folder name) -> folder for every PEFT adapter folder; also return warnings. With several
+    folders, a name found in an earlier one wins and the later folder is skipped with a warning."""
     found: dict[str, Path] = {}
     problems: list[str] = []
-    if not adapters_dir or not Path(adapters_dir).is_dir():
-        return found, problems
-    for sub in sorted(Path(adapters_dir).iterdir()):
-        if not sub.is_dir() or sub.name.startswith((".", "_")):
+    for root in adapter_folders(adapters_dir):
+        if not root.is_dir():
             continue
-        if not (sub / "adapter_config.json").is_file():
-            continue  # not an adapter (yet): e.g. a training run that has not saved one
-        if sub.name == BASE_VARIANT or not ADAPTER_NAME_RE.match(sub.name):
-            problems.append(f"Skipped adapter folder '{sub.name}': names may use letters, digits, '-' and '_' "
-                            f"(and not '{BASE_VARIANT}').")
-            continue
-        if not any((sub / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
-            problems.append(f"Skipped adapter folder '{sub.name}': it has no adapter_model.safetensors.")
-            continue
-        found[sub.name] = sub
+        for sub in sorted(root.iterdir()):
+            if not sub.is_dir() or sub.name.startswith((".", "_")):
+                continue
+            if not (sub / "adapter_config.json").is_file():
+                continue  # not an adapter (yet): e.g. a training run that has not saved one
+            if sub.name == BASE_VARIANT or not ADAPTER_NAME_RE.match(sub.name):
+                problems.append(f"Skipped adapter folder '{sub.name}': names may use letters, digits, '-' and '_' "
+                                f"(and not '{BASE_VARIANT}').")
+                continue
+            if not any((sub / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+                problems.append(f"Skipped adapter folder '{sub.name}': it has no adapter_model.safetensors.")
+                continue
+            if sub.name in found:
+                problems.append(f"Skipped adapter folder '{sub}': an adapter named '{sub.name}' is already loaded "
+                                f"from {found[sub.name].parent}.")
+                continue
+            found[sub.name] = sub
     return found, problems
 
 
@@ -310,6 +323,13 @@ class LoadedModel:
                 + ("" if self.adapters else " (no adapters are trained yet: see README, 'Training')") + "."
             )
         return [PEFT_BASE if v == BASE_VARIANT else v for v in variants]
+
+    def watch(self, folder: str | Path) -> None:
+        """Also load adapters from `folder` (now, and whenever refresh_adapters runs): the app's trained adapters."""
+        folders = adapter_folders(self.config.adapters_dir)
+        if Path(folder) not in folders:
+            self.config.adapters_dir = os.pathsep.join(map(str, [*folders, folder]))
+        self.refresh_adapters()
 
     def refresh_adapters(self) -> list[str]:
         """Attach adapter folders that appeared since loading (e.g. a training run finished); return their names."""

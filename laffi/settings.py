@@ -2,7 +2,7 @@
 
 Usage:
     s = Settings.from_env()                  # the process environment; Settings.from_env({...}) in tests
-    s.model_config()                          # ModelConfig from LAFFI_BASE, LAFFI_ADAPTERS_DIR, ...
+    ModelConfig(**s.model_kwargs())           # the model from LAFFI_BASE, LAFFI_ADAPTERS_DIR, ...
     parse_flag("off", "LAFFI_CPU_KERNELS")    # -> False; an unknown word is a LaffiError naming the variable
 
 The README's tables of variables are this class's fields. Nothing else in laffi reads os.environ for a LAFFI_*
@@ -47,8 +47,11 @@ class Settings:
     adapters_dir: str = _env("LAFFI_ADAPTERS_DIR", str, "adapters", "folder whose sub-folders are the variants")
     quantize: str | None = _env("LAFFI_QUANTIZE", str, None, "4bit or 8bit (bitsandbytes, CUDA)")
     cpu_kernels: bool = _env("LAFFI_CPU_KERNELS", bool, True, "0 keeps torch's own linear layers on a CPU")
+    cache: Path = _env("LAFFI_CACHE", Path, Path.home() / ".cache" / "laffi", "where the embedded GGUF is cached as "
+                                                                             "safetensors")
     data_dir: Path = _env("LAFFI_DATA_DIR", Path, REPO / "data", "collected feedback (SQLite) and exports")
-    runs_dir: Path = _env("LAFFI_RUNS_DIR", Path, REPO / "runs" / "app", "the app's training jobs and evaluations")
+    runs_dir: Path | None = _env("LAFFI_RUNS_DIR", Path, None, "the app's training jobs and evaluations (default: "
+                                                               "LAFFI_DATA_DIR/runs)")
     squad: Path = _env("LAFFI_SQUAD", Path, DEFAULT_SQUAD, "the SQuAD file the Train and Evaluate tabs read")
     max_context_chars: int = _env("LAFFI_MAX_CONTEXT_CHARS", int, 200_000, "longest passage accepted at all")
     max_context_tokens: int = _env("LAFFI_MAX_CONTEXT_TOKENS", int, 1024, "passage tokens the model reads")
@@ -68,6 +71,8 @@ class Settings:
     hf_token: str | None = _env("HF_TOKEN", str, None, "token for the Hub dataset")
 
     def __post_init__(self):
+        self.data_dir = Path(self.data_dir)
+        self.runs_dir = Path(self.runs_dir) if self.runs_dir else self.data_dir / "runs"
         for f in fields(self):  # the three switches: off on a public Space unless turned on
             if f.name.startswith("enable_") and getattr(self, f.name) is None:
                 setattr(self, f.name, not self.on_space)
@@ -77,7 +82,8 @@ class Settings:
         return f"Settings({shown})"
 
     @classmethod
-    def from_env(cls, environ: dict | None = None) -> "Settings":
+    def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
+        """Settings from the environment (or `environ`), then `overrides` (field names) on top."""
         env = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
@@ -96,20 +102,26 @@ class Settings:
                     raise LaffiError(f"{name} must be a whole number, not {raw!r}.") from e
             else:
                 values[f.name] = kind(raw) if raw.strip() else None
-        return cls(**values)
+        return cls(**{**values, **overrides})
 
-    def model_config(self, **overrides):
-        from laffi.models import ModelConfig
+    @property
+    def trained_dir(self) -> Path:
+        """Where adapters trained in the app go (never into the shipped adapters/ folder); loaded beside them."""
+        return self.data_dir / "adapters"
 
-        return ModelConfig(**{"base": self.base, "adapters_dir": self.adapters_dir, "quantize": self.quantize,
-                              "cpu_kernels": self.cpu_kernels, **overrides})
+    def model_kwargs(self) -> dict:
+        """ModelConfig's fields that the environment sets: `ModelConfig(**settings.model_kwargs())`."""
+        return {"base": self.base, "adapters_dir": self.adapters_dir, "quantize": self.quantize,
+                "cpu_kernels": self.cpu_kernels}
 
     @staticmethod
     def table() -> str:
         """The README's table of variables, from the fields' metadata."""
         rows = ["| variable | default | meaning |", "|---|---|---|"]
         for f in fields(Settings):
-            default = f.default if not isinstance(f.default, Path) else f.default.relative_to(REPO.parent)
+            default = f.default
+            if isinstance(default, Path):
+                default = "~/.cache/laffi" if f.name == "cache" else os.path.relpath(default, REPO)
             rows.append(f"| `{f.metadata['env']}` | {default if default is not None else 'unset'} | "
                         f"{f.metadata['help']} |")
         return "\n".join(rows)

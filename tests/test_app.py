@@ -13,14 +13,14 @@ def app(tiny_dir, tiny_adapters, tmp_path_factory):
 
     from gradio_client import Client
 
-    from app import build_demo
+    from laffi.ui import build_demo
     from laffi.models import ModelConfig, load_model
-    from laffi.ui.context import AppSettings
+    from laffi.settings import Settings
 
     root = tmp_path_factory.mktemp("app")
     shutil.copytree(tiny_adapters, root / "adapters")  # this app trains into its own adapters folder
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters")))
-    settings = AppSettings(data_dir=root / "data", runs_dir=root / "runs", enable_training=True, enable_upload=True,
+    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", enable_training=True, enable_upload=True,
                            enable_export=True)
     demo = build_demo(lm=lm, settings=settings)
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
@@ -133,7 +133,7 @@ def test_evaluate_rejects_no_variant(app):
 
 
 def test_status_text_says_adapters_are_not_trained(tiny_dir, tmp_path):
-    from app import status_text
+    from laffi.ui import status_text
     from laffi.models import ModelConfig, load_model
 
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tmp_path)))

@@ -20,11 +20,11 @@ CRITIQUE = "<script>window.__pwned=3</script>Incorrect: the lamp was converted i
 
 @pytest.fixture(scope="module")
 def url(tiny_lm, tmp_path_factory):
-    from app import build_demo
-    from laffi.ui.context import AppSettings
+    from laffi.ui import build_demo
+    from laffi.settings import Settings
 
     root = tmp_path_factory.mktemp("browser-app")
-    demo = build_demo(lm=tiny_lm, settings=AppSettings(data_dir=root / "data", runs_dir=root / "runs"))
+    demo = build_demo(lm=tiny_lm, settings=Settings.from_env(data_dir=root / "data", runs_dir=root / "runs"))
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url.rstrip("/")

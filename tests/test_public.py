@@ -11,12 +11,12 @@ PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity i
 
 
 def _launch(tiny_dir, tiny_adapters, root, queue_size=64, **settings):
-    from app import build_demo
+    from laffi.ui import build_demo
     from laffi.models import ModelConfig, load_model
-    from laffi.ui.context import AppSettings
+    from laffi.settings import Settings
 
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters)))
-    demo = build_demo(lm=lm, settings=AppSettings(data_dir=root / "data", runs_dir=root / "runs", **settings))
+    demo = build_demo(lm=lm, settings=Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", **settings))
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     return demo
@@ -73,16 +73,17 @@ def test_on_a_space_training_upload_and_export_are_off_but_asking_and_feedback_w
 def test_upload_gate_names_the_variable_and_the_password(small_squad):
     import gradio as gr
 
-    from laffi.ui.context import AppSettings, data_path
+    from laffi.settings import Settings
+    from laffi.ui.context import data_path
 
-    off = AppSettings(enable_upload=False)
+    off = Settings.from_env(enable_upload=False)
     with pytest.raises(gr.Error, match="Uploading data is turned off.*LAFFI_ENABLE_UPLOAD=1"):
         data_path(off, "upload", str(small_squad))
-    locked = AppSettings(enable_upload=True, admin_password="pw")
+    locked = Settings.from_env(enable_upload=True, admin_password="pw")
     with pytest.raises(gr.Error, match="Uploading data needs the admin password"):
         data_path(locked, "upload", str(small_squad))
     assert data_path(locked, "upload", str(small_squad), unlocked=True) == str(small_squad)
-    assert data_path(off, "shared SQuAD file", None) == str(off.squad_path)  # the shared file is always open
+    assert data_path(off, "shared SQuAD file", None) == str(off.squad)  # the shared file is always open
 
 
 def test_admin_password_guards_export_per_session(locked_app):

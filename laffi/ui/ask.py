@@ -33,6 +33,7 @@ EXAMPLES = [
     [MOSS, "How far do glacier mice move in a day?"],
 ]
 RATINGS = {"👍 good answer": 1, "👎 bad answer": -1}
+MAX_SLOTS = 6  # variants shown side by side
 
 
 def validate_question(context: str, question: str, max_chars: int) -> None:
@@ -50,7 +51,7 @@ def run_ask(ctx, context: str, question: str):
     validate_question(context, question, ctx.settings.max_context_chars)
     lm = ctx.lm
     lm.refresh_adapters()  # an adapter trained since start-up joins without a restart
-    variants = lm.variants[:ctx.settings.max_slots]
+    variants = lm.variants[:MAX_SLOTS]
     limit = lm.max_context_tokens(ctx.settings.max_context_tokens)
     context, notice = fit_context(lm.tokenizer, context, question, limit)  # long passages: cut, and said so
     pair = [(context, question)]
@@ -77,7 +78,7 @@ def run_ask(ctx, context: str, question: str):
 
 
 def build_ask_tab(ctx) -> gr.State:
-    slots = ctx.settings.max_slots
+    slots = MAX_SLOTS
     last = gr.State(None)  # per user: the last question and every variant's answer (feeds Feedback, Attention)
     with gr.Row():
         with gr.Column(scale=2):

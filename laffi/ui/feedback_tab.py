@@ -84,7 +84,7 @@ def build_feedback_tab(ctx, admin) -> None:
     with gr.Row(visible=exporting):
         jsonl_btn = gr.Button("Export JSONL")
         ds_btn = gr.Button("Export as a `datasets` folder (zip)")
-        hub_btn = gr.Button("Push to the Hub", visible=bool(os.environ.get("LAFFI_FEEDBACK_REPO")))
+        hub_btn = gr.Button("Push to the Hub", visible=bool(ctx.settings.feedback_repo))
     download = gr.File(label="Download", interactive=False, visible=exporting)
     hub_status = gr.Markdown()
 
@@ -111,7 +111,7 @@ def build_feedback_tab(ctx, admin) -> None:
         from datasets import Dataset
 
         may_export(unlocked)
-        repo, token = os.environ.get("LAFFI_FEEDBACK_REPO"), os.environ.get("HF_TOKEN")
+        repo, token = ctx.settings.feedback_repo, ctx.settings.hf_token
         if not repo or not token:
             raise gr.Error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
         rows = current(v, r, a)

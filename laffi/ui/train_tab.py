@@ -88,7 +88,7 @@ def build_train_tab(ctx, jobs, admin) -> None:
         try:
             spec = JobSpec(method=m, name=(n or "").strip(), data=data, articles=None if arts == "all" else arts,
                            limit=int(lim), human=str(ctx.store.path) if human else None, human_fraction=float(frac),
-                           base=ctx.lm.config.base, adapters_dir=str(ctx.lm.config.adapters_dir or "adapters"),
+                           base=ctx.lm.config.base, adapters_dir=str(s.trained_dir),
                            train=dict(r=int(r_), alpha=int(a_), target_modules=mods, lr=float(lr_),
                                       epochs=float(ep), batch_size=int(bs), max_length=int(ml)))
             jobs.start(spec)

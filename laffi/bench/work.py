@@ -1,7 +1,7 @@
 """The bench's heavier parts: evaluation speed, the quality guard and training throughput (see laffi.bench).
 
 Usage:
-    from laffi.bench_work import evaluation_speed
+    from laffi.bench.work import evaluation_speed
     evaluation_speed(lm, BenchConfig(eval_questions=32))
 """
 
@@ -12,31 +12,7 @@ import time
 from pathlib import Path
 
 from laffi.errors import LaffiError
-from laffi.bench import PASSAGE, QUESTION, BenchConfig, result, timed
-
-
-def _squad(cfg: BenchConfig, split: str, n: int, seed: int | None = 0):
-    """n questions of the fixed article split from the SQuAD file - a seeded random sample, or with seed=None the
-    first n in file order (whole passages, as a full-split eval reads them); else variants of our own passage."""
-    from laffi.data import QAExample, load_squad, sample_examples, select_articles
-    from laffi.ui.context import DEFAULT_SQUAD
-
-    path = Path(cfg.squad) if cfg.squad else DEFAULT_SQUAD
-    if cfg.squad and not path.is_file():
-        raise LaffiError(f"--squad: no file at {path}; pass a SQuAD v2 JSON file or leave it out.")
-    if path.is_file():
-        examples, _ = load_squad(str(path))
-        try:
-            examples, where = select_articles(examples, split), f"{path.name}, {split} articles"
-        except LaffiError:  # another file: all of it
-            where = f"{path.name}, all articles"
-        if seed is None:
-            return examples[:n], f"{where}, first {n} in file order"
-        return sample_examples(examples, n, seed=seed), f"{where}, seeded sample of {n}"
-    sentences = PASSAGE.split(". ")
-    made = [QAExample(qid=f"own-{i}", title="own", context=". ".join(sentences[: 1 + i % len(sentences)]) + ".",
-                      question=QUESTION, answers=("Petra Lindqvist",), answer_starts=(0,)) for i in range(n)]
-    return made, "built-in passage"
+from laffi.bench.common import BenchConfig, result, squad_sample, timed
 
 
 def evaluation_speed(lm, cfg: BenchConfig) -> dict:
@@ -46,8 +22,8 @@ def evaluation_speed(lm, cfg: BenchConfig) -> dict:
     from laffi.evaluation import evaluate_variants
     from laffi.generation import GenerationConfig, batch_size_for
 
-    in_order, source = _squad(cfg, "eval", cfg.eval_questions, seed=None)
-    sampled, _ = _squad(cfg, "eval", cfg.eval_questions, seed=1)
+    in_order, source = squad_sample(cfg, "eval", cfg.eval_questions, seed=None)
+    sampled, _ = squad_sample(cfg, "eval", cfg.eval_questions, seed=1)
     variant = lm.variants[-1]
     default = batch_size_for(lm, GenerationConfig())
     evaluate_variants(lm, in_order[:4], [variant], GenerationConfig(batch_size=1))  # warm-up (tokenizer caches)
@@ -75,7 +51,7 @@ def quality_guard(lm, cfg: BenchConfig) -> dict:
 
     if cfg.quality_questions == 0:
         return result("quality", None, "F1 drop <= 0.5", None, unit="F1", reason="skipped (--quality-questions 0)")
-    examples, source = _squad(cfg, "eval", cfg.quality_questions, seed=None)
+    examples, source = squad_sample(cfg, "eval", cfg.quality_questions, seed=None)
     reference_lm = load_model(ModelConfig(base=lm.config.base, adapters_dir=lm.config.adapters_dir, dtype="float32",
                                           device=lm.config.device, cpu_kernels=False))
     fast = evaluate_variants(lm, examples, lm.variants)["variants"]
@@ -90,7 +66,7 @@ def quality_guard(lm, cfg: BenchConfig) -> dict:
                            f"{batch_size_for(lm, GenerationConfig())}) vs plain float32 batch 1 ({verdict})", f1=f1)
 
 
-def _timed_training(records, cfg: BenchConfig, pad_to_max: bool) -> dict:
+def timed_training(records, cfg: BenchConfig, pad_to_max: bool) -> dict:
     """One epoch over `records`; seconds inside optimiser steps and the non-padding tokens they consumed."""
     from transformers import TrainerCallback
 
@@ -122,11 +98,11 @@ def training_speed(cfg: BenchConfig) -> dict:
     from laffi.training import TrainConfig
 
     n = TrainConfig().batch_size * cfg.train_steps
-    examples, source = _squad(cfg, "train", n, seed=2)
+    examples, source = squad_sample(cfg, "train", n, seed=2)
     records = [{"qid": ex.qid, "title": ex.title, "context": ex.context, "question": ex.question,
                 "answers": list(ex.answers)} for ex in examples]
-    ours = _timed_training(records, cfg, pad_to_max=False)
-    padded = _timed_training(records, cfg, pad_to_max=True)
+    ours = timed_training(records, cfg, pad_to_max=False)
+    padded = timed_training(records, cfg, pad_to_max=True)
     ratio = ours["tokens_per_s"] / padded["tokens_per_s"]
     return result("training", ratio, ">= 1.5", ratio >= 1.5, examples=len(records), data=source,
                   tokens_per_s=round(ours["tokens_per_s"], 1), pad_to_max_tokens_per_s=round(padded["tokens_per_s"], 1),

@@ -1,0 +1,64 @@
+"""The performance bench: every speed claim of the README measured in one run, as ratios on the same machine.
+
+Usage:
+    python -m laffi bench                         # embedded model + shipped adapters; JSON + table on stdout
+    python -m laffi bench --out bench/last_run.json --quick   # fewer repeats and questions (a smoke run)
+    report = run_bench(BenchConfig(...)); print(table(report))
+
+Each ratio compares two ways of doing the same work in this process, one right after the other, as the median
+of several repeats after a warm-up, so the machine's speed cancels out. Nothing here asserts a timing: the
+result carries each target and whether it was met; the README's Performance table is the last run's output.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+from laffi.bench.common import BenchConfig, result, timed
+
+__all__ = ["BenchConfig", "run_bench", "table", "result", "timed"]
+
+
+def run_bench(cfg: BenchConfig, log=print) -> dict:
+    """Every measurement in turn; returns the JSON-able report."""
+    import torch
+
+    from laffi.bench.measures import app_first_answer, attention, memory, side_by_side, startup
+    from laffi.bench.work import evaluation_speed, quality_guard, training_speed
+    from laffi.kernels import routed
+    from laffi.models import ModelConfig, load_model, resolve_device_dtype
+
+    lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir))
+    device, dtype = resolve_device_dtype(lm.config)
+    onednn = any(map(routed, lm.model.modules()))
+    report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+                          "dtype": str(dtype).replace("torch.", ""), "onednn_linears": onednn,
+                          "python": sys.version.split()[0], "torch": torch.__version__},
+              "config": cfg.__dict__, "results": []}
+    steps = [("side_by_side", lambda: side_by_side(lm, cfg)), ("attention", lambda: attention(lm, cfg)),
+             ("evaluation", lambda: evaluation_speed(lm, cfg)), ("quality", lambda: quality_guard(lm, cfg)),
+             ("startup", lambda: startup(cfg)), ("memory", lambda: memory(cfg)),
+             ("training", lambda: training_speed(cfg))]
+    if cfg.app:
+        steps.append(("app_first_answer", lambda: app_first_answer(cfg)))
+    for name, step in steps:
+        log(f"bench: {name} ...")
+        started = time.perf_counter()
+        report["results"].append(step())
+        log(f"bench: {name} done in {time.perf_counter() - started:.0f} s")
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return report
+
+
+def table(report: dict) -> str:
+    """The report as a Markdown table (the README's Performance section)."""
+    rows = ["| measure | value | target | met | details |", "|---|---|---|---|---|"]
+    for r in report["results"]:
+        value = "n/a" if r["value"] is None else f"{r['value']:g} {r['unit']}".replace(" x", "×")
+        met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
+        details = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "value", "unit", "target", "met"))
+        rows.append(f"| {r['name']} | {value} | {r['target']} | {met} | {details} |")
+    return "\n".join(rows)

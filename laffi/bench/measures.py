@@ -1,0 +1,146 @@
+"""The bench's measurements of generation, start-up, memory and attention (laffi.bench.work: evaluation, quality,
+training).
+
+Usage:  side_by_side(lm, BenchConfig())      # each returns a result() record; see laffi.bench.run_bench
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result, timed
+
+
+def side_by_side(lm, cfg: BenchConfig) -> dict:
+    """3 variants in one mixed batch vs the same 3 one after another: same prompt, same tokens generated."""
+    from laffi.generation import generate_rows
+    from laffi.prompts import qa_prompt
+
+    variants = lm.variants[:3]
+    prompt = qa_prompt(lm.tokenizer, PASSAGE, QUESTION)
+    n = cfg.new_tokens
+
+    def one_batch():
+        generate_rows(lm, [prompt] * len(variants), variants, n, stop_at_newline=False, min_new_tokens=n)
+
+    def one_after_another():
+        for v in variants:
+            generate_rows(lm, [prompt], [v], n, stop_at_newline=False, min_new_tokens=n)
+
+    batch = timed(one_batch, cfg.repeats)
+    sequential = timed(one_after_another, cfg.repeats)
+    ratio = sequential / batch
+    return result("side_by_side", ratio, ">= 2.5", ratio >= 2.5, variants=variants, batch_s=round(batch, 3),
+                  sequential_s=round(sequential, 3), prompt_tokens=len(lm.tokenizer(prompt)["input_ids"]),
+                  new_tokens=n)
+
+
+def startup(cfg: BenchConfig) -> dict:
+    """Loading the embedded model from its safetensors cache vs dequantising the GGUF again."""
+    from laffi.models import ModelConfig, embedded_gguf_path, load_base, resolve_source
+
+    mcfg = ModelConfig(base=cfg.base, adapters_dir=None)
+    gguf = embedded_gguf_path() if cfg.base == "embedded" else Path(cfg.base) if cfg.base.endswith(".gguf") else None
+    if gguf is None:
+        return result("startup", None, ">= 10", None, reason="the base is not a GGUF file: nothing to dequantise")
+    resolve_source(mcfg)  # make sure the cache exists before timing it
+
+    def from_gguf():
+        from transformers import AutoModelForCausalLM
+
+        AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+    gguf_s = timed(from_gguf, 1)  # ~20 s each on a laptop: one timed repeat after the warm-up
+    cached_s = timed(lambda: load_base(mcfg), cfg.repeats)
+    ratio = gguf_s / cached_s
+    return result("startup", ratio, ">= 10", ratio >= 10, gguf_s=round(gguf_s, 2), cached_s=round(cached_s, 2))
+
+
+def app_first_answer(cfg: BenchConfig) -> dict:
+    """Seconds from `python app.py` to the first answer received by a gradio_client (model cache warm)."""
+    import socket
+
+    from gradio_client import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as data:
+        env = dict(os.environ, LAFFI_BASE=cfg.base, LAFFI_ADAPTERS_DIR=cfg.adapters_dir, LAFFI_DATA_DIR=data,
+                   GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+        from laffi.settings import REPO
+
+        app = REPO / "app.py"
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(app)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            client = None
+            while client is None:
+                if proc.poll() is not None:
+                    return result("app_first_answer", None, "(reported)", None, unit="s", reason="app exited")
+                if time.perf_counter() - start > 300:
+                    return result("app_first_answer", None, "(reported)", None, unit="s", reason="no answer in 300 s")
+                try:
+                    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                except Exception:
+                    time.sleep(0.2)
+            ready = time.perf_counter() - start
+            client.predict(PASSAGE, QUESTION, api_name="/ask")
+            total = time.perf_counter() - start
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return result("app_first_answer", total, "(reported)", None, unit="s", server_ready_s=round(ready, 2))
+
+
+_RSS_SCRIPT = """
+import json, re, resource, sys
+from laffi.models import ModelConfig, load_model
+from laffi.generation import generate_rows
+lm = load_model(ModelConfig(base=sys.argv[1], adapters_dir=sys.argv[2] or None))
+generate_rows(lm, ["Passage: a b c\\nQuestion: what?\\nAnswer:"] * len(lm.variants), lm.variants, 4)
+now = int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss_kb": now,
+                  "variants": lm.variants}))
+"""
+
+
+def memory(cfg: BenchConfig) -> dict:
+    """Peak RSS of a fresh process with base + every adapter (after one mixed batch) vs base alone (the peak
+    comes from loading; the resident size after the batch is reported beside it)."""
+    def peak(adapters_dir: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, cfg.base, adapters_dir], capture_output=True,
+                             text=True, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    alone, every = peak(""), peak(cfg.adapters_dir)
+    ratio = every["peak_rss_kb"] / alone["peak_rss_kb"]
+    return result("memory", ratio, "<= 1.15", ratio <= 1.15, base_peak_mb=round(alone["peak_rss_kb"] / 1024),
+                  all_adapters_peak_mb=round(every["peak_rss_kb"] / 1024), base_now_mb=round(alone["rss_kb"] / 1024),
+                  all_adapters_now_mb=round(every["rss_kb"] / 1024), variants=every["variants"])
+
+
+def attention(lm, cfg: BenchConfig) -> dict:
+    """A ~400-token prompt, attention of all layers computed and drawn as the heatmap figure."""
+    from laffi.attention import attention_view, heatmap_figure
+
+    context = " ".join([PASSAGE] * 4)
+    while len(lm.tokenizer(context)["input_ids"]) > 360:
+        context = context.rsplit(" ", 8)[0]
+    variant = lm.variants[-1]
+    tokens = {}
+
+    def run():
+        view = attention_view(lm, context, QUESTION, "Petra Lindqvist", variant)
+        tokens["n"] = len(view.tokens)
+        heatmap_figure(view, layer=view.heat.shape[0] - 1, head="mean")
+
+    seconds = timed(run, cfg.repeats)
+    return result("attention", seconds, "<= 3", seconds <= 3, unit="s", tokens=tokens["n"], variant=variant)

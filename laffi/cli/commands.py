@@ -1,0 +1,204 @@
+"""What each command does, given its parsed dataclasses (laffi.cli parses; these only call the library).
+
+Usage:  laffi.cli.main(["eval", "--data", "squad.json", "--json"])   (not called directly)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from laffi.errors import LaffiError
+
+
+# --- shared by the commands ----------------------------------------------------------------------------------------
+def load(model_cfg):
+    from laffi.models import load_model
+
+    lm = load_model(model_cfg)
+    for w in lm.warnings:
+        print(f"laffi: warning: {w}", file=sys.stderr)
+    return lm
+
+
+def chosen_variants(value: str | None, lm) -> list[str]:
+    if not value:
+        return lm.variants
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    lm.peft_names(names)  # raises a LaffiError naming an unknown variant
+    return names
+
+
+def stderr_bar(desc: str, total: int):
+    """A tqdm bar on stderr and the progress(done, total) callback that drives it (the callback's total wins:
+    how many rows a run generates can depend on the variants' answer paths)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr)
+
+    def progress(done: int, total_now: int) -> None:
+        bar.total = total_now
+        bar.update(done - bar.n)
+
+    return bar, progress
+
+
+def warn_problems(problems: list[str]) -> None:
+    for p in problems[:10]:
+        print(f"laffi: warning: skipped {p}", file=sys.stderr)
+    if len(problems) > 10:
+        print(f"laffi: warning: ... and {len(problems) - 10} more bad records skipped", file=sys.stderr)
+
+
+def selected(data) -> list:
+    from laffi.data import select_data
+
+    examples, problems = select_data(data.data, data.articles, data.limit, data.seed, split=data.split)
+    warn_problems(problems)
+    return examples
+
+
+# --- ask and eval ----------------------------------------------------------------------------------------------------
+def ask(model_cfg, gen, args) -> int:
+    from laffi.prompts import fit_context
+    from laffi.selffeedback import answer_all
+
+    if not args.context.strip():
+        raise LaffiError("--context is empty; pass the passage the question is about.")
+    if not args.question.strip():
+        raise LaffiError("--question is empty; pass a question about the passage.")
+    lm = load(model_cfg)
+    variants = chosen_variants(args.variants, lm)
+    context, notice = fit_context(lm.tokenizer, args.context, args.question,
+                                  lm.max_context_tokens(args.max_context_tokens))
+    if notice:
+        print(f"laffi: note: {notice}", file=sys.stderr)
+    results = answer_all(lm, [(context, args.question)], variants, gen, feedback=args.feedback)
+    out = {v: results[v][0].fields() for v in variants}
+    if args.json:
+        print(json.dumps({"answers": out}, ensure_ascii=False))
+        return 0
+    width = max(len(v) for v in variants)
+    for v in variants:
+        r = out[v]
+        print(f"{v:<{width}}  {r['answer'] or '(no answer)'}   [{r['answer_path']}]")
+        if "feedback" in r:
+            print(f"{'':<{width}}  draft ({r['draft_by']}): {r['draft'] or '(no answer)'}")
+            print(f"{'':<{width}}  feedback:  {r['feedback']}")
+            print(f"{'':<{width}}  revised:   {r['revised_answer'] or '(no answer)'}")
+    return 0
+
+
+def evaluate(model_cfg, gen, data, args) -> int:
+    from laffi.evaluation import evaluate_variants
+    from laffi.report import text_table
+
+    examples = selected(data)
+    lm = load(model_cfg)
+    variants = chosen_variants(args.variants, lm)
+    bar, progress = stderr_bar("eval", len(examples) * len(variants))
+    result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
+                               feedback=args.feedback)
+    bar.close()
+    print(json.dumps({"n": result["n"], "variants": result["variants"]}) if args.json else text_table(result))
+    if args.out:
+        print(f"laffi: wrote {args.out}/metrics.json and per-variant predictions", file=sys.stderr)
+    return 0
+
+
+# --- the stages ------------------------------------------------------------------------------------------------------
+def predict(model_cfg, gen, data, args) -> int:
+    from laffi.io import write_jsonl_atomic
+    from laffi.stages import predict as run_predict
+
+    examples = selected(data)
+    lm = load(model_cfg)
+    bar, progress = stderr_bar("predict", len(examples))
+    records = run_predict(lm, examples, gen, progress, variant=args.variant)
+    bar.close()
+    write_jsonl_atomic(Path(args.out), records)
+    print(f"laffi: wrote {len(records)} predictions to {args.out} (load with datasets.load_dataset('json', "
+          f"data_files='{args.out}'))", file=sys.stderr)
+    return 0
+
+
+def annotate(model_cfg, args) -> int:
+    from laffi.annotation import annotate_with_human
+    from laffi.drafts import add_drafts
+    from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+
+    records, mix = add_drafts(read_jsonl(args.predictions), args.drafts, seed=args.seed,
+                              k=args.synthetic_per_question)
+    lm = load(model_cfg) if args.annotator == "llm" else None
+    annotated, report = annotate_with_human(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail,
+                                            human=args.human, human_fraction=args.human_fraction)
+    report["drafts"] = {"mix": args.drafts, "per_kind": mix}
+    for p in report.get("human_problems", []):
+        print(f"laffi: warning: human feedback {p}", file=sys.stderr)
+    write_jsonl_atomic(Path(args.out), annotated)
+    write_json_atomic(Path(args.out).with_suffix(".report.json"), report)
+    print(json.dumps(report), file=sys.stdout if args.json else sys.stderr)
+    return 0
+
+
+def training_records(data) -> list[dict]:
+    """What `train --data` reads: records written by `predict`/`annotate` (JSONL with a prediction per row), or
+    SQuAD questions (a file or dataset id, narrowed by --articles/--limit) for SFT, which needs no prediction."""
+    from laffi.data import select_data
+    from laffi.io import read_jsonl
+
+    if str(data.data).endswith(".jsonl") and Path(data.data).is_file():
+        rows = read_jsonl(data.data)
+        if rows and isinstance(rows[0], dict) and ("prediction" in rows[0] or "feedback" in rows[0]):
+            return rows
+    examples, problems = select_data(data.data, data.articles, data.limit, data.data_seed)
+    warn_problems(problems)
+    return [e.to_dict() for e in examples]
+
+
+def train(tcfg, data) -> int:
+    from laffi.training import preflight, train_adapter
+
+    preflight(tcfg)
+    path = train_adapter(training_records(data), tcfg, resume=not data.no_resume)
+    print(f"laffi: adapter written to {path}" if path != Path(tcfg.work_dir) else
+          f"laffi: training stopped; resume with the same command (checkpoints in {path})", file=sys.stderr)
+    return 0
+
+
+def pipeline(args) -> int:
+    from laffi.report import results_markdown
+    from laffi.stages import PipelineConfig, Stages
+
+    cfg = PipelineConfig.from_yaml(args.config, **({"overwrite": True} if args.overwrite else {}))
+    result = Stages(cfg, force=args.force, log=lambda m: print(f"laffi: {m}", file=sys.stderr)).all()
+    print(json.dumps({k: v for k, v in result.items() if k != "config"}) if args.json else results_markdown(result))
+    return 0
+
+
+def study(args) -> int:
+    from laffi.study import load_study, run_study, study_markdown
+
+    rows = run_study(load_study(args.config), only=args.only.split(",") if args.only else None,
+                     log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    print(json.dumps(rows) if args.json else study_markdown(rows))
+    return 0
+
+
+def bench(cfg, args) -> int:
+    from dataclasses import replace
+
+    from laffi.bench import run_bench, table
+
+    if args.quick:
+        cfg = replace(cfg, repeats=1, eval_questions=8, quality_questions=10, train_steps=2)
+    report = run_bench(cfg, log=lambda m: print(m, file=sys.stderr))
+    text = json.dumps(report, indent=2)
+    if args.out:
+        from laffi.io import write_text_atomic
+
+        write_text_atomic(args.out, text + "\n")
+    print(text)
+    print(table(report))
+    return 0

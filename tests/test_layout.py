@@ -1,0 +1,117 @@
+"""The layout holds: no import cycles between laffi's modules, no private name imported across modules, every
+command has --help, only laffi.settings reads LAFFI_* variables, no file past ~400 lines."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+PACKAGE = REPO / "laffi"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path, known: set[str]) -> list[tuple[str, list[str]]]:
+    """(imported laffi module, names taken from it) for every import in the file, function-level ones included."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("laffi")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("laffi") and node.level == 0:
+            names = [a.name for a in node.names]
+            subs = [f"{node.module}.{n}" for n in names if f"{node.module}.{n}" in known]
+            out += [(s, []) for s in subs] + [(node.module, [n for n in names if f"{node.module}.{n}" not in known])]
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    edges = {m: set() for m in mods}
+    for m, path in mods.items():
+        for target, _ in imports(path, set(mods)):
+            if target in mods and target != m and not m.startswith(target + "."):  # a package's own __init__
+                edges[m].add(target)
+    return edges
+
+
+def test_the_import_graph_has_no_cycles():
+    edges, state, stack = graph(), {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for t in sorted(edges[m]):
+            if state.get(t) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m)
+
+
+def test_the_cycle_check_can_fail(tmp_path, monkeypatch):
+    """The check above finds a cycle when there is one (two throw-away modules that import each other)."""
+    pkg = tmp_path / "laffi"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from laffi.b import x\n")
+    (pkg / "b.py").write_text("def f():\n    from laffi.a import y\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    with pytest.raises(AssertionError, match="import cycle"):
+        test_the_import_graph_has_no_cycles()
+
+
+def test_no_private_name_is_imported_across_modules():
+    mods = modules()
+    bad = [f"{m} imports {name} from {target}" for m, path in mods.items()
+           for target, names in imports(path, set(mods)) for name in names if name.startswith("_")]
+    assert not bad, bad
+
+
+def test_only_settings_reads_laffi_variables():
+    readers = []
+    for m, path in modules().items():
+        text = path.read_text()
+        if m != "laffi.settings" and ("environ.get(\"LAFFI_" in text or "getenv(\"LAFFI_" in text
+                                      or "environ[\"LAFFI_" in text):
+            readers.append(m)
+    assert readers == [], readers
+
+
+def test_no_file_is_much_past_400_lines():
+    long = {str(p.relative_to(REPO)): n for p in [*PACKAGE.rglob("*.py"), REPO / "app.py"]
+            if (n := len(p.read_text().splitlines())) > 420}
+    assert not long, long
+
+
+@pytest.mark.parametrize("command", ["ask", "eval", "predict", "annotate", "train", "pipeline", "study", "bench"])
+def test_help_for_every_command(command):
+    proc = subprocess.run([sys.executable, "-m", "laffi", command, "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and f"laffi {command}" in proc.stdout and "Traceback" not in proc.stderr
+    flags = {"ask": "--question", "eval": "--articles", "predict": "--out", "annotate": "--drafts",
+             "train": "--target_modules", "pipeline": "--overwrite", "study": "--only", "bench": "--quick"}
+    assert flags[command] in proc.stdout
+
+
+def test_top_level_help_lists_every_command():
+    proc = subprocess.run([sys.executable, "-m", "laffi", "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0
+    for command in ("ask", "eval", "predict", "annotate", "train", "pipeline", "study", "bench"):
+        assert f"    {command} " in proc.stdout
