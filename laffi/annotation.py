@@ -53,7 +53,18 @@ def categorise(answers, pred: str) -> str:
     return "partial_overlap"
 
 
-def passage_snippet(context: str, answer: str, start: int | None, max_words: int = 16) -> str:
+QUOTE_WORDS = 10  # a draft quoted in feedback is cut to this many words: the verdict needs its gist, not all of it
+SNIPPET_WORDS = 12  # passage words quoted around the answer
+
+
+def quoted(text: str, max_words: int = QUOTE_WORDS) -> str:
+    """A draft as feedback quotes it: whole when short, else its first words and an ellipsis. Feedback must end
+    with the answer within the generation limit, and a 30-word sentence quoted back would not."""
+    words = text.split()
+    return text if len(words) <= max_words else " ".join(words[:max_words]) + " …"
+
+
+def passage_snippet(context: str, answer: str, start: int | None, max_words: int = SNIPPET_WORDS) -> str:
     """The words of the passage around the answer: its sentence, cut to about max_words centred on the answer."""
     if start is None or start < 0 or context[start:start + len(answer)] != answer:
         start = context.find(answer)
@@ -115,10 +126,10 @@ def reference_feedback(rec: dict, rng: random.Random) -> tuple[str, str]:
         start = starts[answers.index(gold)] if gold in answers and answers.index(gold) < len(starts) else None
         snippet = passage_snippet(rec["context"], gold, start)
     if category == "should_abstain":
-        where = (f"\"{pred}\" appears in the passage but does not answer the question" if pred in rec["context"]
-                 else f"\"{pred}\" is not stated in the passage")
+        where = (f"\"{quoted(pred)}\" appears in the passage but does not answer the question"
+                 if pred in rec["context"] else f"\"{quoted(pred)}\" is not stated in the passage")
     template = rng.choice(_TEMPLATES[category])
-    text = template.format(gold=gold, pred=pred, snippet=snippet, where=where, no=NO_ANSWER,
+    text = template.format(gold=gold, pred=quoted(pred), snippet=snippet, where=where, no=NO_ANSWER,
                            question=rec.get("question", ""))
     return text, category
 

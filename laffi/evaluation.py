@@ -78,13 +78,15 @@ def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
 def evaluate_variants(lm, examples, variants: list[str], gen: GenerationConfig | None = None,
                       out_dir: str | os.PathLike | None = None,
                       progress: Callable[[int, int], None] | None = None, feedback: bool = False,
-                      paths: dict | None = None) -> dict:
-    """Score every variant on `examples`; returns {"n", "variants": {v: metrics}} and writes files if out_dir.
-    feedback=True: every variant also predicts feedback on its draft (else only variants whose path needs it)."""
+                      paths: dict | None = None, direct: dict | None = None) -> dict:
+    """Score every variant on `examples`; returns {"n", "variants": {v: metrics}, "per_question": {v: values},
+    "direct": {v: [Answer]}} and writes files if out_dir. feedback=True: every variant also predicts feedback on
+    its draft (else only variants whose path needs it). `direct` may bring direct answers already made."""
     gen = gen or GenerationConfig()
     pairs = [(ex.context, ex.question) for ex in examples]
-    results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, progress=progress)
-    out = {"n": len(examples), "variants": {}, "per_question": {}}
+    results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, progress=progress, direct=direct)
+    out = {"n": len(examples), "variants": {}, "per_question": {},
+           "direct": {v: [r.direct for r in results[v]] for v in variants}}
     for v in variants:
         rows = results[v]
         fbs = [r.feedback for r in rows]

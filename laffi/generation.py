@@ -7,8 +7,10 @@ Usage:
 Every row of a batch carries its own adapter, so base + N adapters share the base model's weights and each
 forward pass: decoding a few rows costs little more than one (on a GPU, or a CPU with laffi.kernels' oneDNN layers).
 The adapters are applied stacked (laffi.multilora: two small matmuls per layer, not four kernels per adapter);
-adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. The questions of
-one passage go into one batch and read the passage once (laffi.prefix); the variants of one question sit together.
+adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. `schedule` decides
+the batches: the questions of one passage go together and read the passage once (laffi.prefix), rows of one
+variant together, and variants mix only to fill a batch (one question for every variant, as in the app's Ask).
+Every stage can stream: on_text callbacks get each row's text after every decoding step.
 """
 
 from __future__ import annotations
@@ -85,10 +87,32 @@ class _StopAfterFirstLine:
         return done
 
 
+class RowStreamer:
+    """A transformers streamer for a whole batch: after every decoding step, on_text(texts) gets each row's text so
+    far (special tokens dropped; a finished row stops growing). transformers' TextStreamer handles one row only."""
+
+    def __init__(self, tokenizer, on_text: Callable[[list[str]], None]):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.rows: list[list[int]] | None = None
+
+    def put(self, value) -> None:
+        if self.rows is None:  # the first call hands over the prompt: nothing generated yet
+            self.rows = [[] for _ in range(value.shape[0])]
+            return
+        for row, token in zip(self.rows, value.reshape(-1).tolist()):
+            row.append(token)
+        self.on_text(self.tokenizer.batch_decode(self.rows, skip_special_tokens=True))
+
+    def end(self) -> None:
+        pass
+
+
 def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: int,
-                  stop_at_newline: bool = True, min_new_tokens: int = 0, share_prefixes: bool = True) -> list[str]:
+                  stop_at_newline: bool = True, min_new_tokens: int = 0, share_prefixes: bool = True,
+                  on_text: Callable[[list[str]], None] | None = None) -> list[str]:
     """Row i = prompts[i] answered by variants[i], all in ONE forward batch; returns the decoded continuations.
-    Rows of one variant whose prompts start alike compute that start once (laffi.prefix)."""
+    Rows of one variant whose prompts start alike compute that start once (laffi.prefix). on_text, if given,
+    gets every row's text so far after each decoding step (streaming)."""
     import torch
     from transformers import StoppingCriteriaList
 
@@ -98,8 +122,10 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
         out = [""] * len(prompts)
         for v in dict.fromkeys(variants):
             idx = [i for i, w in enumerate(variants) if w == v]
+            part = None if on_text is None else (lambda texts, idx=idx: on_text(
+                [texts[idx.index(i)] if i in idx else out[i] for i in range(len(prompts))]))
             for i, text in zip(idx, generate_rows(lm, [prompts[i] for i in idx], [v] * len(idx), max_new_tokens,
-                                                  stop_at_newline, min_new_tokens, share_prefixes)):
+                                                  stop_at_newline, min_new_tokens, share_prefixes, part)):
                 out[i] = text
         return out
     tok, model = lm.tokenizer, lm.model
@@ -110,6 +136,8 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
     kwargs = {}
     if stop_at_newline:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device)])
+    if on_text is not None:
+        kwargs["streamer"] = RowStreamer(tok, on_text)
     eos = model.generation_config.eos_token_id
     eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id})
     with torch.inference_mode(), lm.rows(variants):
@@ -124,38 +152,66 @@ def batch_size_for(lm, cfg: GenerationConfig) -> int:
     return cfg.batch_size or (16 if lm.device.type == "cuda" else 8)
 
 
+def schedule(ids: list[list[int]], variants: list[str], size: int) -> list[list[int]]:
+    """Batches (lists of row indices) for rows of token ids and variants. A passage's prefill is shared only by
+    rows of one variant (laffi.prefix: an adapter changes every layer's keys), so rows of one variant go together,
+    questions on one passage next to each other (order_rows); mixing variants in a batch pays only where a
+    variant has too few rows to fill a batch (an Ask: one question, every variant): those remainders are batched
+    together, where the variants share the decoding steps."""
+    by_variant: dict[str, list[int]] = {}
+    for k, v in enumerate(variants):
+        by_variant.setdefault(v, []).append(k)
+    batches, rest = [], []
+    for rows in by_variant.values():
+        ordered = [rows[j] for j in order_rows([ids[k] for k in rows])]
+        full = len(ordered) - len(ordered) % size
+        batches += [ordered[i:i + size] for i in range(0, full, size)]
+        rest += ordered[full:]
+    rest = [rest[j] for j in order_rows([ids[k] for k in rest])]  # stable: a question's variants stay together
+    return batches + [rest[i:i + size] for i in range(0, len(rest), size)]
+
+
 def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
-                     progress: Callable[[int, int], None] | None = None) -> list[str]:
-    """Generate for (prompt, variant) rows in mixed-adapter batches; results in row order.
-    The questions of one passage go together, so they share a batch and its prefill (laffi.prefix.order_rows)."""
+                     progress: Callable[[int, int], None] | None = None,
+                     on_text: Callable[[int, str], None] | None = None) -> list[str]:
+    """Generate for (prompt, variant) rows in batches chosen by `schedule`; results in row order. on_text(row,
+    text so far), if given, streams every row as it is generated."""
     lm.peft_names([v for _, v in rows])  # fail fast on an unknown variant, before any work
     ids = lm.tokenizer([p for p, _ in rows], add_special_tokens=False)["input_ids"]
-    order = order_rows(ids)  # stable: a question's variants stay together
     out = [""] * len(rows)
-    size = batch_size_for(lm, cfg)
-    for start in range(0, len(order), size):
-        chunk = order[start:start + size]
+    done = 0
+    for chunk in schedule(ids, [v for _, v in rows], batch_size_for(lm, cfg)):
+        stream = None if on_text is None else (
+            lambda texts, chunk=chunk: [on_text(k, t) for k, t in zip(chunk, texts)])
         texts = generate_rows(lm, [rows[k][0] for k in chunk], [rows[k][1] for k in chunk],
-                              cfg.max_new_tokens, cfg.stop_at_newline, share_prefixes=cfg.share_prefixes)
+                              cfg.max_new_tokens, cfg.stop_at_newline, share_prefixes=cfg.share_prefixes,
+                              on_text=stream)
         for k, text in zip(chunk, texts):
             out[k] = text
+        done += len(chunk)
         if progress:
-            progress(min(start + size, len(order)), len(order))
+            progress(done, len(rows))
     return out
 
 
 def generate_grid(lm, prompts: list[str], variants: list[str], cfg: GenerationConfig,
-                  progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
-    """Every prompt under every variant; returns {variant: [reply per prompt]}."""
+                  progress: Callable[[int, int], None] | None = None,
+                  on_text: Callable[[str, int, str], None] | None = None) -> dict[str, list[str]]:
+    """Every prompt under every variant; returns {variant: [reply per prompt]}. on_text(variant, prompt index,
+    text so far) streams them."""
     rows = [(p, v) for p in prompts for v in variants]
-    texts = generate_batched(lm, rows, cfg, progress)
+    stream = None if on_text is None else (
+        lambda k, text: on_text(variants[k % len(variants)], k // len(variants), text))
+    texts = generate_batched(lm, rows, cfg, progress, stream)
     return {v: texts[j::len(variants)] for j, v in enumerate(variants)}
 
 
 def answer_questions(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, list[Answer]]:
-    """Answer (context, question) pairs with every variant; {variant: [Answer per pair]}."""
+                     progress: Callable[[int, int], None] | None = None,
+                     on_text: Callable[[str, int, str], None] | None = None) -> dict[str, list[Answer]]:
+    """Answer (context, question) pairs with every variant; {variant: [Answer per pair]}. on_text(variant, pair
+    index, reply so far) streams the replies."""
     cfg = cfg or GenerationConfig()
     prompts = [qa_prompt(lm.tokenizer, c, q) for c, q in pairs]
-    raw = generate_grid(lm, prompts, variants, cfg, progress)
+    raw = generate_grid(lm, prompts, variants, cfg, progress, on_text)
     return {v: [Answer(text=extract_answer(r), raw=r.strip()) for r in raw[v]] for v in variants}

@@ -40,7 +40,8 @@ def results_table(result: dict, with_ci: bool = True) -> str:
     for v, m in result["variants"].items():
         lines.append(f"| {v} | {m.get('answer_path', 'direct')} | "
                      + " | ".join(cell(m, k, with_ci) for _, k in cols) + " |")
-    return "\n".join(lines) + f"\n\nn = {result['n']} questions; [low, high] = 95 % bootstrap interval over questions.\n"
+    return ("\n".join(lines) + f"\n\nn = {result['n']} questions; [low, high] = 95 % bootstrap interval over "
+            "questions.\n")
 
 
 def text_table(result: dict) -> str:

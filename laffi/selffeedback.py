@@ -24,7 +24,7 @@ from laffi.generation import Answer, GenerationConfig, answer_questions, generat
 from laffi.models import BASE_VARIANT
 from laffi.prompts import feedback_prompt, first_line, parse_feedback
 
-FEEDBACK_MAX_NEW_TOKENS = 64
+FEEDBACK_MAX_NEW_TOKENS = 96  # the reference feedback is ~40 tokens; 99 % of it fits in 81, with the answer at the end
 PATH_FILE = "answer_path.json"  # in an adapter folder: that variant's AnswerPath
 
 
@@ -100,13 +100,16 @@ class Result:
 
 
 def self_feedback(lm, pairs: list[tuple[str, str]], drafts: dict[str, list[Answer]],
-                  cfg: GenerationConfig | None = None, progress=None) -> dict[str, list[Feedback]]:
-    """Each variant predicts feedback on the drafts it is given (one per pair), all in mixed batches."""
+                  cfg: GenerationConfig | None = None, progress=None, on_text=None) -> dict[str, list[Feedback]]:
+    """Each variant predicts feedback on the drafts it is given (one per pair), all in mixed batches.
+    on_text(variant, pair index, feedback so far) streams it."""
     cfg = cfg or GenerationConfig(max_new_tokens=FEEDBACK_MAX_NEW_TOKENS)
     variants = list(drafts)
     rows = [(feedback_prompt(lm.tokenizer, c, q, drafts[v][i].text), v)
             for i, (c, q) in enumerate(pairs) for v in variants]
-    texts = generate_batched(lm, rows, cfg, progress)
+    stream = None if on_text is None else (
+        lambda k, text: on_text(variants[k % len(variants)], k // len(variants), text))
+    texts = generate_batched(lm, rows, cfg, progress, stream)
     out: dict[str, list[Feedback]] = {v: [] for v in variants}
     for k, text in enumerate(texts):
         v, i = variants[k % len(variants)], k // len(variants)
@@ -131,23 +134,26 @@ def drafters(variants: list[str], paths: dict[str, AnswerPath], feedback: bool) 
 
 def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,
                feedback: bool = False, paths: dict[str, AnswerPath] | None = None, progress=None,
-               direct: dict[str, list[Answer]] | None = None) -> dict[str, list[Result]]:
-    """Every variant's answer to every (context, question) pair by its own AnswerPath, in two mixed batches at
-    most: all direct answers (plus the base model's where a variant drafts with it; `direct` may bring them
-    already made), then all feedback - for the variants whose path needs it and, with feedback=True, every
-    variant (self-feedback on its own answer). progress(done, total) counts generated rows over both stages."""
+               direct: dict[str, list[Answer]] | None = None, on_text=None) -> dict[str, list[Result]]:
+    """Every variant's answer to every (context, question) pair by its own AnswerPath, in two stages: all direct
+    answers (plus the base model's where a variant drafts with it; `direct` may bring them already made), then all
+    feedback - for the variants whose path needs it and, with feedback=True, every variant (self-feedback on its
+    own answer). progress(done, total) counts generated rows over both stages; on_text(stage, variant, pair
+    index, text so far) streams them (stage: "answer" or "feedback")."""
     cfg = cfg or GenerationConfig()
     paths = answer_paths(lm, variants, paths)
     judged = [v for v in variants if feedback or paths[v].kind == "feedback"]
     needed = [v for v in drafters(variants, paths, feedback) if v not in (direct or {})]
     total = len(pairs) * (len(needed) + len(judged))
+    answer_stream = None if on_text is None else (lambda v, i, text: on_text("answer", v, i, text))
     direct = {**(direct or {}), **(answer_questions(lm, pairs, needed, cfg, progress and (
-        lambda done, _: progress(done, total))) if needed else {})}
+        lambda done, _: progress(done, total)), answer_stream) if needed else {})}
     drafts = {v: direct[BASE_VARIANT if paths[v].draft_by == "base" else v] for v in judged}
     offset = len(pairs) * len(needed)
     fb_cfg = GenerationConfig(max_new_tokens=FEEDBACK_MAX_NEW_TOKENS, batch_size=cfg.batch_size)
-    fbs = self_feedback(lm, pairs, drafts, fb_cfg, progress and (lambda done, _: progress(offset + done, total))) \
-        if judged else {}
+    feedback_stream = None if on_text is None else (lambda v, i, text: on_text("feedback", v, i, text))
+    fbs = self_feedback(lm, pairs, drafts, fb_cfg, progress and (lambda done, _: progress(offset + done, total)),
+                        feedback_stream) if judged else {}
     out = {}
     for v in variants:
         rows = []

@@ -123,6 +123,17 @@ def _file_stamp(path: str | None):
     return [st.st_size, st.st_mtime_ns]
 
 
+def read_base_answers(path: Path, examples) -> list | None:
+    """The base model's direct answers to `examples` from an earlier evaluation's cache, or None."""
+    from laffi.generation import Answer
+
+    try:
+        stored = json.loads(path.read_text())
+        return [Answer(*stored[ex.qid]) for ex in examples]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def predict(lm, examples, gen=None, progress=None, variant: str = "base") -> list[dict]:
     """The model answers each question; records keep everything later stages need (a `datasets` JSON dataset)."""
     from laffi.generation import answer_questions
@@ -195,7 +206,8 @@ class Stages:
     # --- stage 2: feedback on every draft (AI, mixed with human) ---------------------------------------------------
     def annotate_key(self) -> str:
         c = self.cfg
-        return key_of(self.selection_key(), c.base, "annotate", c.annotator, c.human_feedback, _file_stamp(c.human_feedback),
+        return key_of(self.selection_key(), c.base, "annotate", c.annotator, c.human_feedback,
+                      _file_stamp(c.human_feedback),
                       c.human_fraction, c.drafts, c.synthetic_per_question)
 
     def annotate(self) -> list[dict]:
@@ -309,9 +321,14 @@ class Stages:
         variants = ["base", *(v for names in seeds_of.values() for v in names)]
         self.log(f"evaluate: {', '.join(variants)} on {len(examples)} {c.eval_articles} questions")
         out = self.out / c.run_name
-        result = evaluate_variants(lm, examples, variants, GenerationConfig(batch_size=c.eval_batch_size),
-                                   out_dir=out / "eval", progress=self._ticker("evaluate"),
-                                   feedback=c.eval_feedback)
+        gen = GenerationConfig(batch_size=c.eval_batch_size)
+        asked = key_of(c.data, c.base, c.eval_articles, c.eval_limit, c.seed, asdict(gen))
+        cache = self.out / "answers" / f"base-{asked}.json"
+        cached = read_base_answers(cache, examples)  # the base model's answers don't change between runs
+        result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval", progress=self._ticker("evaluate"),
+                                   feedback=c.eval_feedback, direct={"base": cached} if cached else None)
+        if not cached:
+            write_json_atomic(cache, {ex.qid: [a.text, a.raw] for ex, a in zip(examples, result["direct"]["base"])})
         named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
         pooled = pooled_result(result, named)
         pooled.update(eval_articles=c.eval_articles, train_articles=c.train_articles, config=asdict(c))
@@ -356,7 +373,8 @@ class Stages:
             data = f"--data {q(str(ann))}"
         else:
             data = select.replace(" --seed ", " --data-seed ")
-        opts = " ".join(f"--{f.name.replace('_', '-')} {q(str(getattr(tcfg, f.name)).lower() if isinstance(getattr(tcfg, f.name), bool) else str(getattr(tcfg, f.name)))}"
-                        for f in fields(tcfg) if getattr(tcfg, f.name) is not None)
+        values = {f.name: getattr(tcfg, f.name) for f in fields(tcfg) if getattr(tcfg, f.name) is not None}
+        opts = " ".join(f"--{k.replace('_', '-')} {q(str(v).lower() if isinstance(v, bool) else str(v))}"
+                        for k, v in values.items())
         lines.append(f"python -m laffi train {data} {opts}")
         return "\n".join(lines)

@@ -39,7 +39,8 @@ class TrainConfig:
 
     method: str = field(default="laffi", metadata={"help": "'sft' (target = gold answer), 'laffi' (target = feedback) "
                                                            "or 'laffi+sft' (both kinds of rows)."})
-    name: str | None = field(default=None, metadata={"help": "Adapter name = folder under adapters_dir (default: method)."})
+    name: str | None = field(default=None, metadata={
+        "help": "Adapter name = folder under adapters_dir (default: the method's name)."})
     base: str = field(default="embedded", metadata={"help": "Base model, as ModelConfig.base."})
     adapters_dir: str = field(default="adapters", metadata={"help": "Where the finished adapter folder is written."})
     work_dir: str | None = field(default=None, metadata={"help": "Checkpoints and logs (default: runs/train/<name>)."})
@@ -261,7 +262,8 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     return finish_adapter(trainer.model, cfg, manifest, stats, work, run_key)
 
 
-def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: Path, run_key: str | None = None) -> Path:
+def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: Path,
+                   run_key: str | None = None) -> Path:
     """Assemble adapters/<name>/ atomically: weights, config, manifest, loss log and model card. An adapter of the
     same name that appeared meanwhile is replaced only with cfg.overwrite; otherwise the new one is kept in
     work_dir/adapter and the error says so (nothing trained is lost)."""

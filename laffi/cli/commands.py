@@ -60,8 +60,45 @@ def selected(data) -> list:
 
 
 # --- ask and eval ----------------------------------------------------------------------------------------------------
+class LiveBlock:
+    """Lines redrawn in place on a terminal (ANSI: back to the block's first line, clear, rewrite), at most every
+    50 ms; `ask --stream` shows each variant's reply growing this way."""
+
+    def __init__(self, out):
+        self.out, self.height, self.last = out, 0, 0.0
+
+    def draw(self, lines: list[str], force: bool = False) -> None:
+        import time
+
+        if not force and time.monotonic() - self.last < 0.05:
+            return
+        self.last = time.monotonic()
+        if self.height:
+            self.out.write(f"\x1b[{self.height}F")
+        self.out.write("".join(f"\x1b[2K{line}\n" for line in lines))
+        self.height = len(lines)
+        self.out.flush()
+
+
+def answer_lines(out: dict, variants: list[str]) -> list[str]:
+    """What `ask` prints for each variant: its answer and path, then the draft, feedback and revised answer."""
+    width = max(len(v) for v in variants)
+    lines = []
+    for v in variants:
+        r = out.get(v, {})
+        shown = r["answer"] or "(no answer)" if "answer" in r else r.get("partial", "…")
+        lines.append(f"{v:<{width}}  {shown}" + (f"   [{r['answer_path']}]" if "answer_path" in r else ""))
+        if "feedback" in r or "partial_feedback" in r:
+            if r.get("draft_by"):
+                lines.append(f"{'':<{width}}  draft ({r['draft_by']}): {r['draft'] or '(no answer)'}")
+            lines.append(f"{'':<{width}}  feedback:  {r.get('feedback', r.get('partial_feedback', ''))}")
+            if "revised_answer" in r:
+                lines.append(f"{'':<{width}}  revised:   {r['revised_answer'] or '(no answer)'}")
+    return lines
+
+
 def ask(model_cfg, gen, args) -> int:
-    from laffi.prompts import fit_context
+    from laffi.prompts import first_line, fit_context
     from laffi.selffeedback import answer_all
 
     if not args.context.strip():
@@ -74,19 +111,23 @@ def ask(model_cfg, gen, args) -> int:
                                   lm.max_context_tokens(args.max_context_tokens))
     if notice:
         print(f"laffi: note: {notice}", file=sys.stderr)
-    results = answer_all(lm, [(context, args.question)], variants, gen, feedback=args.feedback)
+    live, partial = None, {v: {} for v in variants}
+    if args.stream and not args.json and sys.stdout.isatty():
+        live = LiveBlock(sys.stdout)
+
+        def on_text(stage: str, variant: str, _index: int, text: str) -> None:
+            partial[variant]["partial" if stage == "answer" else "partial_feedback"] = first_line(text)
+            live.draw(answer_lines(partial, variants))
+
+    results = answer_all(lm, [(context, args.question)], variants, gen, feedback=args.feedback,
+                         on_text=on_text if live else None)
     out = {v: results[v][0].fields() for v in variants}
     if args.json:
         print(json.dumps({"answers": out}, ensure_ascii=False))
-        return 0
-    width = max(len(v) for v in variants)
-    for v in variants:
-        r = out[v]
-        print(f"{v:<{width}}  {r['answer'] or '(no answer)'}   [{r['answer_path']}]")
-        if "feedback" in r:
-            print(f"{'':<{width}}  draft ({r['draft_by']}): {r['draft'] or '(no answer)'}")
-            print(f"{'':<{width}}  feedback:  {r['feedback']}")
-            print(f"{'':<{width}}  revised:   {r['revised_answer'] or '(no answer)'}")
+    elif live:
+        live.draw(answer_lines(out, variants), force=True)
+    else:
+        print("\n".join(answer_lines(out, variants)))
     return 0
 
 
