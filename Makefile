@@ -1,12 +1,13 @@
 # Two commands do all the set-up (idempotent: a second run installs nothing and starts at once):
 #   make demo   - install what is missing into .venv (+ node_modules for bertviz), then serve the app on :7860
 #   make test   - the same, plus Debian's chromium for the browser tests, then run the whole test suite
+#   make space HARDWARE=cpu|gpu|zerogpu [BASE=hub/id]  - assemble a Hugging Face Space folder in runs/space
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laffi-installed
 JS := node_modules/.laffi-installed
 
-.PHONY: demo test install browser clean-venv
+.PHONY: demo test install browser clean-venv space
 
 install: $(STAMP) $(JS)
 
@@ -33,6 +34,13 @@ demo: install
 
 test: install browser
 	$(PY) -m pytest
+
+# The folder a Space runs (card, requirements and base model for the hardware); `hf upload` it (README).
+HARDWARE ?= cpu
+BASE ?= embedded
+SPACE_DIR ?= runs/space
+space: install
+	$(PY) -m laffi.space $(SPACE_DIR) --hardware $(HARDWARE) --base $(BASE)
 
 clean-venv:
 	rm -rf $(VENV) node_modules

@@ -104,6 +104,11 @@ def _labels(tokens: list[str]) -> list[str]:
     return [f"{i}:{html.escape(t.replace(chr(10), '⏎'))}" for i, t in enumerate(tokens)]
 
 
+# A difference's colours, as gr.HighlightedText shows scores in the passage view beside it: positive (more attention
+# in the variant) red, negative (more in the other) purple, zero white. One legend for both views.
+DIFF_COLORSCALE = [[0.0, "rgb(128, 90, 213)"], [0.5, "rgb(255, 255, 255)"], [1.0, "rgb(239, 68, 60)"]]
+
+
 def heatmap_figure(view: AttentionView, layer: int, head="mean", other: AttentionView | None = None):
     import plotly.graph_objects as go
 
@@ -114,7 +119,8 @@ def heatmap_figure(view: AttentionView, layer: int, head="mean", other: Attentio
         who = f"{view.variant} − {other.variant}"
     title = f"{who}: layer {layer}, " + ("mean over heads" if head in (None, "mean") else f"head {head}")
     labels = _labels(view.tokens[view.heat_start:view.heat_start + z.shape[0]])
-    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="RdBu" if other is not None else "Viridis",
+    scale = DIFF_COLORSCALE if other is not None else "Viridis"
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale=scale,
                                zmid=0 if other is not None else None,
                                hovertemplate="from %{y}<br>to %{x}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_layout(title=title, height=640, yaxis_autorange="reversed", margin=dict(l=10, r=10, t=40, b=10),

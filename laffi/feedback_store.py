@@ -3,6 +3,8 @@
 Usage:
     store = FeedbackStore("data/feedback.sqlite")            # LAFFI_DATA_DIR decides the folder in the app
     store.add(question=..., context=..., answer=..., critique="Incorrect: ...", annotator="ana", variant="base")
+    store.listeners.append(fn)                               # fn(row) after each add() is committed (hub sync)
+    store.insert_rows(rows)                                  # restore rows kept elsewhere; those present are skipped
     rows, problems = read_human_feedback("feedback.csv")     # or .jsonl, or a .sqlite store
 
 A row's `critique` is `human` feedback for the LaFFi pipeline as it is: read_human_feedback returns rows with
@@ -13,9 +15,11 @@ transaction in WAL mode, so what add() returned is on disk even if the process d
 from __future__ import annotations
 
 import csv
+import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Callable
 
 from laffi.errors import LaffiError
 from laffi.io import parse_jsonl
@@ -29,10 +33,27 @@ _SCHEMA = f"""CREATE TABLE IF NOT EXISTS feedback (
 )"""
 
 
+log = logging.getLogger(__name__)
+
+
+def row_key(row: dict) -> tuple:
+    """What makes two rows the same feedback event wherever they were stored: every column but the local id
+    (created_at is a float to the microsecond, and survives JSON and SQLite unchanged)."""
+    return tuple(row.get(c) for c in COLUMNS)
+
+
+def as_record(row: dict) -> dict:
+    """A row as JSON-ready data: the id, then every column (None where unset), in one fixed order."""
+    return {"id": row.get("id"), **{c: row.get(c) for c in COLUMNS}}
+
+
 class FeedbackStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Called with each added row (as_record) once it is committed; a failing listener is logged, and the
+        # row stays stored: the audience's "saved" must not depend on anything but this file.
+        self.listeners: list[Callable[[dict], None]] = []
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(_SCHEMA)
@@ -55,9 +76,43 @@ class FeedbackStore:
             cur = con.execute(f"INSERT INTO feedback ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                               [fields[c] for c in cols])
             con.execute("COMMIT")
-            return int(cur.lastrowid)
+            row_id = int(cur.lastrowid)
         finally:
             con.close()
+        record = as_record({"id": row_id, **fields})
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # noqa: BLE001  (the listener reports its own trouble; the row is stored)
+                log.exception("a feedback listener failed on row %s", row_id)
+        return row_id
+
+    def insert_rows(self, rows: list[dict]) -> int:
+        """Insert rows kept elsewhere (a Hub dataset), skipping those already here (same row_key); each keeps
+        its id where that id is free. One transaction; listeners are not called. Returns how many were new."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            present = {row_key(dict(r)) for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM feedback")}
+            ids = {r[0] for r in con.execute("SELECT id FROM feedback")}
+            added = 0
+            for row in sorted(rows, key=lambda r: (r.get("created_at") or 0, r.get("id") or 0)):
+                key = row_key(row)
+                if key in present:
+                    continue
+                cols = list(COLUMNS)
+                values = list(key)
+                if isinstance(row.get("id"), int) and row["id"] not in ids:
+                    cols, values = ["id", *cols], [row["id"], *values]
+                cur = con.execute(f"INSERT INTO feedback ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                  values)
+                present.add(key)
+                ids.add(int(cur.lastrowid))
+                added += 1
+            con.execute("COMMIT")
+            return added
+        finally:
+            con.close()  # without the COMMIT (an error above), closing rolls the whole restore back
 
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
         con = self._connect()

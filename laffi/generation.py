@@ -177,6 +177,9 @@ def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
     """Generate for (prompt, variant) rows in batches chosen by `schedule`; results in row order. on_text(row,
     text so far), if given, streams every row as it is generated."""
     lm.peft_names([v for _, v in rows])  # fail fast on an unknown variant, before any work
+    remote = getattr(lm, "backend", None)  # a vLLM server (laffi.backends.use_backend); the prompts stay ours
+    if remote is not None:
+        return remote.generate(rows, cfg, progress, on_text)
     ids = lm.tokenizer([p for p, _ in rows], add_special_tokens=False)["input_ids"]
     out = [""] * len(rows)
     done = 0

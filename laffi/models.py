@@ -261,6 +261,7 @@ class LoadedModel:
     adapters: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _fused: Any = field(default=None, repr=False)  # FusedLora over every adapter; rebuilt after an attach
+    backend: Any = field(default=None, repr=False)  # a server that generates instead (laffi.backends)
 
     def fused_lora(self):
         """Every adapter stacked for mixed batches (laffi.multilora); None when there are none or they can't fuse."""
@@ -277,6 +278,21 @@ class LoadedModel:
         for the instructions, the question, an answer and the self-feedback prompt."""
         window = getattr(self.model.config, "max_position_embeddings", None) or 2048
         return max(32, min(cap, window - 512))
+
+    def untouched_layers(self, variants: list[str]) -> int:
+        """How many of the lowest decoder layers none of these variants' adapters changes (all of them for base
+        alone). Rows of such variants compute those layers identically, so a shared prompt can be read through
+        them once for all variants (laffi.prefix)."""
+        n = self.model.config.num_hidden_layers
+        for v in set(variants) - {BASE_VARIANT}:
+            cfg = self.model.peft_config[v]
+            modules = cfg.target_modules if isinstance(cfg.target_modules, (list, set, tuple)) else [
+                cfg.target_modules or ""]
+            layers = cfg.layers_to_transform
+            if layers is None or any("embed" in str(m) for m in modules) or getattr(cfg, "modules_to_save", None):
+                return 0
+            n = min(n, min([layers] if isinstance(layers, int) else layers))
+        return n
 
     def can_mix(self, variants: list[str]) -> bool:
         """Whether rows of these variants can share one batch (always, unless adapters could not be stacked)."""

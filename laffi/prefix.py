@@ -86,35 +86,101 @@ def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN
 
 def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str],
                          min_shared: int = MIN_SHARED) -> dict | None:
-    """generate() inputs for these rows with every shared prefix computed once; None if nothing is shared."""
+    """generate() inputs for these rows with every shared prefix computed once; None if nothing is shared.
+    Where the batch's adapters all leave the lowest layers alone (LoRA on the upper layers only), a prefix is read
+    through those layers once for every variant (split_prefill), and only the upper layers once per variant."""
     import torch
 
-    groups = plan_groups(ids, variants, min_shared)
-    if groups is None:
-        return None
-    device = lm.device
+    lower = lm.untouched_layers(variants) if len(set(variants)) > 1 else 0
+    prefixes = plan_groups(ids, [""] * len(ids), min_shared) if lower else None  # shared across variants
+    if prefixes is not None:
+        groups, owner = [], []
+        for p, shared in enumerate(prefixes):
+            for v in dict.fromkeys(variants[i] for i in shared.rows):
+                groups.append(_Group(v, [i for i in shared.rows if variants[i] == v], shared.prefix))
+                owner.append(p)
+    else:
+        groups = plan_groups(ids, variants, min_shared)
+        if groups is None:
+            return None
     pad = lm.tokenizer.pad  # the tokenizer pads on the left (models.load_base)
-    prefix = pad({"input_ids": [g.prefix for g in groups]}, return_tensors="pt").to(device)
+    distinct = prefixes if prefixes is not None else groups
+    prefix = pad({"input_ids": [g.prefix for g in distinct]}, return_tensors="pt").to(lm.device)
     prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
     positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
-    try:
-        with torch.inference_mode(), lm.rows([g.variant for g in groups]):
-            cache = lm.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions,
-                             use_cache=True, logits_to_keep=1).past_key_values
-    except TypeError:  # a model whose forward lacks logits_to_keep (older remote code): no sharing, same answers
-        return None
-    if not hasattr(cache, "batch_select_indices"):  # a cache type rows can't be copied between
+    if prefixes is not None:
+        owner_t = torch.tensor(owner, device=lm.device)
+        cache = split_prefill(lm, prefix_ids, prefix_mask, positions, owner_t, [g.variant for g in groups], lower)
+        prefix_ids, prefix_mask = prefix_ids[owner_t], prefix_mask[owner_t]
+    else:
+        cache = _prefill(lm, prefix_ids, prefix_mask, positions, [g.variant for g in groups])
+    if cache is None or not hasattr(cache, "batch_select_indices"):  # rows can't be given this cache: no sharing
         return None
 
     group_of = [0] * len(ids)
     for k, g in enumerate(groups):
         for i in g.rows:
             group_of[i] = k
-    cache.batch_select_indices(torch.tensor(group_of, device=device))
+    cache.batch_select_indices(torch.tensor(group_of, device=lm.device))
     suffix = pad({"input_ids": [ids[i][len(groups[group_of[i]].prefix):] for i in range(len(ids))]},
-                 return_tensors="pt").to(device)
+                 return_tensors="pt").to(lm.device)
     return {
         "input_ids": torch.cat([prefix_ids[group_of], suffix["input_ids"]], dim=1),
         "attention_mask": torch.cat([prefix_mask[group_of], suffix["attention_mask"]], dim=1),
         "past_key_values": cache,
     }
+
+
+def _prefill(lm, prefix_ids, prefix_mask, positions, variants):
+    """Every group's prefix through the whole model under its own variant; its key/value cache (None if the model
+    can't be asked for it this way)."""
+    import torch
+
+    try:
+        with torch.inference_mode(), lm.rows(variants):
+            return lm.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions,
+                            use_cache=True, logits_to_keep=1).past_key_values
+    except TypeError:  # a model whose forward lacks logits_to_keep (older remote code): no sharing, same answers
+        return None
+
+
+def _decoder(lm):
+    """The decoder stack (embeddings, `layers`, norm) of a Llama-style model, under PEFT or not; None otherwise."""
+    import torch
+
+    core = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    decoder = getattr(core, "model", None)
+    return decoder if isinstance(getattr(decoder, "layers", None), torch.nn.ModuleList) else None
+
+
+def split_prefill(lm, prefix_ids, prefix_mask, positions, owner, variants: list[str], lower: int):
+    """Key/value cache of each group's prefix, read through the lowest `lower` layers ONCE per distinct prefix
+    (rows of prefix_ids) and through the rest once per group (owner[g]: its prefix, variants[g]: its adapter).
+
+    Exact: no adapter of these variants touches layers < lower, so their keys, values and the hidden state leaving
+    them are the same for every variant; the upper layers then run as they would have. None for models whose
+    decoder is not a plain list of layers."""
+    import torch
+    from transformers import DynamicCache
+
+    decoder = _decoder(lm)
+    if decoder is None:
+        return None
+    layers, captured = decoder.layers, {}
+    hook = layers[lower - 1].register_forward_hook(lambda module, args, out: captured.update(hidden=out))
+    try:  # run a slice of the layer list through the model's own forward (masks, rotary, cache as usual)
+        with torch.inference_mode():
+            decoder.layers = torch.nn.ModuleList(layers[:lower])
+            low = decoder(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=positions, use_cache=True)
+            hidden = captured["hidden"]  # before the final norm: the residual stream entering layer `lower`
+            hidden = (hidden[0] if isinstance(hidden, tuple) else hidden)[owner]
+            decoder.layers = torch.nn.ModuleList(layers[lower:])
+            with lm.rows(variants):
+                high = decoder(inputs_embeds=hidden, attention_mask=prefix_mask[owner], position_ids=positions[owner],
+                               past_key_values=DynamicCache(config=decoder.config), use_cache=True)
+    finally:
+        decoder.layers = layers
+        hook.remove()
+    below = [(k[owner], v[owner]) for k, v, *_ in list(low.past_key_values)[:lower]]
+    above = [(k, v) for k, v, *_ in list(high.past_key_values)[lower:]]
+    return DynamicCache(ddp_cache_data=below + above)

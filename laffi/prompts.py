@@ -7,7 +7,8 @@ Usage:
 
 The QA prompt asks for a short span copied from the passage, or the literal reply "no answer". The extraction
 rule is deliberately simple and documented, because SQuAD scores depend on it: take the first non-empty line,
-drop an "Answer:" prefix, surrounding quotes and a final full stop; any "no answer"-style reply becomes "".
+drop an "Answer:" prefix, surrounding quotes and a final full stop, and cut at a closing quote that no quote
+opened (`1874" from the passage: "..."` -> `1874`); any "no answer"-style reply becomes "".
 """
 
 from __future__ import annotations
@@ -56,11 +57,21 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+# A double quote that closes nothing: the span before it has no quote and ends in a word (or . % ) ]), and text
+# follows. Models quote the passage after their answer this way; an answer that quotes a title ("the "Iron Lady"")
+# opens its quote first and is left alone.
+_UNOPENED_QUOTE = re.compile(r'^([^"“”]*?[\w.%)\]])["”]\s*\S')
+
+
 def extract_answer(generated: str) -> str:
     """The answer span from a model reply ("" = no answer), by the rule in this module's docstring."""
     line = first_line(generated)
     line = re.sub(r"^(the )?answer( is)?\s*[:\-]\s*", "", line, flags=re.I).strip()
-    line = line.strip(" \t\"'`*")
+    line = line.lstrip(" \t\"'`*“")
+    cut = _UNOPENED_QUOTE.match(line)
+    if cut:
+        line = cut.group(1)
+    line = line.strip(" \t\"'`*“”")
     if line.endswith(".") and not line.endswith(".."):
         line = line[:-1].rstrip()
     bare = line.rstrip(".!").strip()

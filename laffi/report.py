@@ -56,6 +56,10 @@ def text_table(result: dict) -> str:
     return "\n".join([fmt(header), *map(fmt, body), f"(n={result['n']}; answers: {paths})"])
 
 
+# Abstaining more is not better in itself (a score can rise by abstaining): its difference is only "more"/"fewer".
+NEUTRAL = {"abstain": ("abstains more", "abstains less"), "revised_abstain": ("abstains more", "abstains less")}
+
+
 def compare(per_question: dict[str, dict[str, list[float]]], a: str, b: str,
             keys=("f1", "HasAns_f1", "NoAns_exact", "abstain")) -> list[dict]:
     """Paired differences a - b (in points) on the same questions, with 95 % intervals and a plain verdict."""
@@ -66,7 +70,8 @@ def compare(per_question: dict[str, dict[str, list[float]]], a: str, b: str,
             continue
         diff, lo, hi = paired_diff_ci(xa, xb)
         rows.append({"metric": key, "diff": round(100 * diff, 2), "lo": round(100 * lo, 2),
-                     "hi": round(100 * hi, 2), "verdict": verdict(diff, lo, hi)})
+                     "hi": round(100 * hi, 2),
+                     "verdict": verdict(diff, lo, hi, NEUTRAL.get(key, ("better", "worse")))})
     return rows
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from laffi.errors import LaffiError
@@ -134,6 +134,9 @@ def read_base_answers(path: Path, examples) -> list | None:
         return None
 
 
+PREDICT_CHUNK = 64  # base answers written to disk after every chunk
+
+
 def predict(lm, examples, gen=None, progress=None, variant: str = "base") -> list[dict]:
     """The model answers each question; records keep everything later stages need (a `datasets` JSON dataset)."""
     from laffi.generation import answer_questions
@@ -144,8 +147,9 @@ def predict(lm, examples, gen=None, progress=None, variant: str = "base") -> lis
 
 class Stages:
     def __init__(self, cfg: PipelineConfig, force: bool = False, log=print, progress=None, callbacks=(),
-                 resume: bool = True):
+                 resume: bool = True, backend=None):
         self.cfg, self.force, self.log, self.callbacks, self.resume = cfg, force, log, list(callbacks), resume
+        self.backend = backend  # laffi.backends.BackendConfig for the predict stage (None: transformers)
         self.progress = progress or (lambda stage, done, total: None)
         self.out = Path(cfg.out_dir)
         self._examples: dict[str, list] = {}
@@ -195,12 +199,18 @@ class Stages:
 
             self.log(f"predict: the base model answers {len(missing)} training questions"
                      + (f" ({len(examples) - len(missing)} answered before)" if done else ""))
-            lm = load_model(ModelConfig(base=self.cfg.base, adapters_dir=None))
-            for r in predict(lm, missing, GenerationConfig(batch_size=self.cfg.eval_batch_size),
-                             self._ticker("predict")):
-                done[r["qid"]] = r
-            write_jsonl_atomic(path, done.values())
-            write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
+            from laffi.backends import use_backend
+
+            lm = use_backend(load_model(ModelConfig(base=self.cfg.base, adapters_dir=None)), self.backend, self.log)
+            gen, tick = GenerationConfig(batch_size=self.cfg.eval_batch_size), self._ticker("predict")
+            total = len(missing)
+            # Saved every chunk: a run stopped after an hour keeps that hour's answers.
+            for start in range(0, total, PREDICT_CHUNK):
+                chunk = missing[start:start + PREDICT_CHUNK]
+                for r in predict(lm, chunk, gen, lambda d, _t, s=start: tick(s + d, total)):
+                    done[r["qid"]] = r
+                write_jsonl_atomic(path, done.values())
+                write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
         return [done[e.qid] for e in examples]
 
     # --- stage 2: feedback on every draft (AI, mixed with human) ---------------------------------------------------
@@ -258,7 +268,8 @@ class Stages:
 
     def train_key(self, which: str, seed: int) -> str:
         tcfg = asdict(self.train_config(which, seed))
-        for volatile in ("name", "adapters_dir", "work_dir", "overwrite"):
+        for volatile in ("name", "adapters_dir", "work_dir", "overwrite", "num_processes", "micro_batch_size",
+                         "deepspeed"):  # where and how it trains, not what it learns
             tcfg.pop(volatile)
         records_key = self.annotate_key() if tcfg["method"] != "sft" else self.selection_key()
         return key_of(records_key, "train", tcfg)
@@ -286,8 +297,14 @@ class Stages:
             records = self.annotate() if tcfg.method != "sft" else [e.to_dict() for e in self.examples("train")]
             self.log(f"train {which} (seed {seed}): {tcfg.method} on {len(records)} records -> "
                      f"{tcfg.adapters_dir}/{tcfg.name}")
-            path = train_adapter(records, tcfg, resume=self.resume, extra_callbacks=self.callbacks,
-                                 run_key=self.train_key(which, seed))
+            from laffi.distributed import needs_launch, run_training
+
+            if needs_launch(tcfg):  # N processes: `laffi train` under accelerate launch (Stop reaches every rank)
+                path = run_training(tcfg, self.train_data_flags(tcfg), self.train_key(which, seed), self.resume,
+                                    self.log)
+            else:
+                path = train_adapter(records, tcfg, resume=self.resume, extra_callbacks=self.callbacks,
+                                     run_key=self.train_key(which, seed))
             if path == Path(tcfg.work_dir):  # stopped on request: resumable from its checkpoint
                 return None
         if which == "laffi" and self.cfg.laffi_answer_path is not None:
@@ -373,8 +390,13 @@ class Stages:
             data = f"--data {q(str(ann))}"
         else:
             data = select.replace(" --seed ", " --data-seed ")
-        values = {f.name: getattr(tcfg, f.name) for f in fields(tcfg) if getattr(tcfg, f.name) is not None}
-        opts = " ".join(f"--{k.replace('_', '-')} {q(str(v).lower() if isinstance(v, bool) else str(v))}"
-                        for k, v in values.items())
-        lines.append(f"python -m laffi train {data} {opts}")
+        from laffi.distributed import shown, train_launch
+
+        lines.append(shown(train_launch(tcfg, shlex.split(data))))  # `accelerate launch ...` for N processes
         return "\n".join(lines)
+
+    def train_data_flags(self, tcfg) -> list[str]:  # `laffi train`'s data flags, as `commands` shows them
+        c = self.cfg
+        return (["--data", str(self.out / "annotated.jsonl")] if tcfg.method != "sft" else ["--data", c.data,
+                "--articles", c.train_articles, *(["--limit", str(c.train_limit)] if c.train_limit else []),
+                "--data_seed", str(c.seed)])

@@ -51,12 +51,13 @@ def paired_diff_ci(a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT,
     return bootstrap_ci([x - y for x, y in zip(a, b)], n_boot, seed, alpha)
 
 
-def verdict(diff: float, lo: float, hi: float) -> str:
-    """How to read a difference with its interval: only an interval that leaves zero is a difference."""
+def verdict(diff: float, lo: float, hi: float, words: tuple[str, str] = ("better", "worse")) -> str:
+    """How to read a difference with its interval: only an interval that leaves zero is a difference. `words`
+    name the two directions (("more", "fewer") for a rate that is neither good nor bad, like abstaining)."""
     if lo > 0:
-        return "better"
+        return words[0]
     if hi < 0:
-        return "worse"
+        return words[1]
     return "no difference"
 
 

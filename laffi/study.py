@@ -100,9 +100,54 @@ def summarize(study: Study) -> list[dict]:
                          "answer_path": m.get("answer_path"), "seeds": m.get("seeds"),
                          **{k: m.get(k) for _, k in SUMMARY_KEYS}, "ci": m.get("ci", {})})
     if out_dir is not None:
-        write_json_atomic(out_dir / "study.json", rows)
-        write_text_atomic(out_dir / "study.md", study_markdown(rows))
+        pairs = run_differences(out_dir, rows)
+        write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})
+        write_text_atomic(out_dir / "study.md", study_markdown(rows) + differences_markdown(pairs))
     return rows
+
+
+def per_question(examples: list[dict]) -> dict[str, list[float]]:
+    """One run's scores per question (examples.jsonl rows, in qid order), as evaluation's intervals use them."""
+    rows = sorted(examples, key=lambda e: e["qid"])
+    has = [r for r in rows if r["gold_answers"]]
+    no = [r for r in rows if not r["gold_answers"]]
+    return {"f1": [r["f1"] for r in rows], "HasAns_f1": [r["f1"] for r in has],
+            "NoAns_exact": [r["em"] for r in no], "abstain": [float(r["prediction"] == "") for r in rows]}
+
+
+def run_differences(out_dir: Path, rows: list[dict]) -> list[dict]:
+    """Paired differences on the same validation questions between runs of different trials: every non-SFT run
+    (LaFFi, as it answers) against every SFT run, so "LaFFi beats SFT" is read from an interval, not two means."""
+    from laffi.io import read_jsonl
+    from laffi.report import compare
+
+    def load(r):
+        path = Path(out_dir) / r["trial"] / "eval" / r["run"] / "examples.jsonl"
+        return {e["qid"]: e for e in read_jsonl(path)} if path.is_file() else {}
+
+    runs = [r for r in rows if r["run"] != "base"]
+    pairs = []
+    for a in (r for r in runs if not r["run"].startswith("sft")):
+        for b in (r for r in runs if r["run"].startswith("sft")):
+            ea, eb = load(a), load(b)
+            shared = sorted(set(ea) & set(eb))
+            if not shared:
+                continue
+            scores = {"a": per_question([ea[q] for q in shared]), "b": per_question([eb[q] for q in shared])}
+            for row in compare(scores, "a", "b"):
+                pairs.append({"a": f"{a['trial']}/{a['run']}", "b": f"{b['trial']}/{b['run']}", "n": len(shared),
+                              **row})
+    return pairs
+
+
+def differences_markdown(pairs: list[dict]) -> str:
+    if not pairs:
+        return ""
+    lines = ["", "Paired differences on the same questions (95 % bootstrap intervals):", "",
+             "| comparison | n | metric | difference | 95 % interval | reading |", "|---|---|---|---|---|---|"]
+    lines += [f"| {p['a']} − {p['b']} | {p['n']} | {p['metric']} | {p['diff']:+.1f} "
+              f"| [{p['lo']:+.1f}, {p['hi']:+.1f}] | {p['verdict']} |" for p in pairs]
+    return "\n".join(lines) + "\n"
 
 
 def study_markdown(rows: list[dict]) -> str:

@@ -63,8 +63,10 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, layers: int = 2, hidden
     return out
 
 
-def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, seed: int = 1, r: int = 4) -> Path:
-    """A LoRA adapter with random (non-zero) A and B, large enough to change greedy outputs."""
+def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, seed: int = 1, r: int = 4,
+                       layers: list[int] | None = None) -> Path:
+    """A LoRA adapter with random (non-zero) A and B, large enough to change greedy outputs; on the given decoder
+    layers only (layers_to_transform) or on all of them."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -72,7 +74,7 @@ def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, seed: int = 1,
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     cfg = LoraConfig(r=r, lora_alpha=4 * r, target_modules=["q_proj", "v_proj", "down_proj"],
-                     init_lora_weights=False, task_type="CAUSAL_LM")
+                     init_lora_weights=False, task_type="CAUSAL_LM", layers_to_transform=layers)
     peft_model = get_peft_model(model, cfg)
     peft_model.save_pretrained(out_dir)
     return Path(out_dir)

@@ -71,6 +71,16 @@ class TrainConfig:
                 "complete). Off: an existing name is refused before any work."})
     pad_to_max_length: bool = field(default=False, metadata={
         "help": "Pad every batch to max_length. Wastes compute: it is the bench's baseline, not for real runs."})
+    num_processes: int | None = field(default=None, metadata={
+        "help": "Training processes, one per GPU (default: every visible GPU, 1 on a CPU). More than 1 launches "
+                "`accelerate launch --config_file configs/accelerate/multi_gpu.yaml`; batch_size stays the examples "
+                "per optimiser step (laffi.distributed.batch_plan)."})
+    micro_batch_size: int | None = field(default=None, metadata={
+        "help": "Examples per process per forward pass (default: its whole share of batch_size); gradient "
+                "accumulation makes up the rest."})
+    deepspeed: bool = field(default=False, metadata={
+        "help": "With several processes, DeepSpeed ZeRO-2 (configs/accelerate/deepspeed_zero2.yaml; needs "
+                "`pip install deepspeed`)."})
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -84,13 +94,19 @@ class TrainConfig:
                   ("epochs", self.epochs > 0, "positive"), ("batch_size", self.batch_size >= 1, "at least 1"),
                   ("max_length", self.max_length >= 64, "at least 64"), ("save_steps", self.save_steps >= 1,
                                                                          "at least 1"),
-                  ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 or at least 1")]
+                  ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 or at least 1"),
+                  ("num_processes", self.num_processes is None or self.num_processes >= 1, "at least 1"),
+                  ("micro_batch_size", self.micro_batch_size is None or self.micro_batch_size >= 1, "at least 1")]
         for name, ok, rule in checks:
             if not ok:
                 raise LaffiError(f"TrainConfig.{name} must be {rule}, not {getattr(self, name)!r}.")
         if not self.target_modules.strip():
             raise LaffiError("TrainConfig.target_modules is empty; e.g. 'q_proj,v_proj' or 'all-linear'.")
         self.layer_range()  # validates `layers`
+        if self.num_processes or self.micro_batch_size:  # a batch that can't be split: an error now, not in a rank
+            from laffi.distributed import batch_plan
+
+            batch_plan(self.batch_size, self.num_processes or 1, self.micro_batch_size)
         self.work_dir = self.work_dir or str(Path("runs") / "train" / self.name)
 
     def modules(self) -> list[str] | str:
@@ -176,10 +192,11 @@ def _check_target_modules(model, cfg: TrainConfig) -> None:
                          f"{', '.join(sorted(m for m in present if m.endswith('proj'))[:8])}.")
 
 
-def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype):
+def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype, per_sequence: int | None = None):
     """(dataset, collator or None, rows kept, rows left out as too long) for SFTTrainer, tokenized once here.
     pack: one sequence per optimiser step holding batch_size examples as prefix trees (laffi.packing); else one
-    example per row, prompt tokens masked out of the labels, padded per batch by TRL's own collator."""
+    example per row, prompt tokens masked out of the labels, padded per batch by TRL's own collator. per_sequence:
+    examples packed per sequence (default batch_size; several processes each take a share)."""
     from datasets import Dataset
 
     from laffi.packing import PackedCollator, pack_rows, tokenize_rows
@@ -189,7 +206,7 @@ def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype):
     if not kept:
         raise LaffiError(f"No training example fits in max_length={cfg.max_length} tokens; raise --max-length.")
     if cfg.pack:
-        seqs = pack_rows(kept, cfg.batch_size, cfg.seed)
+        seqs = pack_rows(kept, per_sequence or cfg.batch_size, cfg.seed)
         return (Dataset.from_list(seqs), PackedCollator(pad_token_id=tokenizer.pad_token_id, mask_dtype=dtype),
                 kept, len(tokenized) - len(kept))
     items = [{"input_ids": r["input_ids"], "labels": [-100] * r["n_prompt"] + r["input_ids"][r["n_prompt"]:]}
@@ -206,7 +223,9 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
+    from laffi.distributed import batch_plan
     from laffi.models import load_base
+    from laffi.settings import Settings
     from laffi.train_logs import LossLogger
 
     import torch
@@ -217,15 +236,16 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
                                              dtype="auto" if torch.cuda.is_available() else "float32"))
     _check_target_modules(model, cfg)
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
+    # under accelerate launch each rank sees WORLD_SIZE; batch_size stays the examples per optimiser step
+    plan = batch_plan(cfg.batch_size, Settings.from_env().world_size, cfg.micro_batch_size)
     dataset, collator, rows, too_long = training_dataset(training_rows(records, cfg.method, tokenizer), cfg,
-                                                         tokenizer, model.dtype)
+                                                         tokenizer, model.dtype, plan.per_device)
     work = Path(cfg.work_dir)
     ckpt_dir = work / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
-    if not last and (work / "loss_log.jsonl").exists():
-        (work / "loss_log.jsonl").unlink()  # a fresh run starts a fresh log
     args = SFTConfig(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=1 if cfg.pack else cfg.batch_size,
+        output_dir=str(ckpt_dir), per_device_train_batch_size=1 if cfg.pack else plan.per_device,
+        gradient_accumulation_steps=plan.accumulation, ddp_find_unused_parameters=False,
         learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="linear",
         warmup_steps=0.03, logging_steps=1, save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
         data_seed=cfg.seed, report_to="none", max_length=cfg.max_length, dataloader_num_workers=0,
@@ -243,10 +263,15 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     logger = LossLogger(work / "loss_log.jsonl")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora, data_collator=collator, callbacks=[logger, *extra_callbacks])
+    main = trainer.accelerator.is_main_process  # rank 0 alone writes logs and the adapter (Trainer: checkpoints)
+    if main and not last and (work / "loss_log.jsonl").exists():
+        (work / "loss_log.jsonl").unlink()  # a fresh run starts a fresh log
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     if trainer.state.global_step < trainer.state.max_steps:
         return work  # stopped on request: the stop callback saved a checkpoint that `resume` continues from
+    if not main:
+        return Path(cfg.adapters_dir) / cfg.name  # where rank 0 writes it
     manifest = {
         "method": cfg.method, "examples": len(rows), "left_out_too_long": too_long,
         "articles": dict(Counter(r["title"] for r in rows)),
@@ -258,7 +283,8 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         "qids": [r["qid"] for r in rows],
     }
     stats = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
-             "seconds": round(time.time() - started, 1), "resumed_from": last}
+             "seconds": round(time.time() - started, 1), "resumed_from": last, "processes": plan.processes,
+             "batch": plan.describe()}
     return finish_adapter(trainer.model, cfg, manifest, stats, work, run_key)
 
 

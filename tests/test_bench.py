@@ -4,7 +4,8 @@ import json
 
 from laffi.cli import main
 
-MEASURES = {"side_by_side", "attention", "evaluation", "quality", "startup", "memory", "training", "app_first_answer"}
+MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "attention", "evaluation", "quality", "startup",
+            "memory", "training", "server_ready", "app_first_answer"}
 
 
 def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapters, small_squad, tmp_path, capsys):
@@ -22,7 +23,21 @@ def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapt
         assert results[name]["value"] is not None and results[name]["value"] >= 0, name
     assert results["startup"]["value"] is None and "not a GGUF" in results["startup"]["reason"]
     assert results["side_by_side"]["variants"] == ["base", "laffi", "sft"]
-    assert results["training"]["real_tokens"] > 0 and results["training"]["tokens_per_s"] > 0
+    passages = results["side_by_side_passages"]  # whole passages, natural stopping: both ways timed in one run
+    assert passages["same_answers"] is True and passages["questions"] == 8 and passages["variants"] == ["base", "laffi",
+                                                                                                        "sft"]
+    assert abs(passages["value"] - passages["sequential_s"] / passages["together_s"]) <= 0.01 * passages["value"] + 0.01
+    assert passages["forced_mixed_s"] > 0
+    ask = results["ask_latency"]  # the Ask tab's streamed answers, then self-feedback
+    assert ask["variants"] == ["base", "sft", "laffi"]
+    assert 0 <= ask["value"] <= ask["total_s"] and 0 < ask["answers_s"] <= ask["total_s"]
+    assert ask["feedback_first_token_s"] is not None
+    app = results["app_first_answer"]
+    assert app["server_ready_s"] == results["server_ready"]["value"] <= app["value"]
+    assert app["first_token_s"] is not None and app["first_token_s"] <= app["value"]
+    training = results["training"]
+    assert training["example_tokens"] > 0 and training["tokens_per_s"] > 0 and training["before_tokens_per_s"] > 0
+    assert training["computed_tokens_packed"] < training["computed_tokens_before"]  # passages computed once
     assert set(results["quality"]["f1"]) == {"base", "laffi", "sft"}
     assert report["machine"]["dtype"] in ("float32", "bfloat16")
     printed = capsys.readouterr().out

@@ -48,6 +48,9 @@ def test_shipped_config_runs_on_the_tiny_model(path, tiny_dir, small_squad, tmp_
         rows = run_study(Study(base=base, trials=trials), log=lambda m: None)
         assert {r["trial"] for r in rows} == {t["name"] for t in trials}
         assert all(r["f1"] is not None and "f1" in r["ci"] for r in rows)
+        if {"sft", "laffi"} <= {m for t in trials for m in t.get("methods", [])}:  # LaFFi read against SFT
+            summary = json.loads((Path(base["out_dir"]) / "study.json").read_text())
+            assert {(p["metric"], p["n"]) for p in summary["differences"]} >= {("f1", 2), ("abstain", 2)}
     else:
         cfg = PipelineConfig.from_yaml(path, **over, train=tiny_train(raw.get("train", {})),
                                        **{k: tiny_train(raw[k]) for k in ("sft", "laffi") if k in raw})

@@ -56,6 +56,29 @@ def test_start_progress_stop_resume_finish(spec, tmp_path):
     assert config["stats"]["resumed_from"].endswith(f"checkpoint-{stopped_at}")
 
 
+@pytest.mark.parametrize("after", [0.0, 1.0])
+def test_a_stop_right_after_start_is_stopped_not_failed(spec, tmp_path, after):
+    """A Stop while the job process starts (before its SIGTERM handler, or while it imports) ends "stopped", with
+    what Resume does; the package the runner imports first stays light, so the handler is in place at once."""
+    jobs = JobManager(tmp_path / "jobs")
+    jobs.start(spec())
+    time.sleep(after)
+    jobs.stop()
+    st = wait_for(jobs, lambda s: s["state"] != "running", timeout=60)
+    assert st["state"] == "stopped", st
+    assert "Resume" in st["detail"] and not st.get("error")
+
+
+def test_the_job_package_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, laffi.jobs; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_two_starts_at_once_give_one_job(spec, tmp_path):
     jobs = JobManager(tmp_path / "jobs")
     results = []

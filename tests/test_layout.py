@@ -115,3 +115,10 @@ def test_top_level_help_lists_every_command():
     assert proc.returncode == 0
     for command in ("ask", "eval", "predict", "annotate", "train", "pipeline", "study", "bench"):
         assert f"    {command} " in proc.stdout
+
+
+def test_readme_lists_every_variable_as_settings_defines_it():
+    """The README's variable table is `python -m laffi.settings` verbatim: a new or changed variable fails here."""
+    from laffi.settings import markdown_table
+
+    assert markdown_table() in (REPO / "README.md").read_text(encoding="utf-8")

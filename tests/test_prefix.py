@@ -79,3 +79,39 @@ def test_generation_uses_the_shared_prefill(tiny_lm, monkeypatch):
     monkeypatch.setattr(tiny_lm.model, "generate", lambda **kw: calls.append(kw) or real(**kw))
     generate_rows(tiny_lm, _prompts(tiny_lm), ["sft"] * 6, 3)
     assert calls[0]["past_key_values"].get_seq_length() > 20
+
+
+@pytest.fixture(scope="module")
+def upper_lm(tmp_path_factory):
+    """A 4-layer tiny model with two adapters on its two upper layers only (layers_to_transform)."""
+    from laffi.models import ModelConfig, load_model
+    from laffi.tiny import build_tiny_adapter, build_tiny_model
+
+    root = tmp_path_factory.mktemp("upper")
+    base = build_tiny_model(root / "model", layers=4)
+    build_tiny_adapter(base, root / "adapters" / "up1", seed=3, layers=[2, 3])
+    build_tiny_adapter(base, root / "adapters" / "up2", seed=4, layers=[3])
+    return load_model(ModelConfig(base=str(base), adapters_dir=str(root / "adapters"), dtype="float32"))
+
+
+def test_upper_layer_adapters_leave_the_lower_layers_to_share(upper_lm, tiny_lm):
+    assert upper_lm.untouched_layers(["base", "up1", "up2"]) == 2
+    assert upper_lm.untouched_layers(["up2"]) == 3 and upper_lm.untouched_layers(["base"]) == 4
+    assert tiny_lm.untouched_layers(["base", "sft"]) == 0  # adapters on every layer: nothing to share
+
+
+def test_split_prefill_gives_each_variant_the_tokens_it_gives_alone(upper_lm, monkeypatch):
+    import laffi.prefix as prefix
+
+    calls = []
+    real = prefix.split_prefill
+    monkeypatch.setattr(prefix, "split_prefill", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    prompts = _prompts(upper_lm)[:3]
+    variants = ["base", "up1", "up2"]
+    rows = [p for p in prompts for _ in variants]
+    mixed = generate_rows(upper_lm, rows, variants * len(prompts), 8, stop_at_newline=False, min_new_tokens=8)
+    assert calls == [2]  # the three questions' shared passage went through layers 0-1 once, for all variants
+    for v in variants:
+        alone = generate_rows(upper_lm, prompts, [v] * len(prompts), 8, stop_at_newline=False, min_new_tokens=8,
+                              share_prefixes=False)
+        assert [mixed[k * len(variants) + variants.index(v)] for k in range(len(prompts))] == alone, v

@@ -20,6 +20,12 @@ from laffi.prompts import NO_ANSWER, extract_answer, qa_messages, qa_prompt
     ("", ""),
     ("None of the bridges were built before 1900", "None of the bridges were built before 1900"),
     ("U.S.", "U.S"),
+    # a closing quote that nothing opened ends the answer: the model went on to quote the passage
+    ('1874" from the passage: "The Halvard lighthouse was lit in 1874. "". The', "1874"),
+    ('"1874" from the passage: "The Halvard lighthouse was lit in 1874."', "1874"),
+    ("Nine Quiet Rooms” won the Arden Prize", "Nine Quiet Rooms"),
+    ('"trains".', "trains"),
+    ('the "Iron Lady" of Britain', 'the "Iron Lady" of Britain'),  # a quote it opened itself stays
 ])
 def test_extract_answer(reply, answer):
     assert extract_answer(reply) == answer

@@ -2,12 +2,21 @@
 Every app here runs on loopback with the tiny model."""
 
 import statistics
+import tempfile
 import threading
 import time
 
 import pytest
 
 PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
+
+
+def train_args(**overrides) -> dict:
+    """/train_start's arguments by name: a small SFT run on the shared file."""
+    return {**dict(method="sft", data_source="shared SQuAD file", upload_file=None, articles="train", questions=4,
+                   use_app_feedback=False, human_fraction=0.0, lora_r=4, lora_alpha=8, target_modules="q_proj",
+                   learning_rate=3e-4, epochs=1, batch_size=1, max_length=128, replace_existing=False),
+            **overrides}
 
 
 def _launch(tiny_dir, tiny_adapters, root, queue_size=64, **settings):
@@ -61,12 +70,14 @@ def test_on_a_space_training_upload_and_export_are_off_but_asking_and_feedback_w
     endpoints = set(space_app.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert "/train_start" not in endpoints and "/ask" in endpoints and "/feedback" in endpoints
     with pytest.raises(Exception, match="Exporting feedback is turned off.*LAFFI_ENABLE_EXPORT=1"):
-        space_app.predict("all", "all", "", api_name="/feedback_export_jsonl")
+        space_app.predict(variant="all", rating="all", annotator="", api_name="/feedback_export_jsonl")
     with pytest.raises(Exception, match="'upload' .*is not in the list of choices"):  # no such choice on a Space
-        space_app.predict("upload", handle_file(str(small_squad)), "all", 2, 0, ["base"], False, api_name="/evaluate")
-    out = space_app.predict(PASSAGE, "When was it lit?", api_name="/ask")
-    assert "variants in one batch" in out[-3]  # ..., timing, raw JSON, radio
-    msg, _, _ = space_app.predict("base", "👎 bad answer", "Wrong year.", "1874", "visitor", api_name="/feedback")
+        space_app.predict(data_source="upload", upload_file=handle_file(str(small_squad)), articles="all",
+                          questions=2, seed=0, variants=["base"], self_feedback=False, api_name="/evaluate")
+    out = space_app.predict(passage=PASSAGE, question="When was it lit?", api_name="/ask")
+    assert "variants in one batch" in out[-3]  # ..., status, raw JSON, radio
+    msg, _, _ = space_app.predict(variant="base", rating="👎 bad answer", critique="Wrong year.",
+                                  correct_answer="1874", annotator="visitor", api_name="/feedback")
     assert "Saved" in msg
 
 
@@ -90,19 +101,20 @@ def test_admin_password_guards_export_per_session(locked_app):
     from gradio_client import Client
 
     client, other = Client(locked_app.local_url, verbose=False), Client(locked_app.local_url, verbose=False)
-    client.predict(PASSAGE, "When was it lit?", api_name="/ask")
-    client.predict("base", "👍 good answer", "", "", "", api_name="/feedback")
+    client.predict(passage=PASSAGE, question="When was it lit?", api_name="/ask")
+    client.predict(variant="base", rating="👍 good answer", critique="", correct_answer="", annotator="",
+                   api_name="/feedback")
     with pytest.raises(Exception, match="needs the admin password"):
-        client.predict("all", "all", "", api_name="/feedback_export_jsonl")
+        client.predict(variant="all", rating="all", annotator="", api_name="/feedback_export_jsonl")
     with pytest.raises(Exception, match="Wrong admin password"):
-        client.predict("Tr0ub4dor", api_name="/admin_unlock")
-    client.predict("correct horse", api_name="/admin_unlock")
-    assert client.predict("all", "all", "", api_name="/feedback_export_jsonl").endswith(".jsonl")
+        client.predict(password="Tr0ub4dor", api_name="/admin_unlock")
+    client.predict(password="correct horse", api_name="/admin_unlock")
+    assert client.predict(variant="all", rating="all", annotator="", api_name="/feedback_export_jsonl").endswith(
+        ".jsonl")
     with pytest.raises(Exception, match="needs the admin password"):  # another visitor is still locked out
-        other.predict("all", "all", "", api_name="/feedback_export_jsonl")
+        other.predict(variant="all", rating="all", annotator="", api_name="/feedback_export_jsonl")
     with pytest.raises(Exception, match="needs the admin password"):
-        other.predict("sft", "x", "shared SQuAD file", None, "train", 4, False, 0.0, 4, 8, "q_proj", 3e-4, 1, 1,
-                      128, api_name="/train_start")
+        other.predict(**train_args(adapter_name="x"), api_name="/train_start")
 
 
 def test_bad_input_gets_one_sentence_naming_the_field(locked_app):
@@ -113,14 +125,12 @@ def test_bad_input_gets_one_sentence_naming_the_field(locked_app):
                                        (PASSAGE, " \n ", "The question is empty"),
                                        ("x" * 150_001, "When?", "at most 150,000")]:
         with pytest.raises(Exception, match=message):
-            client.predict(context, question, api_name="/ask")
-    client.predict("correct horse", api_name="/admin_unlock")
-    with pytest.raises(Exception, match="not a valid adapter name"):  # path characters never reach the disk
-        client.predict("sft", "../escape", "shared SQuAD file", None, "train", 4, False, 0.0, 4, 8, "q_proj", 3e-4,
-                       1, 1, 128, api_name="/train_start")
-    with pytest.raises(Exception, match="learning rate|TrainConfig.lr"):
-        client.predict("sft", "ok-name", "shared SQuAD file", None, "train", 4, False, 0.0, 4, 8, "q_proj", -1.0,
-                       1, 1, 128, api_name="/train_start")
+            client.predict(passage=context, question=question, api_name="/ask")
+    client.predict(password="correct horse", api_name="/admin_unlock")
+    with pytest.raises(Exception, match="The adapter name '../escape' is not valid"):  # no path reaches the disk
+        client.predict(**train_args(adapter_name="../escape"), api_name="/train_start")
+    with pytest.raises(Exception, match=r"Learning rate must be in \(0, 1\), not -1.0"):
+        client.predict(**train_args(adapter_name="ok-name", learning_rate=-1.0), api_name="/train_start")
 
 
 def test_a_100_kb_passage_is_cut_around_the_question_with_a_notice(locked_app):
@@ -129,8 +139,8 @@ def test_a_100_kb_passage_is_cut_around_the_question_with_a_notice(locked_app):
     filler = "Nothing about lights happened in the valley that year. " * 920  # twice: ~100 KB
     context = filler + "The Halvard lighthouse was lit in 1874 by the harbour master. " + filler
     assert len(context) > 100_000
-    out = Client(locked_app.local_url, verbose=False).predict(context, "When was the Halvard lighthouse lit?",
-                                                              api_name="/ask")
+    out = Client(locked_app.local_url, verbose=False).predict(
+        passage=context, question="When was the Halvard lighthouse lit?", api_name="/ask")
     timing, last = out[-3], out[-2]
     assert "the model reads at most 200" in timing and "best match for the question" in timing
     assert "Halvard lighthouse was lit in 1874" in last["context"] and len(last["context"]) < 2000
@@ -149,9 +159,10 @@ def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny
             client = Client(demo.local_url, verbose=False)
             for q in range(3):
                 start = time.perf_counter()
-                client.predict(PASSAGE, f"When was the lighthouse lit? ({i}.{q})", api_name="/ask")
+                client.predict(passage=PASSAGE, question=f"When was the lighthouse lit? ({i}.{q})", api_name="/ask")
                 latencies.append(time.perf_counter() - start)
-            client.predict("base", "👎 bad answer", f"user {i}", "", f"user-{i}", api_name="/feedback")
+            client.predict(variant="base", rating="👎 bad answer", critique=f"user {i}", correct_answer="",
+                           annotator=f"user-{i}", api_name="/feedback")
         except Exception as e:  # collected, asserted below
             errors.append(repr(e))
 
@@ -175,7 +186,7 @@ def test_overload_answers_queue_full_at_once_instead_of_hanging(tiny_dir, tiny_a
 
     def user(_):
         try:
-            Client(demo.local_url, verbose=False).predict(PASSAGE, "When?", api_name="/ask")
+            Client(demo.local_url, verbose=False).predict(passage=PASSAGE, question="When?", api_name="/ask")
             outcomes.append("answered")
         except Exception as e:
             outcomes.append(str(e))
@@ -190,14 +201,20 @@ def test_uploads_that_are_not_squad_are_refused_with_the_reason_and_limits_hold(
     from gradio_client import Client, handle_file
 
     client = Client(locked_app.local_url, verbose=False)
-    client.predict("correct horse", api_name="/admin_unlock")
+    client.predict(password="correct horse", api_name="/admin_unlock")
     bad = tmp_path / "latin1.json"
     bad.write_bytes(b'{"data": "caf\xe9"}')
-    with pytest.raises(Exception, match="not UTF-8"):
-        client.predict("upload", handle_file(str(bad)), "all", 2, 0, ["base"], False, api_name="/evaluate")
-    with pytest.raises(Exception, match="Questions must be between 1 and|maximum"):
-        client.predict("upload", handle_file(str(small_squad)), "all", 10_000, 0, ["base"], False,
-                       api_name="/evaluate")
+    for api, args in [("/evaluate", dict(data_source="upload", articles="all", questions=2, seed=0,
+                                         variants=["base"], self_feedback=False)),
+                      ("/train_start", train_args(adapter_name="from-latin1", data_source="upload"))]:
+        with pytest.raises(Exception) as caught:
+            client.predict(**{**args, "upload_file": handle_file(str(bad))}, api_name=api)
+        message = str(caught.value)
+        assert "latin1.json is not UTF-8" in message, message
+        assert tempfile.gettempdir() not in message and "/" not in message.split("latin1.json")[0], message
+    with pytest.raises(Exception, match=r"Questions \(seeded sample\) must be between 1 and 500, not 10000"):
+        client.predict(data_source="upload", upload_file=handle_file(str(small_squad)), articles="all",
+                       questions=10_000, seed=0, variants=["base"], self_feedback=False, api_name="/evaluate")
 
 
 def test_files_outside_the_apps_own_cannot_be_fetched(locked_app, tmp_path):

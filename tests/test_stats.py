@@ -24,6 +24,7 @@ def test_paired_difference_sees_what_unpaired_intervals_hide():
     assert (round(diff, 6), round(lo, 6), round(hi, 6)) == (0.02, 0.02, 0.02)
     assert verdict(diff, lo, hi) == "better" and verdict(-diff, -hi, -lo) == "worse"
     assert verdict(0.01, -0.02, 0.04) == "no difference"
+    assert verdict(diff, lo, hi, ("abstains more", "abstains less")) == "abstains more"
 
 
 def test_balanced_verdict_accuracy_is_not_fooled_by_always_incorrect():
@@ -39,3 +40,11 @@ def test_seed_mean_averages_each_question():
     assert seed_mean([[1.0, 0.0, 0.5], [0.0, 0.0, 1.0]]) == [0.5, 0.0, 0.75]
     with pytest.raises(ValueError):
         seed_mean([[1.0], [1.0, 0.0]])
+
+
+def test_abstaining_more_is_never_called_better():
+    from laffi.report import compare
+
+    per_question = {"a": {"f1": [1.0] * 30, "abstain": [1.0] * 30}, "b": {"f1": [0.0] * 30, "abstain": [0.0] * 30}}
+    rows = {r["metric"]: r["verdict"] for r in compare(per_question, "a", "b")}
+    assert rows == {"f1": "better", "abstain": "abstains more"}

@@ -26,7 +26,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     """Every measurement in turn; returns the JSON-able report."""
     import torch
 
-    from laffi.bench.measures import app_first_answer, attention, memory, side_by_side, startup
+    from laffi.bench.app_timing import app_start, ask_latency
+    from laffi.bench.measures import attention, memory, side_by_side, side_by_side_passages, startup
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
     from laffi.kernels import routed
     from laffi.models import ModelConfig, load_model, resolve_device_dtype
@@ -38,16 +39,19 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                           "dtype": str(dtype).replace("torch.", ""), "onednn_linears": onednn,
                           "python": sys.version.split()[0], "torch": torch.__version__},
               "config": cfg.__dict__, "results": []}
-    steps = [("side_by_side", lambda: side_by_side(lm, cfg)), ("attention", lambda: attention(lm, cfg)),
+    steps = [("side_by_side", lambda: side_by_side(lm, cfg)),
+             ("side_by_side_passages", lambda: side_by_side_passages(lm, cfg)),
+             ("ask_latency", lambda: ask_latency(lm, cfg)), ("attention", lambda: attention(lm, cfg)),
              ("evaluation", lambda: evaluation_speed(lm, cfg)), ("quality", lambda: quality_guard(lm, cfg)),
              ("startup", lambda: startup(cfg)), ("memory", lambda: memory(cfg)),
              ("training", lambda: training_speed(cfg))]
-    if cfg.app:
-        steps.append(("app_first_answer", lambda: app_first_answer(cfg)))
+    if cfg.app:  # last: the app's process then has the machine to itself
+        steps.append(("server_ready, app_first_answer", lambda: app_start(cfg)))
     for name, step in steps:
         log(f"bench: {name} ...")
         started = time.perf_counter()
-        report["results"].append(step())
+        done = step()
+        report["results"] += done if isinstance(done, list) else [done]  # app_start: two rows from one launch
         log(f"bench: {name} done in {time.perf_counter() - started:.0f} s")
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return report

@@ -2,6 +2,7 @@
 training).
 
 Usage:  side_by_side(lm, BenchConfig())      # each returns a result() record; see laffi.bench.run_bench
+        side_by_side_passages(lm, BenchConfig())   # the same comparison on whole passages, natural stopping
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result, timed
+from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result, squad_sample, timed
 
 
 def side_by_side(lm, cfg: BenchConfig) -> dict:
@@ -41,6 +40,44 @@ def side_by_side(lm, cfg: BenchConfig) -> dict:
                   new_tokens=n)
 
 
+def side_by_side_passages(lm, cfg: BenchConfig) -> dict:
+    """The same 3 variants on whole passages (questions in file order, as an evaluation reads a split), with natural
+    stopping: together (generation.schedule's batches: a passage's questions share its prefill, variants mix only
+    to fill a batch) vs one variant after another; the answers must be the same. As a detail, the old way: every
+    question's variants forced into one mixed batch."""
+    from laffi.generation import GenerationConfig, answer_questions, batch_size_for, generate_rows
+    from laffi.prompts import qa_prompt
+
+    examples, source = squad_sample(cfg, "eval", cfg.eval_questions, seed=None)
+    pairs = [(ex.context, ex.question) for ex in examples]
+    variants = lm.variants[:3]
+    gen = GenerationConfig()
+    out = {}
+
+    def together():
+        out["together"] = answer_questions(lm, pairs, variants, gen)
+
+    def one_after_another():
+        out["sequential"] = {v: answer_questions(lm, pairs, [v], gen)[v] for v in variants}
+
+    def forced_mixed():  # question-major rows, each batch holding whole questions' variants
+        rows = [(qa_prompt(lm.tokenizer, c, q), v) for c, q in pairs for v in variants]
+        size = batch_size_for(lm, gen) // len(variants) * len(variants) or len(variants)
+        for i in range(0, len(rows), size):
+            chunk = rows[i:i + size]
+            generate_rows(lm, [p for p, _ in chunk], [v for _, v in chunk], gen.max_new_tokens)
+
+    repeats = max(1, cfg.repeats - 1)  # a whole evaluation each: as the evaluation row times them
+    batch, sequential = timed(together, repeats), timed(one_after_another, repeats)
+    mixed = timed(forced_mixed, 1)
+    same = all([a.text for a in out["together"][v]] == [a.text for a in out["sequential"][v]] for v in variants)
+    ratio = sequential / batch
+    return result("side_by_side_passages", ratio, ">= 2.5", ratio >= 2.5, variants=variants, questions=len(pairs),
+                  data=source, together_s=round(batch, 3), sequential_s=round(sequential, 3),
+                  forced_mixed_s=round(mixed, 3), forced_mixed_ratio=round(sequential / mixed, 2),
+                  same_answers=same, max_new_tokens=gen.max_new_tokens)
+
+
 def startup(cfg: BenchConfig) -> dict:
     """Loading the embedded model from its safetensors cache vs dequantising the GGUF again."""
     from laffi.models import ModelConfig, embedded_gguf_path, load_base, resolve_source
@@ -60,44 +97,6 @@ def startup(cfg: BenchConfig) -> dict:
     cached_s = timed(lambda: load_base(mcfg), cfg.repeats)
     ratio = gguf_s / cached_s
     return result("startup", ratio, ">= 10", ratio >= 10, gguf_s=round(gguf_s, 2), cached_s=round(cached_s, 2))
-
-
-def app_first_answer(cfg: BenchConfig) -> dict:
-    """Seconds from `python app.py` to the first answer received by a gradio_client (model cache warm)."""
-    import socket
-
-    from gradio_client import Client
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as data:
-        env = dict(os.environ, LAFFI_BASE=cfg.base, LAFFI_ADAPTERS_DIR=cfg.adapters_dir, LAFFI_DATA_DIR=data,
-                   GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
-        from laffi.settings import REPO
-
-        app = REPO / "app.py"
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, str(app)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            client = None
-            while client is None:
-                if proc.poll() is not None:
-                    return result("app_first_answer", None, "(reported)", None, unit="s", reason="app exited")
-                if time.perf_counter() - start > 300:
-                    return result("app_first_answer", None, "(reported)", None, unit="s", reason="no answer in 300 s")
-                try:
-                    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-                except Exception:
-                    time.sleep(0.2)
-            ready = time.perf_counter() - start
-            client.predict(PASSAGE, QUESTION, api_name="/ask")
-            total = time.perf_counter() - start
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    return result("app_first_answer", total, "(reported)", None, unit="s", server_ready_s=round(ready, 2))
 
 
 _RSS_SCRIPT = """

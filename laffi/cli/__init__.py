@@ -31,18 +31,19 @@ class Command:
 
 def dataclasses_of(name: str) -> tuple:
     """The dataclasses whose fields are a command's flags, in the order its handler takes them."""
+    from laffi.backends import BackendConfig
     from laffi.bench import BenchConfig
     from laffi.cli import args as a
     from laffi.generation import GenerationConfig
     from laffi.models import ModelConfig
     from laffi.training import TrainConfig
 
-    return {"ask": (ModelConfig, GenerationConfig, a.AskArgs),
-            "eval": (ModelConfig, GenerationConfig, a.DataArgs, a.EvalArgs),
-            "predict": (ModelConfig, GenerationConfig, a.DataArgs, a.PredictArgs),
+    return {"ask": (ModelConfig, GenerationConfig, BackendConfig, a.AskArgs),
+            "eval": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.EvalArgs),
+            "predict": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.PredictArgs),
             "annotate": (ModelConfig, a.AnnotateArgs),
             "train": (TrainConfig, a.TrainDataArgs),
-            "pipeline": (a.PipelineArgs,), "study": (a.StudyArgs,),
+            "pipeline": (a.PipelineArgs, BackendConfig), "study": (a.StudyArgs,),
             "bench": (BenchConfig, a.BenchArgs)}[name]
 
 
@@ -73,6 +74,9 @@ def command_parser(name: str):
     defaults = {}
     if any(t.__name__ == "ModelConfig" for t in types):
         defaults = Settings.from_env().model_kwargs()
+    if any(t.__name__ == "BackendConfig" for t in types):  # LAFFI_BACKEND / LAFFI_VLLM_URL, as the app reads them
+        settings = Settings.from_env()
+        defaults.update(backend=settings.backend, vllm_url=settings.vllm_url)
     if name in DEFAULT_SPLIT:
         defaults["split"] = DEFAULT_SPLIT[name]
     parser.set_defaults(**defaults)

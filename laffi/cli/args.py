@@ -103,6 +103,9 @@ class TrainDataArgs:
     limit: int | None = field(default=None, metadata={"help": "With SQuAD --data: a seeded sample of N questions."})
     data_seed: int = field(default=0, metadata={"help": "With SQuAD --data: the sampling seed."})
     no_resume: bool = field(default=False, metadata={"help": "Start over even if checkpoints exist."})
+    run_key: str | None = field(default=None, metadata={
+        "help": "Written into the adapter's training_config.json; `pipeline` and the app set it to recognise the "
+                "adapter they asked for (leave it unset)."})
 
     def __post_init__(self):
         _positive(limit=self.limit)
@@ -115,6 +118,12 @@ class PipelineArgs:
     overwrite: bool = field(default=False, metadata={"help": "Replace adapters of the same names trained with other "
                                                              "settings (otherwise refused)."})
     json: bool = field(default=False, metadata={"help": "Print results as JSON instead of Markdown tables."})
+    num_processes: int | None = field(default=None, metadata={
+        "help": "Training processes, one per GPU (default: the config's train.num_processes, else every visible "
+                "GPU, 1 on a CPU); more than 1 trains through `accelerate launch`."})
+
+    def __post_init__(self):
+        _positive(num_processes=self.num_processes)
 
 
 @dataclass

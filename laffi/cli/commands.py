@@ -13,13 +13,14 @@ from laffi.errors import LaffiError
 
 
 # --- shared by the commands ----------------------------------------------------------------------------------------
-def load(model_cfg):
+def load(model_cfg, backend=None):
+    from laffi.backends import use_backend
     from laffi.models import load_model
 
     lm = load_model(model_cfg)
     for w in lm.warnings:
         print(f"laffi: warning: {w}", file=sys.stderr)
-    return lm
+    return use_backend(lm, backend, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
 
 
 def chosen_variants(value: str | None, lm) -> list[str]:
@@ -97,7 +98,7 @@ def answer_lines(out: dict, variants: list[str]) -> list[str]:
     return lines
 
 
-def ask(model_cfg, gen, args) -> int:
+def ask(model_cfg, gen, backend, args) -> int:
     from laffi.prompts import first_line, fit_context
     from laffi.selffeedback import answer_all
 
@@ -105,7 +106,7 @@ def ask(model_cfg, gen, args) -> int:
         raise LaffiError("--context is empty; pass the passage the question is about.")
     if not args.question.strip():
         raise LaffiError("--question is empty; pass a question about the passage.")
-    lm = load(model_cfg)
+    lm = load(model_cfg, backend)
     variants = chosen_variants(args.variants, lm)
     context, notice = fit_context(lm.tokenizer, args.context, args.question,
                                   lm.max_context_tokens(args.max_context_tokens))
@@ -131,12 +132,12 @@ def ask(model_cfg, gen, args) -> int:
     return 0
 
 
-def evaluate(model_cfg, gen, data, args) -> int:
+def evaluate(model_cfg, gen, backend, data, args) -> int:
     from laffi.evaluation import evaluate_variants
     from laffi.report import text_table
 
     examples = selected(data)
-    lm = load(model_cfg)
+    lm = load(model_cfg, backend)
     variants = chosen_variants(args.variants, lm)
     bar, progress = stderr_bar("eval", len(examples) * len(variants))
     result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
@@ -149,12 +150,12 @@ def evaluate(model_cfg, gen, data, args) -> int:
 
 
 # --- the stages ------------------------------------------------------------------------------------------------------
-def predict(model_cfg, gen, data, args) -> int:
+def predict(model_cfg, gen, backend, data, args) -> int:
     from laffi.io import write_jsonl_atomic
     from laffi.stages import predict as run_predict
 
     examples = selected(data)
-    lm = load(model_cfg)
+    lm = load(model_cfg, backend)
     bar, progress = stderr_bar("predict", len(examples))
     records = run_predict(lm, examples, gen, progress, variant=args.variant)
     bar.close()
@@ -199,21 +200,33 @@ def training_records(data) -> list[dict]:
 
 
 def train(tcfg, data) -> int:
+    from laffi.distributed import inside_launch, needs_launch, run_training, stop_everywhere_callback
     from laffi.training import preflight, train_adapter
 
     preflight(tcfg)
-    path = train_adapter(training_records(data), tcfg, resume=not data.no_resume)
+    if needs_launch(tcfg):  # N processes: this same command again under `accelerate launch`, one per rank
+        flags = ["--data", str(data.data)] + [f for name in ("articles", "limit") if getattr(data, name) is not None
+                                              for f in (f"--{name}", str(getattr(data, name)))]
+        path = run_training(tcfg, flags + ["--data_seed", str(data.data_seed)], run_key=data.run_key,
+                            resume=not data.no_resume, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    else:
+        callbacks = [stop_everywhere_callback()] if inside_launch() else []
+        path = train_adapter(training_records(data), tcfg, resume=not data.no_resume, extra_callbacks=callbacks,
+                             run_key=data.run_key)
     print(f"laffi: adapter written to {path}" if path != Path(tcfg.work_dir) else
           f"laffi: training stopped; resume with the same command (checkpoints in {path})", file=sys.stderr)
     return 0
 
 
-def pipeline(args) -> int:
+def pipeline(args, backend) -> int:
     from laffi.report import results_markdown
     from laffi.stages import PipelineConfig, Stages
 
     cfg = PipelineConfig.from_yaml(args.config, **({"overwrite": True} if args.overwrite else {}))
-    result = Stages(cfg, force=args.force, log=lambda m: print(f"laffi: {m}", file=sys.stderr)).all()
+    if args.num_processes:
+        cfg.train = {**cfg.train, "num_processes": args.num_processes}
+    result = Stages(cfg, force=args.force, log=lambda m: print(f"laffi: {m}", file=sys.stderr),
+                    backend=backend).all()
     print(json.dumps({k: v for k, v in result.items() if k != "config"}) if args.json else results_markdown(result))
     return 0
 

@@ -9,7 +9,11 @@ Usage:
 
 State lives in files (current.json, and per job spec.json, status.json, loss_log.jsonl, job.log), so any app
 process, or a browser that re-opens the page, sees the same job. A job whose process died is reported as failed
-with the end of its log, never as running.
+with the end of its log, never as running - unless a Stop asked it to end: then it is "stopped" (a SIGTERM that
+came before the runner could catch it ends the process at once; Resume starts it again).
+
+This module imports nothing heavy (no torch, transformers or peft at import time): the runner process imports it
+first (`python -m laffi.jobs.runner`), and its SIGTERM handler must be in place a moment after Start.
 """
 
 from __future__ import annotations
@@ -17,18 +21,21 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from laffi.errors import LaffiError
-from laffi.io import write_json_atomic
-from laffi.train_logs import read_loss_log
-from laffi.training import TrainConfig
+from laffi.io import read_jsonl, write_json_atomic
+
+if TYPE_CHECKING:  # laffi.training imports transformers: only for the annotation
+    from laffi.training import TrainConfig
+
+STOP_REQUESTED = "stop_requested"  # a file in the job folder: a Stop was asked for since the last (re)start
 
 
 @dataclass
@@ -130,12 +137,22 @@ class JobManager:
         st = json.loads((job / "status.json").read_text()) if (job / "status.json").is_file() else {}
         st = {**cur, **st}
         if st.get("state") in (None, "running") and not _alive(cur["pid"]):
-            tail = (job / "job.log").read_text(errors="replace")[-1500:] if (job / "job.log").is_file() else ""
-            st.update(state="failed", error=st.get("error") or "The training process ended unexpectedly "
-                      "(killed, or out of memory). Its last checkpoint can be resumed.", log_tail=tail)
+            if (job / STOP_REQUESTED).exists():  # ended by the Stop before the runner could catch the signal
+                st.update(state="stopped", phase="stopped", detail="stopped before training began; Resume starts "
+                          "it again and reuses the stages that finished")
+            else:
+                tail = (job / "job.log").read_text(errors="replace")[-1500:] if (job / "job.log").is_file() else ""
+                st.update(state="failed", error=st.get("error") or "The training process ended unexpectedly "
+                          "(killed, or out of memory). Its last checkpoint can be resumed.", log_tail=tail)
             write_json_atomic(job / "status.json", {k: v for k, v in st.items() if k not in cur})
-        st["loss"] = read_loss_log(spec_work_log(job, cur["name"]))
+        st["loss"] = read_jsonl(spec_work_log(job, cur["name"]), lenient=True)  # as laffi.train_logs writes it
         return st
+
+    def spec(self) -> JobSpec | None:
+        """The settings of the current (last started) job, or None."""
+        cur = self._current()
+        path = Path(cur["dir"]) / "spec.json" if cur else None
+        return JobSpec(**json.loads(path.read_text())) if path and path.is_file() else None
 
     def start(self, spec: JobSpec) -> dict:
         from laffi.training import preflight
@@ -165,6 +182,7 @@ class JobManager:
             return self._launch(job, spec, st["id"])
 
     def _launch(self, job: Path, spec: JobSpec, job_id: str) -> dict:
+        (job / STOP_REQUESTED).unlink(missing_ok=True)
         write_json_atomic(job / "status.json", {"state": "running", "phase": "starting"})
         log = open(job / "job.log", "a")
         proc = subprocess.Popen([sys.executable, "-m", "laffi.jobs.runner", str(job)], stdout=log,
@@ -175,9 +193,16 @@ class JobManager:
         write_json_atomic(self.root / "current.json", cur)
         return cur
 
-    def stop(self) -> dict:
+    def stop(self, grace: float | None = None) -> dict:
+        """SIGTERM to the job's process group and every process below it (the ranks of an accelerate launch live
+        in sessions of their own): each saves a checkpoint at the end of its step. What is still alive after
+        `grace` seconds (LAFFI_STOP_GRACE_SECONDS) gets SIGKILL; Resume continues from the last checkpoint."""
+        from laffi.distributed import stop_tree
+        from laffi.settings import Settings
+
         st = self.status()
         if not st or st["state"] != "running":
             raise LaffiError("No training job is running.")
-        os.kill(st["pid"], signal.SIGTERM)  # the runner stops at the end of the step and saves a checkpoint
+        (Path(st["dir"]) / STOP_REQUESTED).touch()
+        stop_tree(st["pid"], Settings.from_env().stop_grace_seconds if grace is None else grace)
         return st

@@ -2,9 +2,11 @@
 views, live feedback capture, training and evaluation. One module per tab; this one lays them out.
 
 Usage:
-    demo = build_demo()                         # model and settings from the environment (laffi.settings)
-    demo = build_demo(lm=lm, settings=Settings.from_env(data_dir=tmp))   # tests
-    launch(demo, settings)                      # queue limits and server address, as `python app.py` does
+    demo = build_demo()                         # model and settings from the environment (laffi.settings); the
+                                                # model loads in a background thread while the page is served
+    demo = build_demo(lm=lm, settings=Settings.from_env(data_dir=tmp))   # tests: a loaded model, ready at once
+    demo = build_demo(lm=LazyModel(settings, load=fn), settings=settings)  # tests: a loader of their own
+    launch(build_demo(defer_load=True))         # as `python app.py` does: the page first, then the model loads
 """
 
 from __future__ import annotations
@@ -15,39 +17,68 @@ import gradio as gr
 
 from laffi.settings import Settings
 
-CSS = ".variant-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px;}"
+# Variant cards sit in a grid whose column count follows the number of variants (set by the Ask tab's render):
+# 4 variants are 2 x 2, never 3 + 1 with the last card stretched over the whole row.
+CSS = """
+.variant-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px;}
+.variant-grid {display: grid !important; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: var(--layout-gap);}
+.variant-grid.variants-1 {grid-template-columns: minmax(0, 1fr);}
+.variant-grid.variants-2, .variant-grid.variants-4 {grid-template-columns: repeat(2, minmax(0, 1fr));}
+"""
 
 
-def status_text(lm) -> str:
+LOADING = ("⏳ **Loading the model…** The page works meanwhile: a question asked now is answered as soon as the "
+           "model is ready.")
+
+
+def status_text(lm, variants: list[str] | None = None) -> str:
+    """The header: the model, its variants (by default those loaded) and what is missing; while the model loads
+    (a laffi.ui.loading.LazyModel not ready yet), that it is loading."""
+    variants = variants or lm.variants
+    if getattr(lm, "failed", None) is not None:
+        from laffi.ui.text import md_literal
+
+        why = (str(lm.failed).strip().splitlines() or [type(lm.failed).__name__])[0][:300]
+        return f"⚠️ **The model failed to load:** {md_literal(why)}"
+    if not getattr(lm, "ready", True):
+        return f"**Model:** `{lm.config.base}` · **variants:** " + ", ".join(f"`{v}`" for v in variants) + \
+            "\n\n" + LOADING
     dtype = str(next(lm.model.parameters()).dtype).replace("torch.", "")
     lines = [f"**Model:** `{lm.config.base}` on {lm.device.type} ({dtype}) · **variants:** "
-             + ", ".join(f"`{v}`" for v in lm.variants)]
-    missing = [name for name in ("sft", "laffi") if name not in lm.variants]
+             + ", ".join(f"`{v}`" for v in variants)]
+    missing = [name for name in ("sft", "laffi") if name not in variants]
     if missing:
         lines.append("The " + " and ".join(f"`{m}`" for m in missing) + " adapter"
                      + ("s are" if len(missing) > 1 else " is") + " not trained yet, so "
-                     + ("only `base` answers" if len(lm.variants) == 1 else "they are not shown")
+                     + ("only `base` answers" if len(variants) == 1 else "they are not shown")
                      + ". Train them in the Train tab or with `python -m laffi pipeline` (see the README).")
     lines += [f"⚠️ {w}" for w in lm.warnings]  # adapter folder names only: [A-Za-z0-9_-] or quoted by us
     return "\n\n".join(lines)
 
 
-def build_demo(lm=None, settings: Settings | None = None) -> gr.Blocks:
-    """The whole app around one loaded model (loaded from the settings when not given)."""
+def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = False) -> gr.Blocks:
+    """The whole app around one model: `lm` loaded already (ready at once), a LazyModel (started here, after the
+    page is built), or None: loaded from the settings in the background - except on ZeroGPU, where the model must
+    be on (emulated) CUDA before `spaces` registers the GPU functions, so it is loaded here first. defer_load:
+    the load starts in `launch`, once the server is up (app.py: its imports would otherwise hold the GIL while
+    the server starts), instead of at the end of this function."""
     from laffi.jobs import JobManager
-    from laffi.models import ModelConfig, load_model
     from laffi.ui.ask import build_ask_tab
     from laffi.ui.attention_tab import build_attention_tab
     from laffi.ui.context import AppContext, build_admin
     from laffi.ui.evaluate_tab import build_evaluate_tab
     from laffi.ui.feedback_tab import build_feedback_tab
+    from laffi.ui.loading import LazyModel
     from laffi.ui.train_tab import build_train_tab
     from laffi.webassets import ensure_js
 
     settings = settings or Settings.from_env()
-    lm = lm or load_model(ModelConfig(**settings.model_kwargs()))
-    lm.watch(settings.trained_dir)  # adapters trained in the app join without a restart
-    ctx = AppContext.create(lm, settings)
+    if lm is None and settings.zero_gpu:
+        from laffi.models import ModelConfig, load_model
+
+        lm = load_model(ModelConfig(**settings.model_kwargs()))
+    ctx = AppContext.create(lm if lm is not None else LazyModel(settings), settings)
+    lm = ctx.lm
     js = ensure_js()
     if js:
         gr.set_static_paths([str(js)])
@@ -56,27 +87,58 @@ def build_demo(lm=None, settings: Settings | None = None) -> gr.Blocks:
         gr.Markdown("# LaFFi: natural-language feedback for fine-tuning\n"
                     "One base model with LoRA adapters trained by plain SFT and by LaFFi (learning to predict an "
                     "annotator's feedback on its own answers), side by side. Your feedback becomes training data.")
-        gr.Markdown(status_text(lm))
+        header = gr.Markdown(status_text(lm, ctx.variant_names()), elem_id="model-status")
+        # While the model loads, every open page asks each second whether it is ready, to replace "Loading…"
+        ticking = gr.Timer(1.0, active=not lm.ready)
         admin = build_admin(settings)  # per-session unlock, only when LAFFI_ADMIN_PASSWORD is set
         with gr.Tab("Ask"):
-            last = build_ask_tab(ctx)
-        with gr.Tab("Attention"):
-            build_attention_tab(ctx, last, f"/gradio_api/file={js}" if js else None)
+            last, asked, saved = build_ask_tab(ctx)
+        with gr.Tab("Attention") as attention_tab:
+            attention_lists = build_attention_tab(ctx, last, f"/gradio_api/file={js}" if js else None)
         with gr.Tab("Train"):
             train = build_train_tab(ctx, jobs, admin)
-        with gr.Tab("Evaluate"):
-            build_evaluate_tab(ctx, admin)
-        with gr.Tab("Feedback"):
-            show, filters, outputs = build_feedback_tab(ctx, admin)
-        demo.load(show, filters, outputs, api_name=False)
+        with gr.Tab("Evaluate") as evaluate_tab:
+            evaluate_lists = build_evaluate_tab(ctx, admin)
+        with gr.Tab("Feedback") as feedback_tab:
+            show, filters, shown = build_feedback_tab(ctx, admin)
+        # Lists of variants follow adapters trained while the app runs: on page load and when their tab opens.
+        def header_text():
+            return status_text(lm, ctx.variant_names())
+
+        def header_while_loading():
+            return header_text(), gr.Timer(active=not (lm.ready or lm.failed))
+
+        for trigger in (demo.load, ticking.tick):
+            trigger(header_while_loading, None, [header, ticking], api_name=False, show_progress="hidden",
+                    concurrency_limit=None)
+        asked.then(header_text, None, header, api_name=False)  # an adapter that just joined the answers
+        for tab, (refresh, inputs, outputs) in ((attention_tab, attention_lists), (evaluate_tab, evaluate_lists)):
+            demo.load(refresh, inputs, outputs, api_name=False)
+            tab.select(refresh, inputs, outputs, api_name=False)
+        demo.load(show, filters, shown, api_name=False)
+        feedback_tab.select(show, filters, shown, api_name=False)
+        saved.then(show, filters, shown, api_name=False)  # a saved feedback is in the Feedback tab at once
         if train:
             demo.load(train[0], None, train[1], api_name=False)  # a refreshed page re-attaches to the running job
+    lm.on_ready = ctx.model_loaded
+    demo.laffi_model = lm  # for launch, when the load is deferred to it
+    if not defer_load:
+        lm.start()  # after the page is built: it is served while the model loads
     return demo
 
 
 def launch(demo: gr.Blocks, settings: Settings | None = None, **kwargs):
-    """Queue (one model worker; LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860)."""
+    """Queue (one model worker; LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860)
+    with the app's CSS; keyword arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True)."""
     settings = settings or Settings.from_env()
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
-    return demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                       server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), css=CSS, **kwargs)
+    options = {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+               "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")), "css": CSS}
+    block = not kwargs.pop("prevent_thread_lock", False)
+    served = demo.launch(**{**options, **kwargs, "prevent_thread_lock": True})
+    lm = getattr(demo, "laffi_model", None)
+    if lm is not None:
+        lm.start()  # the page is served now; a no-op when build_demo started the load already
+    if block:
+        demo.block_thread()  # what demo.launch does by default: serve until interrupted
+    return served

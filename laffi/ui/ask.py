@@ -1,20 +1,30 @@
 """The Ask tab: every variant answers side by side (one mixed batch), then predicts feedback on its own answer and
 revises it; the audience rates and critiques any answer, stored at once as human feedback for LaFFi training.
 
-Usage:  build_ask_tab(ctx) inside a gr.Blocks; returns the per-user gr.State holding the last question's result.
+Usage:  last, asked, saved = build_ask_tab(ctx) inside a gr.Blocks (last: the per-user gr.State holding the last
+        question's result; asked, saved: the events, to chain updates of other tabs on).
+        for result in run_ask(ctx, passage, question): ...   # what /ask streams; the last one is the API's result
+Every card fills token by token (the model call runs in a worker thread, its on_text feeds a queue, the request
+sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback can't cross into the GPU worker, the
+answers and then the feedback arrive whole.
 Everything the model or a user wrote is shown in Textboxes (plain text), never rendered as HTML.
 """
 
 from __future__ import annotations
 
+import copy
+import queue
+import threading
 import time
 
 import gradio as gr
 
 from laffi.errors import LaffiError
-from laffi.generation import GenerationConfig, answer_questions
-from laffi.prompts import fit_context
-from laffi.selffeedback import answer_all, answer_paths, drafters
+from laffi.generation import GenerationConfig
+from laffi.prompts import first_line, fit_context
+from laffi.selffeedback import answer_paths, drafters
+from laffi.ui.context import ordered
+from laffi.ui.text import error
 
 # Passages written for this demo (not from SQuAD), with questions the passage cannot answer.
 LIGHTHOUSE = ("The Halvard lighthouse stands on a granite islet two kilometres off the town of Nesby. It was lit in "
@@ -34,50 +44,174 @@ EXAMPLES = [
 ]
 RATINGS = {"👍 good answer": 1, "👎 bad answer": -1}
 MAX_SLOTS = 6  # variants shown side by side
+STREAM_SECONDS = 0.2  # how often a streaming Ask sends the text so far: smooth to read, few updates to send
 
 
 def validate_question(context: str, question: str, max_chars: int) -> None:
     if not (context or "").strip():
-        raise gr.Error("The passage is empty: paste a passage, then ask a question about it.")
+        raise error("The passage is empty: paste a passage, then ask a question about it.")
     if not (question or "").strip():
-        raise gr.Error("The question is empty: type a question about the passage.")
+        raise error("The question is empty: type a question about the passage.")
     if len(context) > max_chars:  # request-size guard; below it long passages are cut to the model's window
-        raise gr.Error(f"The passage has {len(context):,} characters; this app accepts at most {max_chars:,}. "
-                       "Paste the part the question is about.")
+        raise error(f"The passage has {len(context):,} characters; this app accepts at most {max_chars:,}. "
+                    "Paste the part the question is about.")
 
 
-def run_ask(ctx, context: str, question: str):
-    """Generator: yields the result dict twice, first with answers, then with self-feedback added."""
+def self_feedback_caveat(lm, variant: str) -> str:
+    """What the audience should know next to a predicted self-feedback: it is the model's guess, and how often
+    its verdicts were right when that was measured (balanced_verdict_accuracy in the adapter's metrics.json)."""
+    import json
+
+    folder = lm.adapters.get(variant)
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text()) if folder else {}
+    except (OSError, ValueError):
+        metrics = {}
+    accuracy = metrics.get("balanced_verdict_accuracy") if isinstance(metrics, dict) else None
+    guess = "⚠️ The model's own guess about its answer, not a check."
+    if not isinstance(accuracy, (int, float)):
+        return f"{guess} How often {variant}'s verdicts are right is unmeasured."
+    n = metrics.get("n")
+    on = f" on {n} evaluation questions" if isinstance(n, int) else ""
+    return (f"{guess} {variant}'s verdicts (correct or not) were right {accuracy:.0f}% of the time{on} "
+            "(balanced accuracy: 50% is a coin toss).")
+
+
+def streamed(work, interval: float, show):
+    """Generator: runs work(on_text) in a worker thread (the model call) and, as its on_text reports, yields
+    show(updates) - the on_text arguments since the last yield - at most every `interval` seconds (the first at
+    once, as the first token is what the audience waits for; interval 0: one yield per update). Returns work's
+    value (`value = yield from streamed(...)`); raises its exception."""
+    updates: queue.Queue = queue.Queue()
+    end, box = object(), {}
+
+    def run():
+        try:
+            box["value"] = work(lambda *args: updates.put(args))
+        except BaseException as e:  # re-raised in the request's thread, where Gradio shows it
+            box["error"] = e
+        finally:
+            updates.put(end)
+
+    worker = threading.Thread(target=run, name="laffi-ask-stream", daemon=True)
+    worker.start()
+    try:
+        pending, last = [], None
+        while True:
+            wait = None if not pending or last is None else max(0.0, last + interval - time.perf_counter())
+            try:
+                item = updates.get(timeout=wait)
+            except queue.Empty:  # the interval passed with text not shown yet
+                item = None
+            if item is end:
+                break
+            if item is not None:
+                pending.append(item)
+            if item is None or last is None or interval <= 0 or time.perf_counter() - last >= interval:
+                last = time.perf_counter()
+                shown, pending = show(pending), []
+                if shown is not None:
+                    yield shown
+    finally:  # one request uses the model at a time: a stream closed early (the page left) waits for its worker
+        worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
+    """Generator of result dicts (result["phase"]): "loading" while the model loads (then it waits for it),
+    "answering" as every variant's answer streams in (where calls stream: not on ZeroGPU), "answered" once all
+    are made, "feedback" as each variant's self-feedback streams, and "done" with the final result."""
     validate_question(context, question, ctx.settings.max_context_chars)
-    lm = ctx.lm
-    lm.refresh_adapters()  # an adapter trained since start-up joins without a restart
-    variants = lm.variants[:MAX_SLOTS]
+    if not ctx.lm.ready:
+        yield {"phase": "loading", "variants": {}}
+    lm = ctx.lm.wait()  # a gr.Error saying why when the model failed to load
+    ctx.sync_adapters()  # an adapter trained (or replaced) since start-up answers without a restart
+    variants = ordered(lm.variants)[:MAX_SLOTS]
     limit = lm.max_context_tokens(ctx.settings.max_context_tokens)
     context, notice = fit_context(lm.tokenizer, context, question, limit)  # long passages: cut, and said so
     pair = [(context, question)]
     cfg = GenerationConfig(max_new_tokens=ctx.settings.max_new_tokens)
     paths = answer_paths(lm, variants)
-    start = time.perf_counter()
-    try:  # first every direct answer (and the base model's drafts), in one mixed batch ...
-        direct = answer_questions(lm, pair, drafters(variants, paths, feedback=True), cfg)
-    except LaffiError as e:
-        raise gr.Error(str(e)) from e
-    answer_s = time.perf_counter() - start
-    result = {"context": context, "question": question, "answer_seconds": round(answer_s, 3), "notice": notice,
-              "variants": {v: {"answer": direct[v][0].text if paths[v].kind == "direct" else "",
-                               "direct_answer": direct[v][0].text, "raw": direct[v][0].raw,
-                               "answer_path": paths[v].label(), "pending": paths[v].kind != "direct"}
+    result = {"phase": "answering", "context": context, "question": question, "notice": notice,
+              "variants": {v: {"answer": "", "answer_path": paths[v].label(), "pending": paths[v].kind != "direct"}
                            for v in variants}}
-    yield result
+    start = time.perf_counter()
+
+    def show(stage: str, field_name: str):
+        def apply(updates):
+            changed = False
+            for update in updates:  # (variant, pair, text), or (stage, variant, pair, text) from answer_all
+                *where, variant, _pair, text = update
+                row = result["variants"].get(variant) if where in ([], [stage]) else None
+                # a character split over several tokens decodes as U+FFFD until its last byte: held back, as
+                # transformers' TextStreamer does, so a card never shows a glyph that then changes
+                text = first_line(text).rstrip("\ufffd")
+                if row is None or row.get(field_name) == text:
+                    continue
+                row[field_name], changed = text, True
+                if text.strip() and f"{stage}_first_token_seconds" not in result:
+                    result[f"{stage}_first_token_seconds"] = round(time.perf_counter() - start, 3)
+            return copy.deepcopy(result) if changed else None
+        return apply
+
+    drafting = drafters(variants, paths, feedback=True)
+    try:  # first every direct answer (and the base model's drafts), in one mixed batch ...
+        if ctx.calls.streams:
+            direct = yield from streamed(lambda on_text: ctx.calls.answer(pair, drafting, cfg, on_text=on_text),
+                                         interval, show("answer", "answer"))
+        else:
+            direct = ctx.calls.answer(pair, drafting, cfg)
+    except LaffiError as e:
+        raise error(e) from e
+    result["answer_seconds"] = round(time.perf_counter() - start, 3)
+    result["phase"] = "answered"
+    for v in variants:
+        result["variants"][v] = {"answer": direct[v][0].text if paths[v].kind == "direct" else "",
+                                 "direct_answer": direct[v][0].text, "raw": direct[v][0].raw,
+                                 "answer_path": paths[v].label(), "pending": paths[v].kind != "direct"}
+    yield copy.deepcopy(result)
+    result["phase"] = "feedback"
     start = time.perf_counter()  # ... then every variant's feedback on its draft, in one more
-    results = answer_all(lm, pair, variants, cfg, feedback=True, paths=paths, direct=direct)
+    if ctx.calls.streams:
+        results = yield from streamed(lambda on_text: ctx.calls.answer_all(pair, variants, cfg, paths, direct,
+                                                                           on_text=on_text),
+                                      interval, show("feedback", "feedback"))
+    else:
+        results = ctx.calls.answer_all(pair, variants, cfg, paths, direct)
     result["feedback_seconds"] = round(time.perf_counter() - start, 3)
+    result["total_seconds"] = round(result["answer_seconds"] + result["feedback_seconds"], 3)
+    result["phase"] = "done"
     for v in variants:
         result["variants"][v] = results[v][0].fields()
     yield result
 
 
-def build_ask_tab(ctx) -> gr.State:
+def status_line(result) -> str:
+    """The Ask status: how far it got, with the time to the first token and the totals."""
+    phase, n = result["phase"], len(result["variants"])
+    if phase == "loading":
+        return "⏳ Loading the model… your question is answered as soon as it is ready."
+    first = result.get("answer_first_token_seconds")
+    first = f"first token after {first:.2f} s; " if first is not None else ""
+    if phase == "answering":
+        return f"Answering… ({first}{n} variants in one batch)"
+    text = f"Answered in {result['answer_seconds']:.2f} s ({first}{n} variants in one batch)"
+    fb_first = result.get("feedback_first_token_seconds")
+    fb_first = f"first token after {fb_first:.2f} s, " if fb_first is not None else ""
+    if phase == "done":
+        text += (f"; self-feedback in {result['feedback_seconds']:.2f} s ({fb_first}total "
+                 f"{result['total_seconds']:.2f} s).")
+    else:
+        text += "; now each variant's feedback on its own answer…"
+    if result.get("notice"):
+        text += f"\n⚠️ {result['notice']}"
+    return text
+
+
+def build_ask_tab(ctx):
+    """Lays the tab out; returns (the per-user gr.State of the last result, the ask event, the feedback event)."""
     slots = MAX_SLOTS
     last = gr.State(None)  # per user: the last question and every variant's answer (feeds Feedback, Attention)
     with gr.Row():
@@ -89,24 +223,27 @@ def build_ask_tab(ctx) -> gr.State:
             ask_btn = gr.Button("Ask every variant", variant="primary", elem_id="ask-button")
             gr.Examples(EXAMPLES, inputs=[context, question], label="Examples (written for this demo)")
         with gr.Column(scale=3):
-            timing = gr.Markdown("Answers appear here, one column per variant, then each variant's feedback on "
-                                 "its own answer.")
-            with gr.Row(equal_height=True):
+            # A Textbox, not Markdown: Gradio shows the queue position and time estimate on a Textbox while the
+            # request waits (a Markdown output only dims), and everyone's first output is this one.
+            status = gr.Textbox("Answers appear below, one card per variant, then each variant's feedback on its "
+                                "own answer.", label="Status", interactive=False, elem_id="ask-status", lines=2)
+            with gr.Row(elem_classes=["variant-grid"]) as grid:
                 cards = []
                 for i in range(slots):
                     with gr.Column(visible=False, min_width=200, elem_classes="variant-card") as col:
                         title = gr.Markdown(elem_id=f"variant-title-{i}")
                         answer = gr.Textbox(label="Answer", interactive=False, elem_id=f"variant-answer-{i}")
-                        fb = gr.Textbox(label="Predicted self-feedback", lines=3, interactive=False,
-                                        elem_id=f"variant-feedback-{i}")
+                        fb = gr.Textbox(label="Predicted self-feedback (the model's own guess)", lines=3,
+                                        interactive=False, elem_id=f"variant-feedback-{i}")
+                        caveat = gr.Markdown(elem_id=f"variant-caveat-{i}")
                         revised = gr.Textbox(label="Revised answer", interactive=False, elem_id=f"variant-revised-{i}")
-                    cards.append((col, title, answer, fb, revised))
+                    cards.append((col, title, answer, fb, caveat, revised))
             with gr.Accordion("Result as JSON", open=False):
                 raw = gr.JSON(label="Last result")
     with gr.Group():
         gr.Markdown("### Your feedback on an answer — it becomes training data for LaFFi")
         with gr.Row():
-            which = gr.Radio([], label="Which variant's answer?", elem_id="fb-variant")
+            which = gr.Radio(ctx.variant_names(), label="Which variant's answer?", elem_id="fb-variant")
             rating = gr.Radio(list(RATINGS), label="Rating", elem_id="fb-rating")
         with gr.Row():
             critique = gr.Textbox(label="Critique (what is wrong or right, and why)", lines=2, elem_id="fb-critique",
@@ -116,51 +253,65 @@ def build_ask_tab(ctx) -> gr.State:
         send = gr.Button("Send feedback", elem_id="fb-send")
         saved = gr.Markdown(elem_id="fb-status")
 
-    def render(result):
-        updates = []
-        names = list(result["variants"])
-        for i, (col, title, answer, fb, revised) in enumerate(cards):
-            if i >= len(names):
-                updates += [gr.Column(visible=False), "", "", "", ""]
-                continue
-            r = result["variants"][names[i]]
-            feedback = r.get("feedback", "…thinking about its own answer…") or "(no feedback written)"
-            shown = "…its answer comes from its feedback on a draft…" if r.get("pending") else r["answer"] or "(no answer)"
-            updates += [gr.Column(visible=True), f"#### `{names[i]}`", shown, feedback,
-                        (r.get("revised_answer") or "(no answer)") if "feedback" in r else ""]
-        text = f"Answered in **{result['answer_seconds']:.2f} s** ({len(names)} variants in one batch)"
-        if "feedback_seconds" in result:
-            text += f"; self-feedback in **{result['feedback_seconds']:.2f} s**."
-        if result.get("notice"):
-            text += f"\n\n⚠️ {result['notice']}"
-        return [*updates, text, result, result, gr.Radio(choices=names, value=None)]
+    def card(name, r, phase):
+        """One variant's title, answer, feedback, caveat and revised answer at this phase of the Ask."""
+        if r.get("pending"):
+            shown = "…its answer comes from its feedback on a draft…"
+        elif phase == "answering":
+            shown = r["answer"] or "…"  # the reply so far
+        else:
+            shown = r["answer"] or "(no answer)"
+        if phase in ("answering", "answered"):
+            feedback = "…thinking about its own answer…"
+        elif phase == "feedback":
+            feedback = r.get("feedback") or "…"
+        else:
+            feedback = r.get("feedback") or "(no feedback written)"
+        revised = (r.get("revised_answer") or "(no answer)") if phase == "done" and "feedback" in r else ""
+        return [gr.Column(visible=True), f"#### `{name}`", shown, feedback, self_feedback_caveat(ctx.lm, name),
+                revised]
 
-    def ask(context_text, question_text):
-        for result in run_ask(ctx, context_text, question_text):
+    def render(result):
+        """The outputs for one yield of run_ask; text still streaming leaves the JSON, the per-user result and the
+        feedback form alone (gr.skip), so a variant chosen for feedback stays chosen."""
+        phase, names = result["phase"], list(result["variants"])
+        if phase == "loading":
+            return [gr.skip()] * (1 + 6 * len(cards)) + [status_line(result), gr.skip(), gr.skip(), gr.skip()]
+        updates = [gr.Row(elem_classes=["variant-grid", f"variants-{len(names)}"])]  # the grid's columns: CSS
+        for i in range(len(cards)):
+            updates += (card(names[i], result["variants"][names[i]], phase) if i < len(names)
+                        else [gr.Column(visible=False), "", "", "", "", ""])
+        if phase in ("answering", "feedback"):
+            return [*updates, status_line(result), gr.skip(), gr.skip(), gr.skip()]
+        # a new question's answers clear the variant chosen for feedback; its self-feedback arriving does not
+        choice = gr.Radio(choices=names, value=None) if phase == "answered" else gr.skip()
+        return [*updates, status_line(result), result, result, choice]
+
+    def ask(passage, question):
+        for result in run_ask(ctx, passage, question):
             yield render(result)
 
-    outputs = [c for card in cards for c in card] + [timing, raw, last, which]
-    gr.on([ask_btn.click, question.submit], ask, inputs=[context, question], outputs=outputs, api_name="ask",
-          concurrency_id="model", concurrency_limit=1)
+    outputs = [grid, *(c for card in cards for c in card), status, raw, last, which]
+    asked = gr.on([ask_btn.click, question.submit], ask, inputs=[context, question], outputs=outputs, api_name="ask",
+                  concurrency_id="model", concurrency_limit=1)
 
-    def send_feedback(result, variant, rating_text, critique_text, correct_text, annotator_text,
-                      request: gr.Request):
+    def send_feedback(result, variant, rating, critique, correct_answer, annotator, request: gr.Request):
         if not result:
-            raise gr.Error("Ask a question first, then give feedback on one of the answers.")
+            raise error("Ask a question first, then give feedback on one of the answers.")
         if variant not in (result or {}).get("variants", {}):
-            raise gr.Error("Choose which variant's answer your feedback is about.")
-        if not rating_text and not (critique_text or "").strip() and not (correct_text or "").strip():
-            raise gr.Error("Give a rating, a critique or the correct answer (or several).")
+            raise error("Choose which variant's answer your feedback is about.")
+        if not rating and not (critique or "").strip() and not (correct_answer or "").strip():
+            raise error("Give a rating, a critique or the correct answer (or several).")
         r = result["variants"][variant]
         row_id = ctx.store.add(
             session_id=getattr(request, "session_hash", None) or "api", variant=variant,
             adapter=str(ctx.lm.adapters.get(variant, "")) or None, context=result["context"],
             question=result["question"], answer=r["answer"], predicted_feedback=r.get("feedback"),
-            thumbs=RATINGS.get(rating_text), critique=(critique_text or "").strip() or None,
-            correct_answer=(correct_text or "").strip() or None, annotator=(annotator_text or "").strip() or None)
+            thumbs=RATINGS.get(rating), critique=(critique or "").strip() or None,
+            correct_answer=(correct_answer or "").strip() or None, annotator=(annotator or "").strip() or None)
         # The row is committed to disk before this message is shown.
         return f"Saved feedback #{row_id} on `{variant}`'s answer. Thank you!", "", ""
 
-    send.click(send_feedback, inputs=[last, which, rating, critique, correct, annotator],
-               outputs=[saved, critique, correct], api_name="feedback")
-    return last
+    saved_event = send.click(send_feedback, inputs=[last, which, rating, critique, correct, annotator],
+                             outputs=[saved, critique, correct], api_name="feedback")
+    return last, asked, saved_event

@@ -1,38 +1,121 @@
-"""What every tab shares: the loaded model, the feedback store and the app's settings (laffi.settings).
+"""What every tab shares: the loaded model, the feedback store and the app's settings (laffi.settings), the order
+variants are shown in, and keeping the adapter lists current while adapters are trained.
 
 Usage:
-    ctx = AppContext.create(lm)          # settings from LAFFI_* environment variables
+    ctx = AppContext.create(lm)          # a loaded model; settings from LAFFI_* environment variables
+    ctx = AppContext.create(LazyModel(settings), settings); ctx.lm.on_ready = ctx.model_loaded; ctx.lm.start()
+                                         # the app: the model loads in the background (laffi.ui.loading); ctx.lm
+                                         # waits for it
+    ctx.variant_names()                  # base, sft, laffi, then the rest A-Z: loaded ones and new ones on disk
+    ctx.sync_adapters()                  # in the "model" concurrency group only: attach new, re-attach replaced
+    ctx.calls.answer(pairs, variants, cfg)   # model calls (GPU tasks on ZeroGPU); ctx.sync: the Hub feedback push
+    ordered(["laffi", "zeta", "base", "sft", "alpha"])   # -> ["base", "sft", "laffi", "alpha", "zeta"]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from laffi.feedback_store import FeedbackStore
+from laffi.models import BASE_VARIANT, discover_adapters
 from laffi.settings import Settings
+from laffi.ui.text import error
+
+FIRST = (BASE_VARIANT, "sft", "laffi")  # the paper's comparison first, then whatever else was trained
+
+
+def ordered(names) -> list[str]:
+    """Variant names in display order: base, sft, laffi, then the rest alphabetically."""
+    names = list(dict.fromkeys(names))
+    return [n for n in FIRST if n in names] + sorted((n for n in names if n not in FIRST), key=str.lower)
+
+
+def _stamp(folder: Path):
+    """What changes when an adapter folder is replaced (a new file under the same name): inode and mtime."""
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        try:
+            st = (Path(folder) / name).stat()
+        except OSError:
+            continue
+        return st.st_ino, st.st_mtime_ns
+    return None
 
 
 @dataclass
 class AppContext:
-    lm: object
+    lm: object  # laffi.ui.loading.LazyModel: the LoadedModel's attributes, waiting while it loads
     store: FeedbackStore
     settings: Settings
+    stamps: dict = field(default_factory=dict)  # adapter name -> _stamp of the weights that are attached
+    calls: object = None  # laffi.model_calls.ModelCalls: every model call, a GPU task on ZeroGPU
+    sync: object = None  # laffi.hub_sync.FeedbackSync while feedback is pushed to a Hub dataset, else None
 
     @classmethod
     def create(cls, lm, settings: Settings | None = None) -> "AppContext":
         settings = settings or Settings.from_env()
-        return cls(lm=lm, store=FeedbackStore(settings.data_dir / "feedback.sqlite"), settings=settings)
+        from laffi.hub_sync import start_feedback_sync
+        from laffi.model_calls import ModelCalls
+        from laffi.ui.loading import LazyModel
+
+        lazy = lm if isinstance(lm, LazyModel) else LazyModel.of(lm, settings)
+        store = FeedbackStore(settings.data_dir / "feedback.sqlite")
+        ctx = cls(lm=lazy, store=store, settings=settings, calls=ModelCalls.wrap(lazy, zero_gpu=settings.zero_gpu),
+                  sync=start_feedback_sync(store, settings))
+        if lazy.ready:
+            ctx.model_loaded(lazy.wait())
+        return ctx
+
+    def model_loaded(self, lm) -> None:
+        """Once the model is loaded (before any event uses it): adapters trained in the app join it, now and
+        whenever a model call syncs them, and the attached adapters' weights are stamped."""
+        lm.watch(self.settings.trained_dir)
+        self.stamps = {name: _stamp(path) for name, path in lm.adapters.items()}
+        from laffi.backends import BackendConfig, use_backend
+
+        use_backend(lm, BackendConfig.from_settings(self.settings), log=print)  # LAFFI_BACKEND=vllm: a server answers
+
+    def variant_names(self) -> list[str]:
+        """Every variant, in display order: those loaded plus adapter folders that appeared since (a training job
+        finished); the latter are attached by the next model call (sync_adapters)."""
+        found, _ = discover_adapters(self.lm.config.adapters_dir)
+        return ordered([*self.lm.variants, *found])
+
+    def sync_adapters(self) -> list[str]:
+        """Attach adapter folders that appeared, and re-attach any replaced since it was attached (trained again
+        with 'Replace'), so answers come from the weights on disk. Mutates the model: call it only from events in
+        the "model" concurrency group, where no other request uses the model at the same time."""
+        lm = self.lm.wait()  # the LoadedModel itself (the LazyModel answers some attributes from disk while loading)
+        for name, path in list(lm.adapters.items()):
+            now = _stamp(path)
+            if now is not None and self.stamps.setdefault(name, now) != now:
+                lm.model.delete_adapter(name)
+                del lm.adapters[name]
+                lm.attach(name, path)  # a folder that no longer loads is skipped with a warning, as at start-up
+                self.stamps[name] = now
+        added = lm.refresh_adapters()
+        self.stamps.update({name: _stamp(lm.adapters[name]) for name in added})
+        return added
+
+    def shipped(self, name: str) -> bool:
+        """Whether `name` is an adapter the app did not train (shipped, or from LAFFI_ADAPTERS_DIR): never replaced
+        from the app."""
+        return name in self.variant_names() and not (self.settings.trained_dir / name).is_dir()
+
+
+def upload_message(e: Exception, path: str) -> str:
+    """The error's sentence with the server's temporary path of an upload replaced by the file's own name."""
+    name = Path(path).name
+    return str(e).replace(repr(str(path)), repr(name)).replace(str(path), name)
 
 
 def require(settings: Settings, unlocked: bool, what: str, enabled: bool = True, flag: str = "") -> None:
     """A gr.Error unless `what` is turned on for this deployment and, with an admin password set, unlocked."""
-    import gradio as gr
-
     if not enabled:
-        raise gr.Error(f"{what} is turned off on this deployment; its operator can set {flag}=1 (see the README, "
+        raise error(f"{what} is turned off on this deployment; its operator can set {flag}=1 (see the README, "
                        "'Deploying').")
     if settings.admin_password and not unlocked:
-        raise gr.Error(f"{what} needs the admin password: enter it under 'Admin' at the top of the page.")
+        raise error(f"{what} needs the admin password: enter it under 'Admin' at the top of the page.")
 
 
 def data_path(settings: Settings, source: str, upload, unlocked: bool = False) -> str:
@@ -42,9 +125,7 @@ def data_path(settings: Settings, source: str, upload, unlocked: bool = False) -
     require(settings, unlocked, "Uploading data", settings.enable_upload, "LAFFI_ENABLE_UPLOAD")
     path = getattr(upload, "name", upload)
     if not path:
-        import gradio as gr
-
-        raise gr.Error("Upload a SQuAD JSON file first, or choose the shared file.")
+        raise error("Upload a SQuAD JSON file first, or choose the shared file.")
     return path
 
 
@@ -64,11 +145,11 @@ def build_admin(settings: Settings):
         unlock = gr.Button("Unlock", elem_id="admin-unlock")
         status = gr.Markdown()
 
-    def check(text):
-        if hmac.compare_digest((text or "").encode(), settings.admin_password.encode()):
+    def check(password):
+        if hmac.compare_digest((password or "").encode(), settings.admin_password.encode()):
             return True, "Unlocked for this browser session.", ""
         time.sleep(1.0)  # slows guessing down
-        raise gr.Error("Wrong admin password.")
+        raise error("Wrong admin password.")
 
     unlock.click(check, password, [unlocked, status, password], api_name="admin_unlock", concurrency_id="admin",
                  concurrency_limit=1)

@@ -16,7 +16,8 @@ from laffi.data import ARTICLE_SPLITS, load_squad, sample_examples, select_artic
 from laffi.errors import LaffiError
 from laffi.evaluation import evaluate_variants
 from laffi.generation import GenerationConfig
-from laffi.ui.context import data_path
+from laffi.ui.context import data_path, ordered, upload_message
+from laffi.ui.text import error, name_range_errors, warning
 
 METRICS = [("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"),
            ("abstain %", "abstain"), ("F1 via feedback", "revised_f1"), ("verdict agreement", "verdict_agreement"),
@@ -59,22 +60,27 @@ def drilldown(rows_by_variant: dict[str, list[dict]], show: str) -> list[list]:
     return out
 
 
-def build_evaluate_tab(ctx, admin) -> None:
+def build_evaluate_tab(ctx, admin):
+    """Lays the tab out; returns (refresh, its inputs, its outputs): the list of variants follows new adapters."""
     s = ctx.settings
+    names = ctx.variant_names()
     with gr.Row():
         with gr.Column():
             source = gr.Radio(["shared SQuAD file", "upload"] if s.enable_upload else ["shared SQuAD file"],
                               value="shared SQuAD file", label="Data")
-            upload = gr.File(label="SQuAD v1.1/v2.0 JSON or JSONL", file_types=[".json", ".jsonl"],
-                             visible=s.enable_upload)
-            articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value="eval", label="Articles (fixed split)")
+            upload = gr.File(label="SQuAD v1.1/v2.0 JSON or JSONL", file_types=[".json", ".jsonl"], visible=False,
+                             elem_id="eval-upload")
+            articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value="eval", label="Articles (fixed split)",
+                                   elem_id="eval-articles")
         with gr.Column():
             n = gr.Slider(1, s.max_eval_questions, value=min(20, s.max_eval_questions), step=1,
                           label="Questions (seeded sample)")
             seed = gr.Number(0, precision=0, label="Seed")
-            variants = gr.CheckboxGroup(ctx.lm.variants, value=ctx.lm.variants, label="Variants")
+            variants = gr.CheckboxGroup(names, value=names, label="Variants", elem_id="eval-variants")
             with_feedback = gr.Checkbox(True, label="Self-feedback (revised F1, verdict agreement; ~2x time)")
             run = gr.Button("Evaluate", variant="primary")
+    name_range_errors(n)
+    source.change(lambda data_source: gr.File(visible=data_source == "upload"), source, upload, api_name=False)
     gr.Markdown("The README table: articles `eval`, 200 questions, seed 0, variants base, sft and laffi, "
                 "self-feedback on (or `python -m laffi pipeline --config configs/dev12.yaml`).")
     table = gr.Dataframe(headers=["variant", *(label for label, _ in METRICS)], interactive=False)
@@ -85,24 +91,30 @@ def build_evaluate_tab(ctx, admin) -> None:
     detail = gr.Dataframe(interactive=False, wrap=True, label="Per question")
     last = gr.State(None)
 
-    def evaluate(unlocked, src, up, arts, count, seed_value, chosen, fb, progress=gr.Progress()):
-        if not chosen:
-            raise gr.Error("Choose at least one variant to evaluate.")
-        count = int(count)
-        if not 1 <= count <= s.max_eval_questions:
-            raise gr.Error(f"Questions must be between 1 and {s.max_eval_questions}.")
-        path = data_path(s, src, up, unlocked)
+    def evaluate(unlocked, data_source, upload_file, articles, questions, seed, variants, self_feedback,
+                 progress=gr.Progress()):
+        if not variants:
+            raise error("Choose at least one variant to evaluate.")
+        questions = int(questions)
+        if not 1 <= questions <= s.max_eval_questions:
+            raise error(f"Questions (seeded sample) must be between 1 and {s.max_eval_questions}, not {questions}.")
+        path = data_path(s, data_source, upload_file, unlocked)
         try:
             examples, problems = load_squad(path)
-            examples = sample_examples(select_articles(examples, None if arts == "all" else arts), count,
-                                       int(seed_value or 0))
+            if problems:  # the file's own words: shown as text
+                warning(f"{len(problems)} bad record(s) skipped; first: {upload_message(problems[0], path)[:200]}")
+            examples = sample_examples(select_articles(examples, None if articles == "all" else articles), questions,
+                                       int(seed or 0))
         except LaffiError as e:
-            raise gr.Error(str(e)) from e
-        if problems:
-            gr.Warning(f"{len(problems)} bad record(s) skipped; first: {problems[0][:200]}")
+            raise error(upload_message(e, path)) from e
+        ctx.sync_adapters()  # a variant trained since the page loaded
+        unknown = [v for v in variants if v not in ctx.lm.variants]
+        if unknown:
+            raise error(f"The variant {unknown[0]!r} is not loaded; choose among {', '.join(ctx.lm.variants)}.")
+        chosen = ordered(variants)
         out = s.runs_dir / "eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
         progress(0, desc="answering")
-        result = evaluate_variants(ctx.lm, examples, list(chosen), GenerationConfig(), out_dir=out, feedback=fb,
+        result = evaluate_variants(ctx.lm, examples, chosen, GenerationConfig(), out_dir=out, feedback=self_feedback,
                                    progress=lambda done, total: progress(done / total, desc="evaluating"))
         archive = shutil.make_archive(str(out), "zip", out)
         rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}
@@ -111,8 +123,20 @@ def build_evaluate_tab(ctx, admin) -> None:
     run.click(evaluate, [admin, source, upload, articles, n, seed, variants, with_feedback],
               [table, chart, download, last, detail], api_name="evaluate", concurrency_id="model",
               concurrency_limit=1)
-    show.change(lambda rows, how: _detail(rows, how) if rows else None, [last, show], detail,
-                api_name="evaluate_filter")
+
+    def evaluate_filter(rows, show):
+        return _detail(rows, show) if rows else None
+
+    show.change(evaluate_filter, [last, show], detail, api_name="evaluate_filter")
+
+    known = gr.State(names)  # per user: the variants listed so far; new ones are added ticked, as at start
+
+    def refresh(chosen, listed):
+        names = ctx.variant_names()
+        ticked = [v for v in names if v in (chosen or []) or v not in listed]
+        return gr.CheckboxGroup(choices=names, value=ticked), names
+
+    return refresh, [variants, known], [variants, known]
 
 
 def _read_rows(path: Path) -> list[dict]:

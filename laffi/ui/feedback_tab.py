@@ -1,7 +1,8 @@
 """The Feedback tab: browse and filter what the audience gave, counts, and exports (JSONL, a `datasets` folder,
 a Hub dataset when LAFFI_FEEDBACK_REPO and HF_TOKEN are set).
 
-Usage:  build_feedback_tab(ctx) inside a gr.Blocks. Table cells are plain text (no HTML, no Markdown).
+Usage:  show, filters, outputs = build_feedback_tab(ctx, admin) inside a gr.Blocks (show: refresh the table).
+Table cells are plain text (no HTML, no Markdown); an empty answer is "(no answer)".
 """
 
 from __future__ import annotations
@@ -14,20 +15,25 @@ from pathlib import Path
 
 import gradio as gr
 
+from laffi.hub_sync import sync_status
 from laffi.io import write_jsonl_atomic
-from laffi.ui.context import require
+from laffi.ui.context import ordered, require
+from laffi.ui.text import error
 
 SHOWN = ["id", "time", "variant", "rating", "question", "answer", "critique", "correct_answer", "annotator"]
 
 
-def filter_rows(rows: list[dict], variant: str, rating: str, annotator: str) -> list[dict]:
+def filter_rows(rows: list[dict], variant: str | None, rating: str | None, annotator: str | None) -> list[dict]:
+    """The rows that match every filter; an empty filter (None, "" or "all") matches everything. Gradio sends None
+    for a filter the page has not filled in yet (on load)."""
+    wanted = (annotator or "").strip().lower()
     out = []
     for r in rows:
-        if variant not in ("", "all") and r["variant"] != variant:
+        if variant not in (None, "", "all") and r["variant"] != variant:
             continue
         if rating == "👍" and r["thumbs"] != 1 or rating == "👎" and r["thumbs"] != -1:
             continue
-        if annotator.strip() and annotator.strip().lower() not in (r["annotator"] or "").lower():
+        if wanted and wanted not in (r["annotator"] or "").lower():
             continue
         out.append(r)
     return out
@@ -36,8 +42,8 @@ def filter_rows(rows: list[dict], variant: str, rating: str, annotator: str) -> 
 def table(rows: list[dict]) -> list[list]:
     rating = {1: "👍", -1: "👎"}
     return [[r["id"], dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S"), r["variant"],
-             rating.get(r["thumbs"], ""), r["question"], r["answer"], r["critique"] or "", r["correct_answer"] or "",
-             r["annotator"] or ""] for r in rows]
+             rating.get(r["thumbs"], ""), r["question"], r["answer"] or "(no answer)", r["critique"] or "",
+             r["correct_answer"] or "", r["annotator"] or ""] for r in rows]
 
 
 def counts(rows: list[dict]) -> str:
@@ -70,7 +76,7 @@ def export_dataset(rows: list[dict], folder: Path) -> Path:
     return final
 
 
-def build_feedback_tab(ctx, admin) -> None:
+def build_feedback_tab(ctx, admin):
     store, exports = ctx.store, ctx.settings.data_dir / "exports"
     with gr.Row():
         variant = gr.Dropdown(["all"], value="all", label="Variant", allow_custom_value=True)
@@ -78,6 +84,10 @@ def build_feedback_tab(ctx, admin) -> None:
         annotator = gr.Textbox(label="Annotator contains")
         refresh = gr.Button("Refresh")
     summary = gr.Markdown()
+    # Where collected rows are kept (local SQLite, and the Hub dataset push when configured): checked every minute.
+    # A Textbox: the push error it may quote is never rendered as markup.
+    gr.Textbox(lambda: sync_status(ctx.sync, ctx.settings), every=60, label="Where feedback is kept",
+               interactive=False, elem_id="feedback-sync")
     grid = gr.Dataframe(headers=SHOWN, datatype="str", interactive=False, wrap=True, elem_id="feedback-table",
                         column_widths=["4%", "11%", "7%", "5%", "18%", "17%", "22%", "8%", "8%"])
     exporting = ctx.settings.enable_export
@@ -88,43 +98,49 @@ def build_feedback_tab(ctx, admin) -> None:
     download = gr.File(label="Download", interactive=False, visible=exporting)
     hub_status = gr.Markdown()
 
-    def current(v, r, a):
-        return filter_rows(store.rows(), v, r, a)
+    def current(variant, rating, annotator):
+        return filter_rows(store.rows(), variant, rating, annotator)
 
-    def show(v, r, a):
-        rows = current(v, r, a)
-        variants = ["all", *sorted({row["variant"] for row in store.rows() if row["variant"]})]
-        return counts(rows), table(rows), gr.Dropdown(choices=variants, value=v if v in variants else "all")
+    def show(variant, rating, annotator):
+        rows = current(variant, rating, annotator)
+        variants = ["all", *ordered({row["variant"] for row in store.rows() if row["variant"]})]
+        return counts(rows), table(rows), gr.Dropdown(choices=variants,
+                                                      value=variant if variant in variants else "all")
 
     def may_export(unlocked):
         require(ctx.settings, unlocked, "Exporting feedback", ctx.settings.enable_export, "LAFFI_ENABLE_EXPORT")
 
-    def do_export(kind, unlocked, v, r, a):
+    def export(kind, unlocked, variant, rating, annotator):
         may_export(unlocked)
-        rows = current(v, r, a)
+        rows = current(variant, rating, annotator)
         if not rows:
-            raise gr.Error("There is no feedback to export with these filters.")
+            raise error("There is no feedback to export with these filters.")
         exports.mkdir(parents=True, exist_ok=True)
         return str(export_jsonl(rows, exports) if kind == "jsonl" else export_dataset(rows, exports))
 
-    def push(unlocked, v, r, a):
+    def export_as_jsonl(unlocked, variant, rating, annotator):
+        return export("jsonl", unlocked, variant, rating, annotator)
+
+    def export_as_dataset(unlocked, variant, rating, annotator):
+        return export("dataset", unlocked, variant, rating, annotator)
+
+    def push(unlocked, variant, rating, annotator):
         from datasets import Dataset
 
         may_export(unlocked)
         repo, token = ctx.settings.feedback_repo, ctx.settings.hf_token
         if not repo or not token:
-            raise gr.Error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
-        rows = current(v, r, a)
+            raise error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
+        rows = current(variant, rating, annotator)
         try:
             Dataset.from_list(rows).push_to_hub(repo, token=token, private=True)
         except Exception as e:  # network, permissions: the user's to fix
-            raise gr.Error(f"Could not push to {repo}: {str(e).splitlines()[0][:200]}") from e
+            raise error(f"Could not push to {repo}: {str(e).splitlines()[0][:200]}") from e
         return f"Pushed {len(rows)} rows to the private dataset `{repo}`."
 
     filters = [variant, rating, annotator]
     refresh.click(show, filters, [summary, grid, variant], api_name="feedback_list")
-    jsonl_btn.click(lambda *f: do_export("jsonl", *f), [admin, *filters], download, api_name="feedback_export_jsonl")
-    ds_btn.click(lambda *f: do_export("dataset", *f), [admin, *filters], download,
-                 api_name="feedback_export_dataset")
+    jsonl_btn.click(export_as_jsonl, [admin, *filters], download, api_name="feedback_export_jsonl")
+    ds_btn.click(export_as_dataset, [admin, *filters], download, api_name="feedback_export_dataset")
     hub_btn.click(push, [admin, *filters], hub_status, api_name="feedback_push")
     return show, filters, [summary, grid, variant]

@@ -1,19 +1,40 @@
 """The Train tab: start a small LoRA run (SFT or LaFFi) in a separate process, watch its loss and ETA, stop and
-resume it; a page refresh re-attaches to the running job. A finished adapter joins the Ask tab by itself.
+resume it; a page refresh re-attaches to the job and shows the settings it runs with. A finished adapter joins the
+Ask tab by itself.
 
-Usage:  build_train_tab(ctx, jobs) inside a gr.Blocks.
+Usage:  poll, outputs = build_train_tab(ctx, jobs, admin) inside a gr.Blocks (poll: the status on page load).
+
+Adapters never overwrite each other by accident: the name field starts with a name no adapter has, an empty name
+is refused, an existing name of an adapter trained in the app is replaced only when "Replace" is ticked (the old
+one stays until the new one is complete: laffi.training), and the shipped adapters can't be replaced from here.
+LoRA and optimiser defaults are TrainConfig's, as on the command line.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import fields
+from pathlib import Path
 
 import gradio as gr
 
-from laffi.data import ARTICLE_SPLITS
+from laffi.data import ARTICLE_SPLITS, load_squad
+from laffi.distributed import batch_plan, default_processes
 from laffi.errors import LaffiError
 from laffi.jobs import JobSpec
-from laffi.ui.context import data_path, require
+from laffi.models import ADAPTER_NAME_RE, BASE_VARIANT
+from laffi.training import TrainConfig
+from laffi.ui.context import data_path, require, upload_message
+from laffi.ui.text import error, md_literal, name_range_errors
+
+SHARED, UPLOAD = "shared SQuAD file", "upload"
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the CLI's defaults (`python -m laffi train`)
+JOB_DEFAULTS = {f.name: f.default for f in fields(JobSpec)}
+# TrainConfig's field names in its error sentences -> the labels a user sees in this tab.
+LABELS = {"TrainConfig.r": "LoRA r", "TrainConfig.alpha": "LoRA alpha", "TrainConfig.lr": "Learning rate",
+          "TrainConfig.epochs": "Epochs", "TrainConfig.batch_size": "Batch size",
+          "TrainConfig.max_length": "Max length", "TrainConfig.target_modules": "Target modules"}
 
 
 def loss_figure(rows: list[dict]):
@@ -25,12 +46,24 @@ def loss_figure(rows: list[dict]):
     return fig
 
 
-def describe(st: dict | None) -> str:
+def describe(st: dict | None, data: str | None = None) -> str:
+    """The job's status for people (Markdown; anything from files or errors shown literally). `data`: the job's
+    data path, shown by its file name only (an upload's path is the server's)."""
     if not st:
         return "No training job yet."
+
+    def text(value) -> str:
+        value = str(value or "")
+        return md_literal(value.replace(data, Path(data).name) if data else value)
+
     loss = st.get("loss") or []
     state = st.get("state", "running")
-    lines = [f"**Job `{st['name']}`: {state}** — {st.get('phase', '')} {st.get('detail', '') or ''}".rstrip()]
+    phase, detail = st.get("phase", ""), st.get("detail", "")
+    if state == "running" and loss:  # steps are being logged: that is what the job does now, whatever it said
+        phase, detail = "training", ""
+    if phase == state:
+        phase = ""
+    lines = [f"**Job `{st['name']}`: {state}** — " + " ".join(t for t in (text(phase), text(detail)) if t)]
     if loss:
         last = loss[-1]
         step, total = last["step"], last.get("max_steps") or 0
@@ -40,77 +73,174 @@ def describe(st: dict | None) -> str:
             eta = f", about {max(total - step, 0) * per_step / 60:.1f} min left"
         lines.append(f"Step {step}/{total} · loss {last['loss']:.4f}{eta}.")
     if st.get("error"):
-        lines.append(f"Error: {st['error']}")
+        lines.append(f"**Error:** {text(st['error'])}")
     return "\n\n".join(lines)
 
 
-def build_train_tab(ctx, jobs, admin) -> None:
+def batch_text(batch_size, processes) -> str:
+    """The effective batch the run will train with (what the user asked for, split over the processes)."""
+    try:
+        return "**Effective batch:** " + batch_plan(int(batch_size), int(processes)).describe() + "."
+    except (LaffiError, TypeError, ValueError) as e:
+        return f"⚠️ {md_literal(str(e))}"
+
+
+def fresh_name(method: str, taken) -> str:
+    """A name no adapter has yet: laffi-live, laffi-live-2, ... (per method)."""
+    stem = f"{method.replace('+', '-')}-live"
+    n = 1
+    while (name := stem if n == 1 else f"{stem}-{n}") in taken:
+        n += 1
+    return name
+
+
+def check_name(ctx, name: str, replace: bool) -> str:
+    """The adapter name to train under, or a gr.Error that says what is wrong and what to do."""
+    name = (name or "").strip()
+    if not name:
+        raise error("The adapter name is empty: type a name for the new adapter (letters, digits, - and _), e.g. "
+                    f"{fresh_name('laffi', taken_names(ctx))}.")
+    if not ADAPTER_NAME_RE.match(name) or name == BASE_VARIANT:
+        raise error(f"The adapter name {name!r} is not valid: use up to 64 letters, digits, - and _ (starting with a "
+                    f"letter or digit), and not '{BASE_VARIANT}'.")
+    if ctx.shipped(name):
+        raise error(f"{name!r} is an adapter that came with the app; it is never replaced from here. Choose "
+                    "another name.")
+    if (ctx.settings.trained_dir / name).is_dir() and not replace:
+        raise error(f"An adapter named {name!r} already exists. Choose another name, or tick 'Replace an existing "
+                    "adapter of this name' (the old one stays until the new one is complete).")
+    return name
+
+
+def taken_names(ctx) -> set[str]:
+    """Every variant's name and every folder in the app's adapters folder (a finished or half-written adapter)."""
+    trained = ctx.settings.trained_dir
+    folders = {p.name for p in trained.iterdir() if p.is_dir()} if trained.is_dir() else set()
+    return set(ctx.variant_names()) | folders
+
+
+def build_train_tab(ctx, jobs, admin):
     s = ctx.settings
+    if jobs is None and s.training_off_reason:
+        gr.Markdown(s.training_off_reason, elem_id="train-off")
+        return None
     if jobs is None:
         gr.Markdown("Training is turned off on this deployment. Set `LAFFI_ENABLE_TRAINING=1` (and optionally "
                     "`LAFFI_ADMIN_PASSWORD`) to turn it on; see the README.")
-        return
+        return None
     with gr.Row():
         with gr.Column():
-            method = gr.Radio(["laffi", "sft", "laffi+sft"], value="laffi", label="Method")
-            name = gr.Textbox("laffi-live", label="Adapter name (letters, digits, - and _)", elem_id="train-name")
-            source = gr.Radio(["shared SQuAD file", "upload"] if s.enable_upload else ["shared SQuAD file"],
-                              value="shared SQuAD file", label="Questions")
-            upload = gr.File(label="SQuAD JSON", file_types=[".json", ".jsonl"], visible=s.enable_upload)
-            articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value="train", label="Articles")
-            limit = gr.Slider(4, 400, value=24, step=4, label="Questions (the base model answers them first)")
+            method = gr.Radio(["laffi", "sft", "laffi+sft"], value="laffi", label="Method", elem_id="train-method")
+            name = gr.Textbox(fresh_name("laffi", taken_names(ctx)), label="Adapter name (letters, digits, - and _)",
+                              elem_id="train-name")
+            replace = gr.Checkbox(False, label="Replace an existing adapter of this name (trained in this app; the "
+                                               "old one stays until the new one is complete)",
+                                  elem_id="train-replace")
+            source = gr.Radio([SHARED, UPLOAD] if s.enable_upload else [SHARED], value=SHARED, label="Questions",
+                              elem_id="train-source")
+            upload = gr.File(label="SQuAD JSON", file_types=[".json", ".jsonl"], visible=False,
+                             elem_id="train-upload")
+            articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value=JOB_DEFAULTS["articles"], label="Articles")
+            limit = gr.Slider(4, 400, value=JOB_DEFAULTS["limit"], step=4,
+                              label="Questions (the base model answers them first)")
             use_human = gr.Checkbox(True, label="Use the feedback collected in the app (human)")
             fraction = gr.Slider(0, 1, value=0.5, step=0.05, label="Human fraction (as far as there is any)")
         with gr.Column():
-            r = gr.Slider(1, 64, value=8, step=1, label="LoRA r")
-            alpha = gr.Slider(1, 128, value=16, step=1, label="LoRA alpha")
-            modules = gr.Textbox("q_proj,v_proj", label="Target modules")
-            lr = gr.Number(3e-4, label="Learning rate")
-            epochs = gr.Slider(1, 5, value=1, step=1, label="Epochs")
-            batch = gr.Slider(1, 16, value=4, step=1, label="Batch size")
-            max_length = gr.Slider(128, 2048, value=768, step=64, label="Max length (tokens)")
+            r = gr.Slider(1, 64, value=DEFAULTS["r"], step=1, label="LoRA r", elem_id="train-r")
+            alpha = gr.Slider(1, 128, value=DEFAULTS["alpha"], step=1, label="LoRA alpha", elem_id="train-alpha")
+            modules = gr.Textbox(DEFAULTS["target_modules"], label="Target modules", elem_id="train-modules")
+            lr = gr.Number(DEFAULTS["lr"], label="Learning rate")
+            epochs = gr.Slider(1, 5, value=DEFAULTS["epochs"], step=1, label="Epochs", elem_id="train-epochs")
+            batch = gr.Slider(1, 16, value=DEFAULTS["batch_size"], step=1, label="Batch size", elem_id="train-batch")
+            max_length = gr.Slider(128, 2048, value=DEFAULTS["max_length"], step=64, label="Max length (tokens)")
+            procs = default_processes()
+            processes = gr.Slider(1, max(8, procs), value=procs, step=1, elem_id="train-processes",
+                                  label="Processes (one per GPU; more than 1 trains through accelerate launch)")
+            effective = gr.Markdown(batch_text(DEFAULTS["batch_size"], procs), elem_id="train-effective")
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop (saves a checkpoint)", elem_id="train-stop")
                 resume = gr.Button("Resume", elem_id="train-resume")
+    name_range_errors(limit, fraction, r, alpha, epochs, batch, max_length)
+    for knob in (batch, processes):
+        knob.change(batch_text, [batch, processes], effective, api_name=False, show_progress="hidden")
+    source.change(lambda data_source: gr.File(visible=data_source == UPLOAD), source, upload, api_name=False)
     status = gr.Markdown(elem_id="train-status")
     plot = gr.Plot(label="Loss")
     cli = gr.Code(label="Equivalent command lines", language="shell", interactive=False)
     timer = gr.Timer(2.0)
+    form = [method, name, replace, source, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
+            batch, max_length, processes]
 
     def poll():
         st = jobs.status()
-        return describe(st), loss_figure(st.get("loss") or []) if st else None, (st or {}).get("cli", "")
+        spec = jobs.spec() if st else None
+        return (describe(st, spec.data if spec else None), loss_figure(st.get("loss") or []) if st else None,
+                (st or {}).get("cli", ""))
 
-    def do_start(unlocked, m, n, src, up, arts, lim, human, frac, r_, a_, mods, lr_, ep, bs, ml):
+    def form_values(spec: JobSpec | None) -> list:
+        """The form as the job `spec` was started (a refreshed page shows what runs), or fresh defaults."""
+        if spec is None:
+            return ["laffi", fresh_name("laffi", taken_names(ctx)), False, SHARED, JOB_DEFAULTS["articles"],
+                    JOB_DEFAULTS["limit"], True, 0.5, DEFAULTS["r"], DEFAULTS["alpha"], DEFAULTS["target_modules"],
+                    DEFAULTS["lr"], DEFAULTS["epochs"], DEFAULTS["batch_size"], DEFAULTS["max_length"], procs]
+        t = {**DEFAULTS, **spec.train}
+        return [spec.method, spec.name, spec.overwrite, SHARED if spec.data == str(s.squad) else UPLOAD,
+                spec.articles or "all", spec.limit, bool(spec.human), spec.human_fraction, t["r"], t["alpha"],
+                t["target_modules"], t["lr"], t["epochs"], t["batch_size"], t["max_length"],
+                t.get("num_processes") or procs]
+
+    def attach():
+        st = jobs.status()
+        spec = jobs.spec() if st and st.get("state") != "finished" else None
+        return [*poll(), *form_values(spec)]
+
+    def train_start(unlocked, method, adapter_name, data_source, upload_file, articles, questions, use_app_feedback,
+                    human_fraction, lora_r, lora_alpha, target_modules, learning_rate, epochs, batch_size,
+                    max_length, replace_existing, processes):
         require(s, unlocked, "Training")
-        data = data_path(s, src, up, unlocked)
+        adapter_name = check_name(ctx, adapter_name, bool(replace_existing))
+        data = data_path(s, data_source, upload_file, unlocked)
+        if data_source == UPLOAD:  # a file that can't be read: a sentence now, not a failed job later
+            try:
+                load_squad(data)
+            except LaffiError as e:
+                raise error(upload_message(e, data)) from e
         try:
-            spec = JobSpec(method=m, name=(n or "").strip(), data=data, articles=None if arts == "all" else arts,
-                           limit=int(lim), human=str(ctx.store.path) if human else None, human_fraction=float(frac),
-                           base=ctx.lm.config.base, adapters_dir=str(s.trained_dir),
-                           train=dict(r=int(r_), alpha=int(a_), target_modules=mods, lr=float(lr_),
-                                      epochs=float(ep), batch_size=int(bs), max_length=int(ml)))
+            spec = JobSpec(method=method, name=adapter_name, data=data,
+                           articles=None if articles == "all" else articles, limit=int(questions),
+                           human=str(ctx.store.path) if use_app_feedback else None,
+                           human_fraction=float(human_fraction), base=ctx.lm.config.base,
+                           adapters_dir=str(s.trained_dir), overwrite=bool(replace_existing),
+                           train={"r": int(lora_r), "alpha": int(lora_alpha), "target_modules": target_modules,
+                                  "lr": float(learning_rate or 0), "epochs": float(epochs),
+                                  "batch_size": int(batch_size), "max_length": int(max_length),
+                                  "num_processes": int(processes)})
             jobs.start(spec)
         except LaffiError as e:
-            raise gr.Error(str(e)) from e
+            raise error(re.sub("|".join(map(re.escape, LABELS)), lambda m: LABELS[m.group(0)], str(e))) from e
         time.sleep(0.2)
         return poll()
 
-    def do(action, unlocked):
+    def act(action, unlocked):
         require(s, unlocked, "Training")
         try:
             action()
         except LaffiError as e:
-            raise gr.Error(str(e)) from e
+            raise error(e) from e
         return poll()
 
-    inputs = [admin, method, name, source, upload, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
-              batch, max_length]
+    def train_stop(unlocked):
+        return act(jobs.stop, unlocked)
+
+    def train_resume(unlocked):
+        return act(jobs.resume, unlocked)
+
     outputs = [status, plot, cli]
-    start.click(do_start, inputs, outputs, api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
-    stop.click(lambda unlocked: do(jobs.stop, unlocked), admin, outputs, api_name="train_stop", concurrency_id="jobs")
-    resume.click(lambda unlocked: do(jobs.resume, unlocked), admin, outputs, api_name="train_resume",
-                 concurrency_id="jobs")
+    start.click(train_start, [admin, method, name, source, upload, articles, limit, use_human, fraction, r, alpha,
+                              modules, lr, epochs, batch, max_length, replace, processes],
+                outputs, api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
+    stop.click(train_stop, admin, outputs, api_name="train_stop", concurrency_id="jobs")
+    resume.click(train_resume, admin, outputs, api_name="train_resume", concurrency_id="jobs")
     timer.tick(poll, None, outputs, api_name="train_status", show_progress="hidden")
-    return poll, outputs
+    return attach, [*outputs, *form]

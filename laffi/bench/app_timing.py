@@ -1,0 +1,143 @@
+"""The bench's app timings: `python app.py` from launch to a served page and to its first answer, and the Ask
+tab's latency (every variant's streamed answer, then its self-feedback) in this process.
+
+Usage:
+    server_ready, first_answer = app_start(BenchConfig())   # two result() records, from one launch
+    ask_latency(lm, BenchConfig())                         # time to the first token and to the end of an Ask
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result
+
+PAGE_TARGET_S = 5.0  # issue 15: the page is served within ~5 s of `python app.py`
+FIRST_TOKEN_TARGET_S = 1.5  # issue 15: the first visible token of an Ask with 4 variants on a ~200-token passage
+
+
+def first_answer_text(outputs) -> bool:
+    """Whether an /ask update shows some variant's text: the API gives 5 values per card (title, answer, feedback,
+    caveat, revised), then status, JSON and the feedback radio; placeholders start with '…'."""
+    answers = [outputs[5 * i + 1] for i in range((len(outputs) - 3) // 5)]
+    return any(isinstance(a, str) and a.strip() and not a.startswith(("…", "(")) for a in answers)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a running process has used (Linux /proc); None elsewhere."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def app_start(cfg: BenchConfig) -> list[dict]:
+    """One launch of `python app.py` (model cache warm): seconds to the page answering HTTP 200, and to the first
+    /ask answered (sent as soon as the page is there, so it includes waiting for the model), with its first
+    streamed token as a detail."""
+    import socket
+    import urllib.request
+
+    from gradio_client import Client
+
+    from laffi.settings import REPO
+
+    def failed(reason: str) -> list[dict]:
+        return [result("server_ready", None, f"<= {PAGE_TARGET_S:g}", None, unit="s", reason=reason),
+                result("app_first_answer", None, "(reported)", None, unit="s", reason=reason)]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryDirectory() as data:
+        env = dict(os.environ, LAFFI_BASE=cfg.base, LAFFI_ADAPTERS_DIR=cfg.adapters_dir, LAFFI_DATA_DIR=data,
+                   GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    return failed("app exited")
+                if time.perf_counter() - start > 900:  # a starved machine, not a slow app: it gave up
+                    return failed("no page in 900 s")
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as page:
+                        if page.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.05)
+            ready = time.perf_counter() - start
+            ready_cpu = cpu_seconds(proc.pid)
+            try:  # a page served does not promise a quick /config on a busy machine: the client may time out
+                job = Client(url, verbose=False, httpx_kwargs={"timeout": 300}).submit(PASSAGE, QUESTION,
+                                                                                     api_name="/ask")
+                first_token = None
+                while not job.done():
+                    if first_token is None and any(first_answer_text(o) for o in job.outputs()):
+                        first_token = time.perf_counter() - start
+                    time.sleep(0.02)
+                job.result(timeout=300)
+            except Exception as e:  # the page's time is still worth reporting
+                reason = f"the /ask request failed: {type(e).__name__}: {str(e)[:200]}"
+                return [result("server_ready", ready, f"<= {PAGE_TARGET_S:g}", ready <= PAGE_TARGET_S, unit="s",
+                               cpu_s=ready_cpu),
+                        result("app_first_answer", None, "(reported)", None, unit="s", reason=reason)]
+            total = time.perf_counter() - start
+            if first_token is None and any(first_answer_text(o) for o in job.outputs()):
+                first_token = total  # it came and went between two looks: no later than the end
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return [result("server_ready", ready, f"<= {PAGE_TARGET_S:g}", ready <= PAGE_TARGET_S, unit="s",
+                   cpu_s=ready_cpu, measured="process start of `python app.py` to the page answering HTTP 200 "
+                                             "(cpu_s: the CPU time the app used by then, which other work on the "
+                                             "machine does not stretch)"),
+            result("app_first_answer", total, "(reported)", None, unit="s", server_ready_s=round(ready, 2),
+                   first_token_s=None if first_token is None else round(first_token, 2),
+                   measured="process start to the first /ask answered with self-feedback (sent when the page was "
+                            "served: it waits for the model)")]
+
+
+def ask_latency(lm, cfg: BenchConfig) -> dict:
+    """The Ask tab's work as the app does it (laffi.ui.ask.run_ask, streaming): seconds from the question to the
+    first visible token of any variant, to every answer, and to the end of every variant's self-feedback; the
+    median of `repeats` Asks after a warm-up one."""
+    from laffi.prompts import qa_prompt
+    from laffi.settings import Settings
+    from laffi.ui.ask import run_ask
+    from laffi.ui.context import AppContext
+
+    with tempfile.TemporaryDirectory() as data:
+        settings = Settings.from_env(base=cfg.base, adapters_dir=cfg.adapters_dir, data_dir=data)
+        ctx = AppContext.create(lm, settings)
+        runs = []
+        for _ in range(cfg.repeats + 1):
+            start, first = time.perf_counter(), None
+            for r in run_ask(ctx, PASSAGE, QUESTION):
+                if first is None and any(v.get("answer") for v in r["variants"].values()):
+                    first = time.perf_counter() - start
+                final = r
+            runs.append({"first": first, "answers": final["answer_seconds"],
+                         "feedback_first": final.get("feedback_first_token_seconds"),
+                         "total": time.perf_counter() - start})
+    runs = runs[1:]  # the first Ask pays for first-call costs, as the app's warm-up does at start-up
+
+    def median(key):
+        values = [r[key] for r in runs if r[key] is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    first = median("first")
+    return result("ask_latency", first, f"<= {FIRST_TOKEN_TARGET_S:g}",
+                  None if first is None else first <= FIRST_TOKEN_TARGET_S, unit="s", variants=list(final["variants"]),
+                  answers_s=median("answers"), feedback_first_token_s=median("feedback_first"),
+                  total_s=median("total"), prompt_tokens=len(lm.tokenizer(qa_prompt(lm.tokenizer, PASSAGE, QUESTION))["input_ids"]),
+                  measured="question to the first streamed token of any variant (value), to every answer and to "
+                           "the end of every self-feedback (total_s)")

@@ -1,0 +1,190 @@
+"""The app's model, loaded in a background thread so the page is served at once (`python app.py`).
+
+Usage:
+    lm = LazyModel(settings)          # nothing loaded yet: cheap, imports no torch
+    lm.on_ready = ctx_setup           # runs with the loaded model (in the loading thread) before it counts as ready
+    lm.start()                        # loads (and warms up) in a thread, once; later calls do nothing
+    lm.ready                          # False while loading; status_text says "Loading the model…"
+    lm.variants, lm.model.config      # before it is ready: from the files on disk (adapter folders, config.json)
+    lm.tokenizer, lm.rows(...)        # anything else waits until the model is ready (or raises its load error)
+    LazyModel.of(loaded)              # an already loaded LoadedModel: ready at once (tests, ZeroGPU)
+
+Waiting instead of failing: an event that reaches the model while it loads (an Ask sent right after the page
+appeared) blocks in its worker thread until the load finishes, then runs; a failed load is a gr.Error naming why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from laffi.models import BASE_VARIANT, ModelConfig, discover_adapters, embedded_gguf_path
+
+WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity in 1952.",
+           "When was the lighthouse lit?")
+
+
+def config_on_disk(cfg: ModelConfig) -> dict | None:
+    """The base model's config.json read as JSON (no transformers import), where it is already on this disk: a
+    model folder, the embedded model's converted cache, or the Hugging Face cache; None when it is not there."""
+    from laffi.models import default_cache_dir
+
+    base = os.path.expanduser(cfg.base)
+    candidates = []
+    if Path(base, "config.json").is_file():
+        candidates.append(Path(base, "config.json"))
+    elif base == "embedded" or base.lower().endswith(".gguf"):
+        try:
+            stem = embedded_gguf_path().stem if base == "embedded" else Path(base).stem
+        except Exception:  # not installed: load_model will say so
+            return None
+        # content-addressed by the GGUF's digest, which takes seconds to hash: any conversion of this file name
+        # has the same shape, and the newest is the one the loader is about to use
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        candidates += sorted(cache.glob(f"models/{stem}-*/config.json"), key=lambda p: p.stat().st_mtime)[::-1]
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(base, "config.json")
+            if isinstance(found, str):
+                candidates.append(Path(found))
+        except Exception:
+            pass
+    for path in candidates:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def warm_up(lm) -> float:
+    """One short answer and one short feedback for every variant, so the first question's answer does not pay
+    for first-call costs (the tokenizer's line-end token sets, oneDNN kernels' first shapes); returns seconds."""
+    from laffi.generation import GenerationConfig, answer_questions
+    from laffi.selffeedback import self_feedback
+
+    start = time.perf_counter()
+    short = GenerationConfig(max_new_tokens=2)
+    direct = answer_questions(lm, [WARM_UP], lm.variants, short, on_text=lambda *a: None)
+    self_feedback(lm, [WARM_UP], direct, short, on_text=lambda *a: None)
+    return time.perf_counter() - start
+
+
+class _PendingBase:
+    """Stands for lm.model while loading: `.config` from config.json (the Attention tab's layer and head counts);
+    any other attribute waits for the real model."""
+
+    def __init__(self, owner: "LazyModel", config: dict):
+        self._owner, self.config = owner, SimpleNamespace(**config)
+
+    def __getattr__(self, name):
+        return getattr(self._owner.wait().model, name)
+
+
+class LazyModel:
+    """A LoadedModel that may still be loading (see the module's usage)."""
+
+    def __init__(self, settings, load=None, warm: bool = True):
+        self.settings = settings
+        self.config = ModelConfig(**settings.model_kwargs())
+        self._load = load
+        self._warm = warm
+        self._lm = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        self._starting = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.timings: dict[str, float] = {}  # load_s, warm_up_s (seconds)
+        self.on_ready = None  # called with the loaded model before it counts as ready (AppContext.model_loaded)
+
+    @classmethod
+    def of(cls, lm, settings) -> "LazyModel":
+        made = cls(settings, warm=False)
+        made.config, made._lm = lm.config, lm
+        made._ready.set()
+        return made
+
+    def start(self) -> "LazyModel":
+        """Load in a daemon thread (once); self.on_ready(loaded model) runs in it before the model counts as
+        ready. Two callers (build_demo, then launch) may race: the lock makes one thread."""
+        with self._starting:
+            if self._thread is None and not self._ready.is_set():
+                self._thread = threading.Thread(target=self._run, name="laffi-model-load", daemon=True)
+                self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            start = time.perf_counter()
+            if self._load is not None:
+                lm = self._load()
+            else:
+                from laffi.models import load_model
+
+                lm = load_model(self.config)
+            self.timings["load_s"] = round(time.perf_counter() - start, 2)
+            if self.on_ready is not None:
+                self.on_ready(lm)
+            if self._warm:
+                self.timings["warm_up_s"] = round(warm_up(lm), 2)
+            self.config, self._lm = lm.config, lm
+        except BaseException as e:  # shown to whoever waits, never lost in a thread
+            self._error = e
+        finally:
+            self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._lm is not None
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._error
+
+    def wait(self, timeout: float | None = None):
+        """The loaded model, once it is ready (blocking); a gr.Error with the reason when loading failed."""
+        from laffi.ui.text import error
+
+        if not self._ready.wait(timeout):
+            raise error("The model is still loading; try again in a moment.")
+        if self._error is not None:
+            first = (str(self._error).strip().splitlines() or [type(self._error).__name__])[0][:300]
+            raise error(f"The model failed to load, so nothing can be answered: {first}")
+        return self._lm
+
+    # What the page is laid out from before the model is ready: files on disk, never the model itself.
+    def disk_adapters(self) -> tuple[dict[str, Path], list[str]]:
+        folders = [self.config.adapters_dir, self.settings.trained_dir]
+        return discover_adapters(os.pathsep.join(str(f) for f in folders if f))
+
+    @property
+    def variants(self) -> list[str]:
+        if self.ready:
+            return self._lm.variants
+        return [BASE_VARIANT, *self.disk_adapters()[0]]
+
+    @property
+    def adapters(self) -> dict:
+        return self._lm.adapters if self.ready else self.disk_adapters()[0]
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._lm.warnings if self.ready else []
+
+    @property
+    def model(self):
+        if self.ready:
+            return self._lm.model
+        config = config_on_disk(self.config)
+        return _PendingBase(self, config) if config else self.wait().model
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("_lm", "_ready", "_error"):  # copy/pickle probes; half-built object
+            raise AttributeError(name)
+        return getattr(self.wait(), name)
