@@ -24,8 +24,9 @@ def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapt
     assert results["startup"]["value"] is None and "not a GGUF" in results["startup"]["reason"]
     assert results["side_by_side"]["variants"] == ["base", "laffi", "sft"]
     passages = results["side_by_side_passages"]  # whole passages, natural stopping: both ways timed in one run
-    assert passages["same_answers"] is True and passages["questions"] == 8 and passages["variants"] == ["base", "laffi",
-                                                                                                        "sft"]
+    # the first 8 questions in file order, of the passages the tiny file has: at most 8
+    assert passages["same_answers"] is True and 0 < passages["questions"] <= 8
+    assert passages["variants"] == ["base", "laffi", "sft"]
     assert abs(passages["value"] - passages["sequential_s"] / passages["together_s"]) <= 0.01 * passages["value"] + 0.01
     assert passages["forced_mixed_s"] > 0
     ask = results["ask_latency"]  # the Ask tab's streamed answers, then self-feedback
