@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .test_browser import ARTIFACTS, field, open_page
+from .test_browser import ARTIFACTS, browser, field, open_page  # noqa: F401  (browser: the one Chromium fixture)
 
 pytestmark = pytest.mark.browser
 PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
@@ -31,23 +31,6 @@ def app(tiny_dir, tiny_adapters, tmp_path_factory):
         yield demo.local_url.rstrip("/"), settings
     finally:
         demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from .test_browser import CHROMIUM
-
-    import os
-
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
-        yield b
-        b.close()
 
 
 def ask_in_page(page, question="When was the lamp converted?"):
