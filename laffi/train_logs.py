@@ -40,12 +40,13 @@ def read_loss_log(path: str | Path) -> list[dict]:
     return read_jsonl(path, lenient=True)
 
 
-def model_card(cfg: dict, manifest: dict, stats: dict, metrics: dict | None) -> str:
+def model_card(cfg: dict, manifest: dict, stats: dict, metrics: dict | None, name: str | None = None) -> str:
     """The adapter folder's README.md, from its training settings (TrainConfig as a dict), data manifest, run
-    statistics and, once evaluated, its metrics."""
+    statistics and, once evaluated, its metrics. `name`: the folder's name where it differs from the name it was
+    trained under (a study adapter shipped as adapters/sft)."""
     from types import SimpleNamespace
 
-    cfg = SimpleNamespace(**cfg)
+    cfg = SimpleNamespace(**{**cfg, "name": name or cfg["name"]})
     target = {"laffi": "the annotator's natural-language feedback on the model's own answer (LaFFi)",
               "sft": "the gold answer, or \"no answer\" (plain SFT)",
               "laffi+sft": "both: the feedback on its own answer (LaFFi rows) and the gold answer (SFT rows)"}[cfg.method]
@@ -81,4 +82,5 @@ def write_evaluation(folder: str | Path, metrics: dict) -> None:
     write_json_atomic(folder / "metrics.json", metrics)
     config = json.loads((folder / "training_config.json").read_text())
     manifest = json.loads((folder / "data_manifest.json").read_text())
-    write_text_atomic(folder / "README.md", model_card(config["train"], manifest, config["stats"], metrics))
+    write_text_atomic(folder / "README.md", model_card(config["train"], manifest, config["stats"], metrics,
+                                                      name=folder.name))

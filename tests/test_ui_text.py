@@ -82,7 +82,7 @@ def ctx(tmp_path):
         (folder / "adapter_config.json").write_text("{}")
         (folder / "adapter_model.safetensors").write_text("")
     folders = os.pathsep.join(map(str, (shipped, settings.trained_dir)))
-    lm = SimpleNamespace(variants=["base", "sft", "laffi", "laffi-live"], adapters={},
+    lm = SimpleNamespace(variants=["base", "sft", "laffi", "laffi-live"], adapters={}, watch=lambda folder: None,
                          config=SimpleNamespace(adapters_dir=folders))
     return AppContext.create(lm, settings)
 

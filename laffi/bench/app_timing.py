@@ -100,8 +100,8 @@ def app_start(cfg: BenchConfig) -> list[dict]:
                    cpu_s=ready_cpu, measured="process start of `python app.py` to the page answering HTTP 200 "
                                              "(cpu_s: the CPU time the app used by then, which other work on the "
                                              "machine does not stretch)"),
-            result("app_first_answer", total, "(reported)", None, unit="s", server_ready_s=round(ready, 2),
-                   first_token_s=None if first_token is None else round(first_token, 2),
+            result("app_first_answer", total, "(reported)", None, unit="s", server_ready_s=round(ready, 3),
+                   first_token_s=None if first_token is None else round(first_token, 3),
                    measured="process start to the first /ask answered with self-feedback (sent when the page was "
                             "served: it waits for the model)")]
 
