@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.laffi-installed
 JS := node_modules/.laffi-installed
 
-.PHONY: demo test install browser clean-venv space
+.PHONY: demo test test-slow install browser clean-venv space
 
 install: $(STAMP) $(JS)
 
@@ -32,8 +32,13 @@ browser:
 demo: install
 	$(PY) app.py
 
+# The default run (well under 15 minutes on 2 cores); `test-slow` is the rest (real model, training processes,
+# bench, load; ~20 minutes). CI runs both (.ci/run).
 test: install browser
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+test-slow: install browser
+	$(PY) -m pytest -m slow
 
 # The folder a Space runs (card, requirements and base model for the hardware); `hf upload` it (README).
 HARDWARE ?= cpu

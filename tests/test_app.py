@@ -238,6 +238,7 @@ def test_adapter_names_never_overwrite_by_accident(app, small_squad):
     assert not (settings.runs_dir / "jobs" / "current.json").exists()  # nothing started
 
 
+@pytest.mark.slow
 def test_stop_right_after_start_is_stopped_and_resume_finishes_and_joins_ask(app, small_squad):
     """Stop a second after Start (the job is still starting): "stopped" with what Resume does, not "failed"."""
     from gradio_client import handle_file
@@ -266,6 +267,7 @@ def test_stop_right_after_start_is_stopped_and_resume_finishes_and_joins_ask(app
     assert list(result["variants"]) == ["base", "sft", "laffi", "ui-run"]  # no restart needed
 
 
+@pytest.mark.slow
 def test_replacing_an_app_trained_adapter_needs_the_tick_and_ask_uses_the_new_one(app, small_squad):
     from gradio_client import handle_file
 

@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from laffi.cli import main
+
+pytestmark = pytest.mark.slow  # every bench step on the tiny model, and `python app.py` started once: minutes
 
 MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "attention", "evaluation", "quality", "startup",
             "memory", "training", "server_ready", "app_first_answer"}

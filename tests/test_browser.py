@@ -222,6 +222,7 @@ def test_popups_show_user_and_file_text_as_text(app, browser, small_squad, tmp_p
         pg.close()
 
 
+@pytest.mark.slow
 def test_train_tab_upload_box_and_a_refreshed_page_shows_the_jobs_settings(app, browser, small_squad):
     import time
 

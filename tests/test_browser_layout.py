@@ -76,6 +76,7 @@ def test_a_new_adapter_reaches_every_list_and_four_cards_sit_two_by_two(app, bro
         page.close()
 
 
+@pytest.mark.slow
 def test_a_waiting_ask_shows_its_queue_position_and_an_estimate(app, browser, monkeypatch):
     from gradio_client import Client
 

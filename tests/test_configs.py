@@ -42,8 +42,8 @@ def test_shipped_config_runs_on_the_tiny_model(path, tiny_dir, small_squad, tmp_
             methods = tuple(trial.get("methods", study.base.get("methods", ["sft", "laffi"])))
             if methods not in methods_seen:
                 methods_seen.add(methods)
-                trials.append({**trial, **({k: tiny_train(v) for k, v in trial.items() if k in ("train", "sft",
-                                                                                                 "laffi")})})
+                trials.append({**trial, **{k: over[k] for k in trial if k in over},  # e.g. eval_articles: eval
+                               **{k: tiny_train(v) for k, v in trial.items() if k in ("train", "sft", "laffi")}})
         base = {**study.base, **over, "train": tiny_train(study.base.get("train", {}))}
         rows = run_study(Study(base=base, trials=trials), log=lambda m: None)
         assert {r["trial"] for r in rows} == {t["name"] for t in trials}

@@ -34,6 +34,7 @@ def spec(tiny_dir, small_squad, tmp_path):
     return make
 
 
+@pytest.mark.slow  # a training process start to finish: tens of seconds
 def test_start_progress_stop_resume_finish(spec, tmp_path):
     jobs = JobManager(tmp_path / "jobs")
     jobs.start(spec())
@@ -97,6 +98,7 @@ def test_two_starts_at_once_give_one_job(spec, tmp_path):
     os.kill(jobs.status()["pid"], signal.SIGKILL)
 
 
+@pytest.mark.slow  # a training process start to finish: tens of seconds
 def test_a_killed_job_is_shown_failed_and_the_app_can_start_another(spec, tmp_path):
     jobs = JobManager(tmp_path / "jobs")
     jobs.start(spec())
@@ -126,6 +128,7 @@ def test_bad_settings_are_rejected_before_any_process_starts(spec, tmp_path):
     assert jobs.status() is None and not [p for p in (tmp_path / "jobs").iterdir() if p.is_dir()]
 
 
+@pytest.mark.slow  # a training process start to finish: tens of seconds
 def test_bad_data_fails_with_its_reason_and_another_job_can_start(spec, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_bytes(b"\xff\xfe not json at all")
@@ -152,6 +155,7 @@ training.train_adapter = lambda records, cfg, resume=True, extra_callbacks=(), *
 '''
 
 
+@pytest.mark.slow  # a training process start to finish: tens of seconds
 def test_out_of_memory_is_shown_failed_and_the_checkpoint_resumes(spec, tmp_path, monkeypatch):
     """The job process gets a sitecustomize that makes step 3 fail the way torch does when memory runs out."""
     hook = tmp_path / "hook"

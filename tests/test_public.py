@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+ASKS_PER_USER = 1
 PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
 
 
@@ -146,18 +147,21 @@ def test_a_100_kb_passage_is_cut_around_the_question_with_a_notice(locked_app):
     assert "Halvard lighthouse was lit in 1874" in last["context"] and len(last["context"]) < 2000
 
 
-def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny_adapters, tmp_path):
+def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny_adapters, tmp_path, monkeypatch):
     from gradio_client import Client
 
+    import laffi.selffeedback as selffeedback
     from laffi.feedback_store import FeedbackStore
 
-    demo = _launch(tiny_dir, tiny_adapters, tmp_path)
+    # 20 users at once is the point, not reply length: short replies keep the run to tens of seconds
+    monkeypatch.setattr(selffeedback, "FEEDBACK_MAX_NEW_TOKENS", 8)
+    demo = _launch(tiny_dir, tiny_adapters, tmp_path, max_new_tokens=8)
     latencies, errors = [], []
 
     def user(i):
         try:
             client = Client(demo.local_url, verbose=False)
-            for q in range(3):
+            for q in range(ASKS_PER_USER):
                 start = time.perf_counter()
                 client.predict(passage=PASSAGE, question=f"When was the lighthouse lit? ({i}.{q})", api_name="/ask")
                 latencies.append(time.perf_counter() - start)
@@ -167,9 +171,9 @@ def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny
             errors.append(repr(e))
 
     _crowd(demo, user, 20, timeout=300)
-    assert not errors and len(latencies) == 60
+    assert not errors and len(latencies) == 20 * ASKS_PER_USER
     q = statistics.quantiles(latencies, n=20)
-    print(f"\nload: 20 users x 3 asks, p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s")
+    print(f"\nload: 20 users x {ASKS_PER_USER} asks, p50 {statistics.median(latencies):.2f} s, p95 {q[18]:.2f} s")
     stored = FeedbackStore(tmp_path / "data" / "feedback.sqlite").rows()
     assert sorted(r["annotator"] for r in stored) == sorted(f"user-{i}" for i in range(20))
 
