@@ -128,6 +128,9 @@ def test_the_self_feedback_caveat_reads_the_adapters_metrics(tmp_path):
     lm = SimpleNamespace(adapters={"laffi": tmp_path / "laffi", "sft": tmp_path / "sft"})
     measured = self_feedback_caveat(lm, "laffi")
     assert "own guess" in measured and "right 61% of the time on 200 evaluation questions" in measured
+    (tmp_path / "laffi" / "metrics.json").write_text(json.dumps({"n": 200, "balanced_verdict_accuracy": 98.2,
+                                                                 "eval_articles": "validation"}))
+    assert "right 98% of the time on 200 validation-article questions" in self_feedback_caveat(lm, "laffi")
     for variant in ("sft", "base"):  # no metrics.json; no folder at all
         assert "own guess" in self_feedback_caveat(lm, variant) and "unmeasured" in self_feedback_caveat(lm, variant)
 
