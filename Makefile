@@ -33,7 +33,7 @@ demo: install
 	$(PY) app.py
 
 # The default run (well under 15 minutes on 2 cores); `test-slow` is the rest (real model, training processes,
-# bench, load; ~20 minutes). CI runs both (.ci/run).
+# bench, app training runs; ~15 minutes). CI runs both (.ci/run).
 test: install browser
 	$(PY) -m pytest -m "not slow"
 

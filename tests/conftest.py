@@ -40,6 +40,16 @@ def shared_squad() -> Path:
     return SHARED_SQUAD
 
 
+def slow_answers(monkeypatch, seconds: float) -> None:
+    """Every answer the app makes takes `seconds` longer (generation.generate_grid, looked up at call time)."""
+    import time
+
+    import laffi.generation as generation
+
+    real = generation.generate_grid
+    monkeypatch.setattr(generation, "generate_grid", lambda *a, **k: time.sleep(seconds) or real(*a, **k))
+
+
 def write_squad(path: Path, articles: list[dict]) -> Path:
     """Write a SQuAD v2 JSON file from [{"title", "paragraphs": [{"context", "qas": [...]}]}]."""
     import json

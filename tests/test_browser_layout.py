@@ -80,11 +80,10 @@ def test_a_new_adapter_reaches_every_list_and_four_cards_sit_two_by_two(app, bro
 def test_a_waiting_ask_shows_its_queue_position_and_an_estimate(app, browser, monkeypatch):
     from gradio_client import Client
 
-    import laffi.generation as generation
+    from .conftest import slow_answers
 
     url, _ = app
-    real = generation.generate_grid  # every answer goes through it (looked up at call time): each Ask takes 2 s more
-    monkeypatch.setattr(generation, "generate_grid", lambda *a, **k: time.sleep(2.0) or real(*a, **k))
+    slow_answers(monkeypatch, 2.0)
     Client(url, verbose=False).predict(passage=PASSAGE, question="warm-up", api_name="/ask")  # a time to go by
     others = [threading.Thread(target=lambda i=i: Client(url, verbose=False).predict(
         passage=PASSAGE, question=f"someone else {i}", api_name="/ask")) for i in range(3)]

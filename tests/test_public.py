@@ -181,10 +181,9 @@ def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny
 def test_overload_answers_queue_full_at_once_instead_of_hanging(tiny_dir, tiny_adapters, tmp_path, monkeypatch):
     from gradio_client import Client
 
-    import laffi.generation as generation
+    from .conftest import slow_answers
 
-    real = generation.generate_grid  # every answer goes through it (looked up at call time): each Ask is slowed
-    monkeypatch.setattr(generation, "generate_grid", lambda *a, **k: time.sleep(1.5) or real(*a, **k))
+    slow_answers(monkeypatch, 1.5)
     demo = _launch(tiny_dir, tiny_adapters, tmp_path, queue_size=2)
     outcomes = []
 

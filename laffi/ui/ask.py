@@ -72,7 +72,9 @@ def self_feedback_caveat(lm, variant: str) -> str:
     if not isinstance(accuracy, (int, float)):
         return f"{guess} How often {variant}'s verdicts are right is unmeasured."
     n, articles = metrics.get("n"), metrics.get("eval_articles")
-    kind = f"{articles}-article" if articles in ("validation", "eval") else "evaluation"
+    from laffi.data import ARTICLE_SPLITS
+
+    kind = f"{articles}-article" if articles in ARTICLE_SPLITS else "evaluation"
     on = f" on {n} {kind} questions" if isinstance(n, int) else ""
     return (f"{guess} {variant}'s verdicts (correct or not) were right {accuracy:.0f}% of the time{on} "
             "(balanced accuracy: 50% is a coin toss).")
