@@ -17,7 +17,9 @@ a draft's verdict always follows from the gold answers, never from how the draft
     abstain     "no answer"             -> Incorrect when the passage answers it, Correct when it does not
     plausible   SQuAD 2.0's plausible answer of an unanswerable question -> Incorrect (should have abstained)
 
-DRAFT_MIXES names the choice: "own" (the paper's setting) or "own+synthetic" (own + k synthetic per question).
+DRAFT_MIXES names the choice: "own" (the paper's setting), "own+synthetic" (own + k synthetic per question) or
+"synthetic" (k synthetic per question, no own draft: needs no generation, so a whole training split costs nothing
+to draft; the verifier path judges short spans, which is what these drafts are).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections import Counter
 from laffi.errors import LaffiError
 from laffi.squad_metric import get_tokens
 
-DRAFT_MIXES = ("own", "own+synthetic")
+DRAFT_MIXES = ("own", "own+synthetic", "synthetic")
 # Which synthetic kind a question gets (weights), chosen so that with the own drafts every verdict is common:
 # answerable questions mostly get right and nearly-right drafts (own drafts are ~never right), unanswerable ones
 # "no answer" (right) or a plausible span (wrong in the adversarial way SQuAD 2.0 was built for).
@@ -135,7 +137,7 @@ def synthetic_drafts(rec: dict, rng: random.Random, k: int = 1) -> list[tuple[st
 
 def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1) -> tuple[list[dict], dict]:
     """Every record keeps its own draft (draft_kind "own"); with mix "own+synthetic" each question also gets k
-    synthetic drafts as extra records (same qid). Returns (records, {kind: count})."""
+    synthetic drafts as extra records (same qid); with "synthetic" only those. Returns (records, {kind: count})."""
     if mix not in DRAFT_MIXES:
         raise LaffiError(f"The draft mix must be one of {', '.join(DRAFT_MIXES)}, not {mix!r}.")
     if k < 1:
@@ -143,8 +145,9 @@ def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1)
     rng = random.Random(seed)
     out = []
     for rec in records:
-        out.append(dict(rec, draft_kind=rec.get("draft_kind") or "own"))
-        if mix == "own+synthetic":
+        if mix != "synthetic":
+            out.append(dict(rec, draft_kind=rec.get("draft_kind") or "own"))
+        if mix != "own":
             for draft, kind in synthetic_drafts(rec, rng, k):
                 out.append(dict(rec, prediction=draft, raw=draft, predicted_by="synthetic", draft_kind=kind))
     return out, dict(Counter(r["draft_kind"] for r in out))

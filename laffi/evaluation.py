@@ -11,10 +11,20 @@ named answer for LaFFi adapters that ask for it. Both paths are scored whenever 
     direct_*                                             the reply to the QA prompt
     revised_*                                            the answer the feedback names ("F1 via feedback")
     verdict_agreement, balanced_verdict_accuracy          does the feedback's verdict match the draft's EM?
+    span_HasAns_f1                                       its best span on answerable questions (the span skill)
+    auc                                                  answerability: NoAns ranked above HasAns by na_prob
+    best_f1, best_f1_thresh                              the official best threshold - optimistic: chosen on
+                                                         the very questions it scores
+    threshold, calibrated                                the threshold the shown answer used, and whether it
+                                                         was chosen on validation (calibration.json)
     ci                                                   {metric: [low, high]}, 95 % bootstrap over questions
+and a row for the trivial policy, ALWAYS_NO_ANSWER, that every score is read against.
 
 Writes, under out_dir:
     <variant>/predictions.json           {qid: shown answer} in the official format ("" = no answer)
+    <variant>/na_probs.json              {qid: no-answer probability} (the official --na-prob-file)
+    <variant>/span_predictions.json      {qid: best non-empty span}: with na_probs.json, what the official
+                                         script needs to choose a threshold
     <variant>/predictions_direct.json    the direct answers; predictions_feedback.json: via feedback (if run)
     <variant>/examples.jsonl             per question: gold, shown/direct answers, draft, feedback, em/f1 of each
     metrics.json                         {"n": N, "variants": {variant: {...}}, "config": {...}}
@@ -27,6 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from laffi.answerability import ALWAYS_NO_ANSWER, answerability_auc
 from laffi.generation import GenerationConfig
 from laffi.io import write_json_atomic, write_jsonl_atomic
 from laffi.selffeedback import answer_all
@@ -86,7 +97,7 @@ def evaluate_variants(lm, examples, variants: list[str], gen: GenerationConfig |
     pairs = [(ex.context, ex.question) for ex in examples]
     results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, progress=progress, direct=direct)
     out = {"n": len(examples), "variants": {}, "per_question": {},
-           "direct": {v: [r.direct for r in results[v]] for v in variants}}
+           "direct": {v: [r.direct for r in results[v]] for v in variants}, "results": results}
     for v in variants:
         rows = results[v]
         fbs = [r.feedback for r in rows]
@@ -102,17 +113,39 @@ def evaluate_variants(lm, examples, variants: list[str], gen: GenerationConfig |
         if rows and all(fbs):
             m.update(feedback_metrics(examples, [r.draft for r in rows], fbs))
             m["drafts_by"] = rows[0].draft_by
+        if rows and all(r.na_prob is not None for r in rows):
+            m.update(answerability_metrics(examples, rows))
+            spans = [r.span if r.span is not None else r.answer for r in rows]
+            metrics, intervals, values = scored(examples, spans, "span_")
+            m.update({k: metrics[k] for k in ("span_HasAns_f1", "span_f1") if k in metrics})
+            ci.update({k: v for k, v in intervals.items() if k == "span_HasAns_f1"})
+            per["span_HasAns_f1"] = values.get("span_HasAns_f1", [])
         m["ci"] = ci
         out["variants"][v] = m
         out["per_question"][v] = per
         if out_dir is not None:
             _write_variant(Path(out_dir) / v, examples, rows)
+    if variants:
+        nothing, ci, per = scored(examples, [""] * len(examples))
+        out["variants"][ALWAYS_NO_ANSWER] = {"answer_path": "no model", **nothing, "ci": ci}
+        out["per_question"][ALWAYS_NO_ANSWER] = per
     if out_dir is not None:
         record = {"n": out["n"], "variants": out["variants"], "config": {
             "base": lm.config.base, "generation": asdict(gen), "feedback": feedback,
             "qids": [ex.qid for ex in examples]}}
         write_json_atomic(Path(out_dir) / "metrics.json", record)
     return out
+
+
+def answerability_metrics(examples, rows) -> dict:
+    """AUC of na_prob, the official best threshold on these questions (optimistic) and the threshold used."""
+    spans = {ex.qid: (r.span if r.span is not None else r.answer) for ex, r in zip(examples, rows)}
+    probs = {ex.qid: r.na_prob for ex, r in zip(examples, rows)}
+    official = squad_v2_scores(examples, spans, na_probs=probs)
+    auc = answerability_auc(examples, [r.na_prob for r in rows])
+    return {"auc": auc, "best_f1": official["best_f1"],
+            "best_f1_thresh": official["best_f1_thresh"], "threshold": rows[0].threshold if rows else None,
+            "calibrated": bool(rows) and rows[0].threshold is not None}
 
 
 def _write_variant(folder: Path, examples, rows) -> None:
@@ -123,6 +156,10 @@ def _write_variant(folder: Path, examples, rows) -> None:
         line = {"qid": ex.qid, "title": ex.title, "question": ex.question, "gold_answers": list(ex.answers),
                 "prediction": r.answer, "em": em, "f1": f1, "direct": r.direct.text, "raw": r.direct.raw,
                 "direct_em": d_em, "direct_f1": d_f1, "answer_path": r.path.label()}
+        if r.na_prob is not None:
+            line.update(span=r.span, na_prob=r.na_prob, threshold=r.threshold)
+        if r.candidates is not None:
+            line["candidates"] = r.candidates
         if r.feedback is not None:
             line.update(draft=r.draft, draft_by=r.draft_by, feedback=r.feedback.text, verdict=r.feedback.verdict,
                         revised_answer=r.feedback.revised_answer,
@@ -130,7 +167,47 @@ def _write_variant(folder: Path, examples, rows) -> None:
         lines.append(line)
     write_json_atomic(folder / "predictions.json", {ex.qid: r.answer for ex, r in zip(examples, rows)})
     write_json_atomic(folder / "predictions_direct.json", {ex.qid: r.direct.text for ex, r in zip(examples, rows)})
+    if rows and all(r.na_prob is not None for r in rows):
+        write_json_atomic(folder / "na_probs.json", {ex.qid: r.na_prob for ex, r in zip(examples, rows)})
+        write_json_atomic(folder / "span_predictions.json", {ex.qid: r.span or "" for ex, r in zip(examples, rows)})
     if rows and all(r.feedback is not None for r in rows):
         write_json_atomic(folder / "predictions_feedback.json",
                           {ex.qid: r.feedback.revised_answer for ex, r in zip(examples, rows)})
     write_jsonl_atomic(folder / "examples.jsonl", lines)
+
+
+def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig | None = None,
+                       chosen_on: dict | None = None, out_dir=None, progress=None, write: bool = True) -> dict:
+    """Choose every variant's no-answer threshold on these (validation) questions and, with write, store it in
+    its adapter folder (the base model's beside the adapters). A verify-path variant also chooses how its
+    na_prob is made from its verdicts (laffi.answerability.NA_PROB_KINDS), by the F1 it gives here.
+    Returns {variant: Calibration}."""
+    from laffi.answerability import base_calibration_path, choose_threshold, write_calibration
+    from laffi.models import BASE_VARIANT
+    from laffi.selffeedback import verdict_na_prob
+
+    result = evaluate_variants(lm, examples, variants, gen, out_dir=out_dir, progress=progress)
+    chosen = {}
+    for v in variants:
+        rows = result["results"][v]
+        if not rows or any(r.na_prob is None for r in rows):
+            continue
+        spans = [r.span or "" for r in rows]
+        if rows[0].candidates is not None:
+            options = []
+            for how in ("span", "contrast"):
+                na = [verdict_na_prob(next((c["p_correct"] for c in r.candidates if not c["answer"]), 0.0),
+                                      max((c["p_correct"] for c in r.candidates if c["answer"]), default=0.0), how)
+                      for r in rows]
+                options.append(choose_threshold(examples, spans, na, how, chosen_on))
+            cal = max(options, key=lambda c: c.validation["f1"])
+        else:
+            cal = choose_threshold(examples, spans, [r.na_prob for r in rows], "p_abstain", chosen_on)
+        if v == BASE_VARIANT:
+            cal.base = lm.config.base
+        chosen[v] = cal
+        if write:
+            target = base_calibration_path(lm) if v == BASE_VARIANT else lm.adapters[v]
+            if target is not None:
+                write_calibration(target, cal)
+    return chosen

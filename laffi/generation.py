@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from laffi.answerability import FirstToken, FirstTokenProbe, abstain_token_ids, decide, direct_thresholds
 from laffi.errors import LaffiError
 from laffi.prefix import order_rows, shared_prefix_inputs
 from laffi.prompts import extract_answer, qa_prompt
@@ -47,8 +48,10 @@ class GenerationConfig:
 
 @dataclass
 class Answer:
-    text: str  # the extracted answer span; "" means "no answer"
+    text: str  # the answer shown: the span, or "" (no answer) when na_prob is above the variant's threshold
     raw: str  # what the model generated, special tokens removed
+    span: str | None = None  # its best non-abstaining span (None: not measured, e.g. a remote backend)
+    na_prob: float | None = None  # P(the reply starts "no answer"-like), laffi.answerability
 
 
 def _line_token_sets(tokenizer):
@@ -109,12 +112,15 @@ class RowStreamer:
 
 def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: int,
                   stop_at_newline: bool = True, min_new_tokens: int = 0, share_prefixes: bool = True,
-                  on_text: Callable[[list[str]], None] | None = None) -> list[str]:
+                  on_text: Callable[[list[str]], None] | None = None, first_token: FirstToken | None = None,
+                  first_probs: list | None = None) -> list[str]:
     """Row i = prompts[i] answered by variants[i], all in ONE forward batch; returns the decoded continuations.
     Rows of one variant whose prompts start alike compute that start once (laffi.prefix). on_text, if given,
-    gets every row's text so far after each decoding step (streaming)."""
+    gets every row's text so far after each decoding step (streaming). first_token (laffi.answerability): each
+    row's probability of starting with those tokens is written into first_probs (and, if it says so, they are
+    forbidden)."""
     import torch
-    from transformers import StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     if len(prompts) != len(variants):
         raise ValueError("generate_rows needs one variant per prompt")
@@ -124,9 +130,14 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
             idx = [i for i, w in enumerate(variants) if w == v]
             part = None if on_text is None else (lambda texts, idx=idx: on_text(
                 [texts[idx.index(i)] if i in idx else out[i] for i in range(len(prompts))]))
+            probs = [None] * len(idx)
             for i, text in zip(idx, generate_rows(lm, [prompts[i] for i in idx], [v] * len(idx), max_new_tokens,
-                                                  stop_at_newline, min_new_tokens, share_prefixes, part)):
+                                                  stop_at_newline, min_new_tokens, share_prefixes, part,
+                                                  first_token, probs)):
                 out[i] = text
+            if first_probs is not None:
+                for i, p in zip(idx, probs):
+                    first_probs[i] = p
         return out
     tok, model = lm.tokenizer, lm.model
     ids = tok(prompts, add_special_tokens=False)["input_ids"]
@@ -138,6 +149,9 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device)])
     if on_text is not None:
         kwargs["streamer"] = RowStreamer(tok, on_text)
+    probe = None if first_token is None else FirstTokenProbe(first_token, lm.device)
+    if probe is not None:
+        kwargs["logits_processor"] = LogitsProcessorList([probe])
     eos = model.generation_config.eos_token_id
     eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id})
     with torch.inference_mode(), lm.rows(variants):
@@ -145,6 +159,8 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
             **enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False,
             temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=eos, **kwargs,
         )
+    if probe is not None and first_probs is not None:
+        first_probs[:] = probe.values
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
@@ -173,9 +189,11 @@ def schedule(ids: list[list[int]], variants: list[str], size: int) -> list[list[
 
 def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
                      progress: Callable[[int, int], None] | None = None,
-                     on_text: Callable[[int, str], None] | None = None) -> list[str]:
+                     on_text: Callable[[int, str], None] | None = None, first_token: FirstToken | None = None,
+                     first_probs: list | None = None) -> list[str]:
     """Generate for (prompt, variant) rows in batches chosen by `schedule`; results in row order. on_text(row,
-    text so far), if given, streams every row as it is generated."""
+    text so far), if given, streams every row as it is generated. first_token / first_probs: as generate_rows,
+    in row order (a remote backend measures nothing: first_probs stay None)."""
     lm.peft_names([v for _, v in rows])  # fail fast on an unknown variant, before any work
     remote = getattr(lm, "backend", None)  # a vLLM server (laffi.backends.use_backend); the prompts stay ours
     if remote is not None:
@@ -186,11 +204,14 @@ def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
     for chunk in schedule(ids, [v for _, v in rows], batch_size_for(lm, cfg)):
         stream = None if on_text is None else (
             lambda texts, chunk=chunk: [on_text(k, t) for k, t in zip(chunk, texts)])
+        probs = [None] * len(chunk)
         texts = generate_rows(lm, [rows[k][0] for k in chunk], [rows[k][1] for k in chunk],
                               cfg.max_new_tokens, cfg.stop_at_newline, share_prefixes=cfg.share_prefixes,
-                              on_text=stream)
-        for k, text in zip(chunk, texts):
+                              on_text=stream, first_token=first_token, first_probs=probs)
+        for k, text, p in zip(chunk, texts, probs):
             out[k] = text
+            if first_probs is not None:
+                first_probs[k] = p
         done += len(chunk)
         if progress:
             progress(done, len(rows))
@@ -199,22 +220,43 @@ def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
 
 def generate_grid(lm, prompts: list[str], variants: list[str], cfg: GenerationConfig,
                   progress: Callable[[int, int], None] | None = None,
-                  on_text: Callable[[str, int, str], None] | None = None) -> dict[str, list[str]]:
+                  on_text: Callable[[str, int, str], None] | None = None, first_token: FirstToken | None = None,
+                  first_probs: dict | None = None) -> dict[str, list[str]]:
     """Every prompt under every variant; returns {variant: [reply per prompt]}. on_text(variant, prompt index,
-    text so far) streams them."""
+    text so far) streams them. first_token: first_probs[variant] gets its list of first-token probabilities."""
     rows = [(p, v) for p in prompts for v in variants]
     stream = None if on_text is None else (
         lambda k, text: on_text(variants[k % len(variants)], k // len(variants), text))
-    texts = generate_batched(lm, rows, cfg, progress, stream)
+    probs = [None] * len(rows)
+    texts = generate_batched(lm, rows, cfg, progress, stream, first_token, probs)
+    if first_probs is not None:
+        first_probs.update({v: probs[j::len(variants)] for j, v in enumerate(variants)})
     return {v: texts[j::len(variants)] for j, v in enumerate(variants)}
 
 
 def answer_questions(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,
                      progress: Callable[[int, int], None] | None = None,
-                     on_text: Callable[[str, int, str], None] | None = None) -> dict[str, list[Answer]]:
-    """Answer (context, question) pairs with every variant; {variant: [Answer per pair]}. on_text(variant, pair
-    index, reply so far) streams the replies."""
+                     on_text: Callable[[str, int, str], None] | None = None,
+                     thresholds: dict[str, float | None] | None = None) -> dict[str, list[Answer]]:
+    """Answer (context, question) pairs with every variant; {variant: [Answer per pair]}. Each reply is its best
+    span (abstaining first tokens forbidden) with na_prob = P(it would have started abstaining); the shown text is
+    "" where na_prob is above the variant's threshold (thresholds, default laffi.answerability's). on_text(variant,
+    pair index, reply so far) streams the replies."""
     cfg = cfg or GenerationConfig()
+    thresholds = direct_thresholds(lm, variants) if thresholds is None else thresholds
     prompts = [qa_prompt(lm.tokenizer, c, q) for c, q in pairs]
-    raw = generate_grid(lm, prompts, variants, cfg, progress, on_text)
-    return {v: [Answer(text=extract_answer(r), raw=r.strip()) for r in raw[v]] for v in variants}
+    probs: dict = {}
+    raw = generate_grid(lm, prompts, variants, cfg, progress, on_text,
+                        FirstToken(tuple(abstain_token_ids(lm.tokenizer)), forbid=True), probs)
+    out = {}
+    for v in variants:
+        rows = []
+        for r, p in zip(raw[v], probs[v]):
+            text = extract_answer(r)
+            if p is None:  # a remote backend: its greedy reply, nothing measured
+                rows.append(Answer(text=text, raw=r.strip()))
+            else:
+                rows.append(Answer(text=decide(text, p, thresholds.get(v)), raw=r.strip(), span=text,
+                                   na_prob=p))
+        out[v] = rows
+    return out

@@ -6,18 +6,25 @@ Usage:
     print(text_table(result))                          # the same, aligned for a terminal
     rows = compare(per_question, "laffi", "sft")        # paired differences on the same questions
 
-A score that rises by abstaining is not a gain, so the abstain rate and NoAns EM always stand next to F1, and
-HasAns F1 (answerable questions only) next to both.
+A score that rises by abstaining is not a gain, so the abstain rate and NoAns EM always stand next to F1, HasAns
+F1 (answerable questions only) next to both, and the always-"no answer" row (no model at all) above them all.
 """
 
 from __future__ import annotations
 
+from laffi.answerability import ALWAYS_NO_ANSWER
 from laffi.stats import paired_diff_ci, verdict
 
 # (column title, metric key): the README's results table, the CLI and the Evaluate tab all use these.
+# F1 is at the variant's own threshold (chosen on validation); "best F1" is the official best threshold on the
+# scored questions themselves, so it is optimistic and labelled so.
 COLUMNS = [("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"),
-           ("abstain %", "abstain"), ("direct F1", "direct_f1"), ("F1 via feedback", "revised_f1"),
+           ("abstain %", "abstain"), ("span HasAns F1", "span_HasAns_f1"), ("answerability AUC", "auc"),
+           ("best F1 (optimistic)", "best_f1"), ("direct F1", "direct_f1"), ("F1 via feedback", "revised_f1"),
            ("HasAns F1 via feedback", "revised_HasAns_f1"), ("balanced verdict acc.", "balanced_verdict_accuracy")]
+
+
+UNIT_KEYS = ("auc",)
 
 
 def cell(m: dict, key: str, with_ci: bool = True) -> str:
@@ -25,6 +32,8 @@ def cell(m: dict, key: str, with_ci: bool = True) -> str:
     value = m.get(key)
     if value is None:
         return "–"
+    if key in UNIT_KEYS:  # a 0-1 quantity, not a percentage
+        return f"{value:.3f}"
     ci = (m.get("ci") or {}).get(key)
     return f"{value:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if with_ci and ci else f"{value:.1f}"
 
@@ -75,9 +84,9 @@ def compare(per_question: dict[str, dict[str, list[float]]], a: str, b: str,
     return rows
 
 
-POOLED_KEYS = ("exact", "f1", "HasAns_f1", "NoAns_exact", "abstain", "direct_f1", "direct_HasAns_f1",
+POOLED_KEYS = ("exact", "f1", "HasAns_f1", "NoAns_exact", "abstain", "span_HasAns_f1", "direct_f1", "direct_HasAns_f1",
                "revised_f1", "revised_HasAns_f1", "revised_NoAns_exact", "revised_abstain")
-SEED_MEAN_KEYS = ("balanced_verdict_accuracy", "verdict_agreement", "drafts_right")
+SEED_MEAN_KEYS = ("balanced_verdict_accuracy", "verdict_agreement", "drafts_right", "auc", "best_f1")
 COMPARED = ("f1", "HasAns_f1", "NoAns_exact", "abstain")
 
 
@@ -89,7 +98,8 @@ def pooled_result(result: dict, named: dict[str, list[str]]) -> dict:
     from laffi.stats import bootstrap_ci, seed_mean
 
     per_q, rows = result["per_question"], {}
-    groups = {"base": ["base"], **named}
+    trivial = [ALWAYS_NO_ANSWER] if ALWAYS_NO_ANSWER in per_q else []
+    groups = {**{t: [t] for t in trivial}, "base": ["base"], **named}
     pooled_values = {}
     for name, variants in groups.items():
         first = result["variants"][variants[0]]
@@ -110,9 +120,10 @@ def pooled_result(result: dict, named: dict[str, list[str]]) -> dict:
         rows[name] = m
     comparisons = []
     names = list(named)  # in method order: sft first, then laffi
-    pairs = ([(names[-1], names[0])] if len(names) == 2 else []) + [(n, "base") for n in names]
+    pairs = ([(names[-1], names[0])] if len(names) == 2 else []) + [(n, "base") for n in names] + [
+        (n, t) for t in trivial for n in names]
     for a, b in pairs:
-        for row in compare(pooled_values, a, b, keys=COMPARED):
+        for row in compare(pooled_values, a, b, keys=("f1",) if b in trivial else COMPARED):
             comparisons.append({"a": a, "b": b, **row})
     return {"n": result["n"], "pooled": rows, "variants": result["variants"], "seeds": named,
             "comparisons": comparisons}

@@ -2,14 +2,17 @@
 
 Usage:
     scores = squad_v2_scores(examples, {"qid": "predicted span", ...})   # {"exact": 41.2, "f1": 47.9, ...}
+    scores = squad_v2_scores(examples, preds, na_probs={"qid": 0.93, ...})  # + best_f1, best_f1_thresh, ...
 
 The official rules, kept to the letter so numbers are comparable with published ones:
 - normalise: lowercase, drop ASCII punctuation, drop the words a/an/the, collapse whitespace;
 - gold answers whose normalised text is empty are ignored; a question with no gold answer has gold [""] and
   scores 1 only for the empty prediction ("no answer");
 - F1 over bag-of-tokens overlap; if either side has no tokens, F1 = 1 if both are empty else 0;
-- per question, the max over gold answers; reported as percentages, overall and for HasAns / NoAns.
-Without a no-answer-probability file the official threshold step changes nothing, so it is not reproduced.
+- per question, the max over gold answers; reported as percentages, overall and for HasAns / NoAns;
+- with a no-answer probability per question (the official --na-prob-file): predictions with na_prob above
+  --na-prob-thresh (default 1.0) count as "no answer", and best_exact / best_f1 (+ _thresh) report the threshold
+  that would have been best on these very questions - optimistic, since it is chosen on what it scores.
 """
 
 from __future__ import annotations
@@ -64,18 +67,49 @@ def _summary(exact: dict, f1: dict, qids: list[str]) -> dict:
             "f1": 100.0 * sum(f1[q] for q in qids) / total, "total": total}
 
 
-def squad_v2_scores(examples, predictions: dict[str, str]) -> dict:
+def apply_no_ans_threshold(scores: dict, na_probs: dict, has_ans: dict, thresh: float) -> dict:
+    """The official rule: a prediction whose na_prob is above thresh becomes "no answer" (1 on NoAns, else 0)."""
+    return {q: float(not has_ans[q]) if na_probs[q] > thresh else s for q, s in scores.items()}
+
+
+def find_best_thresh(preds: dict, scores: dict, na_probs: dict, has_ans: dict) -> tuple[float, float]:
+    """(best score in %, its threshold), the official search: walk questions by rising na_prob, answering each
+    in turn (gain: its score if answerable, -1 if a non-empty prediction on an unanswerable one)."""
+    cur = best = sum(1 for q in scores if not has_ans[q])
+    best_thresh = 0.0
+    for q in sorted(na_probs, key=lambda k: na_probs[k]):
+        if q not in scores:
+            continue
+        cur += scores[q] if has_ans[q] else (-1 if preds[q] else 0)
+        if cur > best:
+            best, best_thresh = cur, na_probs[q]
+    return 100.0 * best / max(len(scores), 1), best_thresh
+
+
+def squad_v2_scores(examples, predictions: dict[str, str], na_probs: dict[str, float] | None = None,
+                    na_prob_thresh: float = 1.0) -> dict:
     """Official-style metrics dict. laffi always predicts every question; a missing one scores 0 here (the
-    official v2 script would fail on it in its HasAns/NoAns breakdown)."""
+    official v2 script would fail on it in its HasAns/NoAns breakdown). With na_probs, also the official
+    threshold step (see the module docstring)."""
     exact, f1 = {}, {}
     for ex in examples:
         if ex.qid in predictions:
             exact[ex.qid], f1[ex.qid] = score_one(ex.answers, predictions[ex.qid])
         else:
             exact[ex.qid], f1[ex.qid] = 0, 0.0
+    raw_exact, raw_f1 = exact, f1
+    if na_probs is not None:
+        has_ans = {ex.qid: bool(ex.answers) for ex in examples}
+        probs = {ex.qid: na_probs.get(ex.qid, 0.0) for ex in examples}
+        exact = apply_no_ans_threshold(exact, probs, has_ans, na_prob_thresh)
+        f1 = apply_no_ans_threshold(f1, probs, has_ans, na_prob_thresh)
     out = _summary(exact, f1, [ex.qid for ex in examples])
     for prefix, has in (("HasAns", True), ("NoAns", False)):
         qids = [ex.qid for ex in examples if bool(ex.answers) == has]
         if qids:
             out.update({f"{prefix}_{k}": v for k, v in _summary(exact, f1, qids).items()})
+    if na_probs is not None:
+        preds = {ex.qid: predictions.get(ex.qid, "") for ex in examples}
+        out["best_exact"], out["best_exact_thresh"] = find_best_thresh(preds, raw_exact, probs, has_ans)
+        out["best_f1"], out["best_f1_thresh"] = find_best_thresh(preds, raw_f1, probs, has_ans)
     return out

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from laffi.answerability import ALWAYS_NO_ANSWER
+
 LIGHTHOUSE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
 TRAIN = dict(method="sft", data_source="upload", articles="all", questions=4, use_app_feedback=False,
              human_fraction=0.0, lora_r=4, lora_alpha=8, target_modules="q_proj,v_proj", learning_rate=3e-4,
@@ -76,11 +78,17 @@ def test_ask_shows_every_variant_in_order_with_feedback_and_revision(app):
     assert list(result["variants"]) == ["base", "sft", "laffi"]  # base, sft, laffi, then the rest A-Z
     for r in result["variants"].values():
         assert {"answer", "feedback", "verdict", "revised_answer"} <= set(r)
-    # the API returns 5 values per card (title, answer, feedback, its caveat, revised; the layout is not data)
-    titles = [out[5 * i] for i in range(3)]
+    # the API returns 6 values per card (title, answer, how sure, feedback, its caveat, revised; the layout is
+    # not data)
+    titles = [out[6 * i] for i in range(3)]
     assert titles == ["#### `base`", "#### `sft`", "#### `laffi`"]
-    assert out[5 * 3] == "" and out[5 * 2 + 2] == result["variants"]["laffi"]["feedback"]
-    assert "The model's own guess" in out[5 * 2 + 3] and "unmeasured" in out[5 * 2 + 3]
+    assert out[6 * 3] == "" and out[6 * 2 + 3] == result["variants"]["laffi"]["feedback"]
+    assert "The model's own guess" in out[6 * 2 + 4] and "unmeasured" in out[6 * 2 + 4]
+    for i, v in enumerate(["base", "sft", "laffi"]):  # what each variant thinks, even where it abstains
+        r = result["variants"][v]
+        assert f"Answerable: {100 * (1 - r['na_prob']):.0f} %" in out[6 * i + 2]
+        assert "no threshold chosen yet" in out[6 * i + 2]
+        assert ("so it answers" if r["answer"] else "so it says: no answer") in out[6 * i + 2]
     assert "3 variants in one batch" in out[-3] and "self-feedback" in out[-3]  # status, JSON, radio
 
 
@@ -173,7 +181,9 @@ def test_evaluate_on_an_upload(app, small_squad):
     table, chart, archive, detail = client.predict(
         data_source="upload", upload_file=handle_file(str(small_squad)), articles="all", questions=5, seed=0,
         variants=["sft", "base"], self_feedback=True, api_name="/evaluate")
-    assert [row[0] for row in table["data"]] == ["base", "sft"] and len(table["headers"]) == 9
+    assert [row[0] for row in table["data"]] == ["base", "sft", ALWAYS_NO_ANSWER] and len(table["headers"]) == 12
+    nothing = dict(zip(table["headers"], table["data"][2]))
+    assert nothing["abstain %"] == 100 and nothing["F1"] == nothing["EM"]  # "" is right exactly on NoAns
     assert archive.endswith(".zip")
     everything = client.predict(show="all", api_name="/evaluate_filter")
     assert len(everything["data"]) == 5 and everything["headers"][:3] == ["qid", "question", "gold"]

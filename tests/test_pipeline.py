@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from laffi.answerability import ALWAYS_NO_ANSWER
+
 from laffi.cli import main
 
 
@@ -93,8 +95,10 @@ train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 2, max_length: 2048}}
     table = capsys.readouterr().out
     assert "| variant | answer | EM | F1 | HasAns F1 | NoAns EM | abstain % |" in table
     result = json.loads((tmp_path / "run" / "results" / "results.json").read_text())
-    assert set(result["variants"]) == {"base", "sft", "laffi"} and result["n"] == 2
-    assert {c["a"] + "-" + c["b"] for c in result["comparisons"]} == {"laffi-sft", "sft-base", "laffi-base"}
+    assert set(result["variants"]) == {"base", "sft", "laffi", ALWAYS_NO_ANSWER} and result["n"] == 2
+    assert {c["a"] + "-" + c["b"] for c in result["comparisons"]} == {
+        "laffi-sft", "sft-base", "laffi-base", f"sft-{ALWAYS_NO_ANSWER}", f"laffi-{ALWAYS_NO_ANSWER}"}
+    assert ALWAYS_NO_ANSWER in result["pooled"] and f"| {ALWAYS_NO_ANSWER} | no model |" in table
     for name in ("sft", "laffi"):
         folder = tmp_path / "adapters" / name
         assert json.loads((folder / "metrics.json").read_text())["n"] == 2

@@ -6,6 +6,7 @@ import shlex
 
 import pytest
 
+from laffi.answerability import ALWAYS_NO_ANSWER
 from laffi.errors import LaffiError
 from laffi.stages import PipelineConfig, Stages
 
@@ -48,7 +49,7 @@ def test_extra_seeds_go_beside_the_first(cfg, tmp_path):
     result = run.all()
     assert (tmp_path / "adapters" / "sft").is_dir() and (tmp_path / "run" / "seeds" / "sft-seed1").is_dir()
     assert result["seeds"] == {"sft": ["sft", "sft-seed1"]} and result["pooled"]["sft"]["seeds"] == 2
-    assert {c["a"] + "-" + c["b"] for c in result["comparisons"]} == {"sft-base"}
+    assert {c["a"] + "-" + c["b"] for c in result["comparisons"]} == {"sft-base", f"sft-{ALWAYS_NO_ANSWER}"}
 
 
 def test_the_equivalent_commands_parse_as_real_commands(cfg):

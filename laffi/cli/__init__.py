@@ -40,6 +40,7 @@ def dataclasses_of(name: str) -> tuple:
 
     return {"ask": (ModelConfig, GenerationConfig, BackendConfig, a.AskArgs),
             "eval": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.EvalArgs),
+            "calibrate": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.CalibrateArgs),
             "predict": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.PredictArgs),
             "annotate": (ModelConfig, a.AnnotateArgs),
             "train": (TrainConfig, a.TrainDataArgs),
@@ -50,6 +51,8 @@ def dataclasses_of(name: str) -> tuple:
 COMMANDS = [
     Command("ask", "Answer one question with every variant, side by side.", "ask"),
     Command("eval", "SQuAD v2 scores of each variant (official metric), with 95 %% intervals.", "evaluate"),
+    Command("calibrate", "Choose each variant's no-answer threshold on validation questions; store it with the "
+                         "adapter.", "calibrate"),
     Command("predict", "Stage 1: the base model answers training questions.", "predict"),
     Command("annotate", "Stage 2: feedback on each draft (AI, mixed with human).", "annotate"),
     Command("train", "Stage 3: LoRA training (SFT or LaFFi) into adapters/<name>/.", "train"),

@@ -63,6 +63,15 @@ class EvalArgs:
 
 
 @dataclass
+class CalibrateArgs:
+    variants: str | None = field(default=None, metadata={"help": "Comma-separated variants (default: all)."})
+    out: str | None = field(default=None, metadata={"help": "Also write the evaluation files (na_probs.json, ...) "
+                                                            "here."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the thresholds without writing them."})
+    json: bool = field(default=False, metadata={"help": "Print the calibrations as JSON."})
+
+
+@dataclass
 class PredictArgs:
     out: str = field(metadata={"help": "Output JSONL (a dataset loadable with `datasets`)."})
     variant: str = field(default="base", metadata={"help": "Which variant answers."})
@@ -70,8 +79,10 @@ class PredictArgs:
 
 @dataclass
 class AnnotateArgs:
-    predictions: str = field(metadata={"help": "JSONL written by `predict`."})
+    predictions: str = field(metadata={"help": "JSONL written by `predict`; with --drafts synthetic also SQuAD data "
+                                               "(a file or dataset id; no prediction needed)."})
     out: str = field(metadata={"help": "Output JSONL."})
+    articles: str | None = field(default=None, metadata={"help": "With SQuAD data: a split name or titles."})
     annotator: Literal["reference", "llm"] = field(default="reference", metadata={
         "help": "AI annotator: deterministic reference, or an LLM (--base) whose feedback is checked."})
     on_fail: Literal["replace", "flag"] = field(default="replace", metadata={
@@ -80,9 +91,9 @@ class AnnotateArgs:
         "help": "Human feedback: CSV/JSONL (qid or question, prediction, feedback, annotator) or the app's "
                 "feedback .sqlite."})
     human_fraction: float = field(default=0.0, metadata={"help": "Share of examples with human feedback."})
-    drafts: Literal["own", "own+synthetic"] = field(default="own", metadata={
-        "help": "Feedback on the model's own answers only, or also on synthetic drafts (gold, near-miss, other span, "
-                "'no answer', plausible answer) so every verdict is learned."})
+    drafts: Literal["own", "own+synthetic", "synthetic"] = field(default="own", metadata={
+        "help": "Feedback on the model's own answers only, also on synthetic drafts (gold, near-miss, other span, "
+                "'no answer', plausible answer) so every verdict is learned, or on synthetic drafts only."})
     synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
     seed: int = field(default=0, metadata={"help": "Seed for drafts and phrasing."})
     json: bool = field(default=False, metadata={"help": "Print the report on stdout."})

@@ -170,8 +170,15 @@ def annotate(model_cfg, args) -> int:
     from laffi.drafts import add_drafts
     from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 
-    records, mix = add_drafts(read_jsonl(args.predictions), args.drafts, seed=args.seed,
-                              k=args.synthetic_per_question)
+    if args.drafts == "synthetic" and not str(args.predictions).endswith(".jsonl"):  # SQuAD data: no draft needed
+        from laffi.data import select_data
+
+        examples, problems = select_data(args.predictions, args.articles)
+        warn_problems(problems)
+        source = [e.to_dict() for e in examples]
+    else:
+        source = read_jsonl(args.predictions)
+    records, mix = add_drafts(source, args.drafts, seed=args.seed, k=args.synthetic_per_question)
     lm = load(model_cfg) if args.annotator == "llm" else None
     annotated, report = annotate_with_human(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail,
                                             human=args.human, human_fraction=args.human_fraction)
@@ -255,4 +262,29 @@ def bench(cfg, args) -> int:
         write_text_atomic(args.out, text + "\n")
     print(text)
     print(table(report))
+    return 0
+
+
+def calibrate(model_cfg, gen, backend, data, args) -> int:
+    from laffi.evaluation import calibrate_variants
+
+    examples = selected(data)
+    lm = load(model_cfg, backend)
+    variants = chosen_variants(args.variants, lm)
+    bar, progress = stderr_bar("calibrate", len(examples) * len(variants))
+    chosen_on = {"data": str(data.data), "articles": data.articles, "limit": data.limit, "seed": data.seed}
+    cals = calibrate_variants(lm, examples, variants, gen, chosen_on, out_dir=args.out, progress=progress,
+                              write=not args.dry_run)
+    bar.close()
+    from dataclasses import asdict
+
+    if args.json:
+        print(json.dumps({v: asdict(c) for v, c in cals.items()}))
+    else:
+        for v, c in cals.items():
+            print(f"{v}: abstain when na_prob ({c.na_prob}) > {c.threshold:.4f}  -> here F1 {c.validation['f1']:.1f}, "
+                  f"abstains {c.validation['abstain']:.1f} %, AUC {c.validation['auc']}")
+    if not args.dry_run:
+        print("laffi: thresholds written (calibration.json in each adapter folder; the base model's in "
+              "base-calibration.json beside them)", file=sys.stderr)
     return 0

@@ -19,6 +19,7 @@ import time
 
 import gradio as gr
 
+from laffi.answerability import DEFAULT_THRESHOLD, direct_thresholds
 from laffi.errors import LaffiError
 from laffi.generation import GenerationConfig
 from laffi.prompts import first_line, fit_context
@@ -44,6 +45,7 @@ EXAMPLES = [
 ]
 RATINGS = {"👍 good answer": 1, "👎 bad answer": -1}
 MAX_SLOTS = 6  # variants shown side by side
+CARD_PARTS = 7  # a variant card: column, title, answer, how sure, feedback, caveat, revised answer
 STREAM_SECONDS = 0.2  # how often a streaming Ask sends the text so far: smooth to read, few updates to send
 
 
@@ -170,10 +172,13 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
         raise error(e) from e
     result["answer_seconds"] = round(time.perf_counter() - start, 3)
     result["phase"] = "answered"
+    thresholds = direct_thresholds(lm, variants)
     for v in variants:
-        result["variants"][v] = {"answer": direct[v][0].text if paths[v].kind == "direct" else "",
-                                 "direct_answer": direct[v][0].text, "raw": direct[v][0].raw,
-                                 "answer_path": paths[v].label(), "pending": paths[v].kind != "direct"}
+        d, own = direct[v][0], paths[v].kind == "direct"
+        result["variants"][v] = {"answer": d.text if own else "", "direct_answer": d.text, "raw": d.raw,
+                                 "answer_path": paths[v].label(), "pending": not own,
+                                 **({"span": d.span, "na_prob": d.na_prob, "threshold": thresholds.get(v)}
+                                    if own else {})}
     yield copy.deepcopy(result)
     result["phase"] = "feedback"
     start = time.perf_counter()  # ... then every variant's feedback on its draft, in one more
@@ -189,6 +194,19 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     for v in variants:
         result["variants"][v] = results[v][0].fields()
     yield result
+
+
+def confidence_line(r: dict) -> str:
+    """What a variant thinks even where it abstains: its best span, how sure it is that the passage answers,
+    and what its threshold (chosen on validation questions) decides. Empty where nothing was measured."""
+    na, thr = r.get("na_prob"), r.get("threshold")
+    if na is None:
+        return ""
+    needed = (f"{100 * (1 - thr):.0f} % (its threshold, chosen on validation questions)" if thr is not None
+              else f"{100 * (1 - DEFAULT_THRESHOLD):.0f} % (no threshold chosen yet)")
+    decision = "so it answers" if r.get("answer") else "so it says: no answer"
+    return (f"Best span: {r.get('span') or '(none)'}\nAnswerable: {100 * (1 - na):.0f} %; it answers from "
+            f"{needed}, {decision}.")
 
 
 def status_line(result) -> str:
@@ -236,11 +254,13 @@ def build_ask_tab(ctx):
                     with gr.Column(visible=False, min_width=200, elem_classes="variant-card") as col:
                         title = gr.Markdown(elem_id=f"variant-title-{i}")
                         answer = gr.Textbox(label="Answer", interactive=False, elem_id=f"variant-answer-{i}")
+                        sure = gr.Textbox(label="How sure (best span, answerable, decision)", lines=2,
+                                          interactive=False, elem_id=f"variant-confidence-{i}")
                         fb = gr.Textbox(label="Predicted self-feedback (the model's own guess)", lines=3,
                                         interactive=False, elem_id=f"variant-feedback-{i}")
                         caveat = gr.Markdown(elem_id=f"variant-caveat-{i}")
                         revised = gr.Textbox(label="Revised answer", interactive=False, elem_id=f"variant-revised-{i}")
-                    cards.append((col, title, answer, fb, caveat, revised))
+                    cards.append((col, title, answer, sure, fb, caveat, revised))
             with gr.Accordion("Result as JSON", open=False):
                 raw = gr.JSON(label="Last result")
     with gr.Group():
@@ -271,7 +291,8 @@ def build_ask_tab(ctx):
         else:
             feedback = r.get("feedback") or "(no feedback written)"
         revised = (r.get("revised_answer") or "(no answer)") if phase == "done" and "feedback" in r else ""
-        return [gr.Column(visible=True), f"#### `{name}`", shown, feedback, self_feedback_caveat(ctx.lm, name),
+        sure = confidence_line(r) if phase != "answering" else ""
+        return [gr.Column(visible=True), f"#### `{name}`", shown, sure, feedback, self_feedback_caveat(ctx.lm, name),
                 revised]
 
     def render(result):
@@ -279,11 +300,12 @@ def build_ask_tab(ctx):
         feedback form alone (gr.skip), so a variant chosen for feedback stays chosen."""
         phase, names = result["phase"], list(result["variants"])
         if phase == "loading":
-            return [gr.skip()] * (1 + 6 * len(cards)) + [status_line(result), gr.skip(), gr.skip(), gr.skip()]
+            return [gr.skip()] * (1 + CARD_PARTS * len(cards)) + [status_line(result), gr.skip(), gr.skip(),
+                                                                   gr.skip()]
         updates = [gr.Row(elem_classes=["variant-grid", f"variants-{len(names)}"])]  # the grid's columns: CSS
         for i in range(len(cards)):
             updates += (card(names[i], result["variants"][names[i]], phase) if i < len(names)
-                        else [gr.Column(visible=False), "", "", "", "", ""])
+                        else [gr.Column(visible=False)] + [""] * (CARD_PARTS - 1))
         if phase in ("answering", "feedback"):
             return [*updates, status_line(result), gr.skip(), gr.skip(), gr.skip()]
         # a new question's answers clear the variant chosen for feedback; its self-feedback arriving does not

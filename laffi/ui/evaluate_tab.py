@@ -16,16 +16,21 @@ from laffi.data import ARTICLE_SPLITS, load_squad, sample_examples, select_artic
 from laffi.errors import LaffiError
 from laffi.evaluation import evaluate_variants
 from laffi.generation import GenerationConfig
+from laffi.report import UNIT_KEYS
 from laffi.ui.context import data_path, ordered, upload_message
 from laffi.ui.text import error, name_range_errors, warning
 
+# F1 is at each variant's own threshold (chosen on validation: calibration.json); "best F1" is chosen on the very
+# questions it scores (optimistic); the "always no answer" row is the policy that needs no model.
 METRICS = [("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"),
-           ("abstain %", "abstain"), ("F1 via feedback", "revised_f1"), ("verdict agreement", "verdict_agreement"),
-           ("balanced verdict acc.", "balanced_verdict_accuracy")]
+           ("abstain %", "abstain"), ("span HasAns F1", "span_HasAns_f1"), ("answerability AUC", "auc"),
+           ("best F1 (optimistic)", "best_f1"), ("F1 via feedback", "revised_f1"),
+           ("verdict agreement", "verdict_agreement"), ("balanced verdict acc.", "balanced_verdict_accuracy")]
+PERCENT = [(label, k) for label, k in METRICS if k not in UNIT_KEYS]  # what the bar chart draws (0-100)
 
 
 def metrics_table(result: dict) -> list[list]:
-    return [[v, *(round(m[k], 2) if m.get(k) is not None else None for _, k in METRICS)]
+    return [[v, *(round(m[k], 3 if k in UNIT_KEYS else 2) if m.get(k) is not None else None for _, k in METRICS)]
             for v, m in result["variants"].items()]
 
 
@@ -34,7 +39,7 @@ def bar_chart(result: dict):
 
     fig = go.Figure()
     for v, m in result["variants"].items():
-        keys = [(label, k) for label, k in METRICS if m.get(k) is not None]
+        keys = [(label, k) for label, k in PERCENT if m.get(k) is not None]
         fig.add_bar(name=v, x=[label for label, _ in keys], y=[m[k] for _, k in keys])
     fig.update_layout(barmode="group", yaxis_title="%", yaxis_range=[0, 100], height=360,
                       margin=dict(l=40, r=10, t=30, b=40), title=f"SQuAD v2, n = {result['n']}")
@@ -81,14 +86,16 @@ def build_evaluate_tab(ctx, admin):
             run = gr.Button("Evaluate", variant="primary")
     name_range_errors(n)
     source.change(lambda data_source: gr.File(visible=data_source == "upload"), source, upload, api_name=False)
-    gr.Markdown("The README table: articles `eval`, 200 questions, seed 0, variants base, sft and laffi, "
-                "self-feedback on (or `python -m laffi pipeline --config configs/dev12.yaml`).")
+    gr.Markdown("F1 is each variant's answer at its own no-answer threshold (chosen on the validation article); "
+                "read it against the *always no answer* row. The README's results come from `python -m laffi "
+                "calibrate` on the validation article, then `python -m laffi eval` on the evaluation articles "
+                "(200 questions, seed 0): the commands are in README, Results.")
     table = gr.Dataframe(headers=["variant", *(label for label, _ in METRICS)], interactive=False)
     chart = gr.Plot()
     with gr.Row():
         show = gr.Radio(["all", "wrong answers", "variants disagree"], value="wrong answers", label="Show")
         download = gr.File(label="Predictions (official format, per variant) and per-example files", interactive=False)
-    detail = gr.Dataframe(interactive=False, wrap=True, label="Per question")
+    detail = gr.Dataframe(headers=["qid", "question", "gold"], interactive=False, wrap=True, label="Per question")
     last = gr.State(None)
 
     def evaluate(unlocked, data_source, upload_file, articles, questions, seed, variants, self_feedback,
@@ -117,7 +124,7 @@ def build_evaluate_tab(ctx, admin):
         result = evaluate_variants(ctx.lm, examples, chosen, GenerationConfig(), out_dir=out, feedback=self_feedback,
                                    progress=lambda done, total: progress(done / total, desc="evaluating"))
         archive = shutil.make_archive(str(out), "zip", out)
-        rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}
+        rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}  # the model variants, not the policy
         return metrics_table(result), bar_chart(result), archive, rows, _detail(rows, "wrong answers")
 
     run.click(evaluate, [admin, source, upload, articles, n, seed, variants, with_feedback],
