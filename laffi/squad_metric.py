@@ -20,7 +20,10 @@ from __future__ import annotations
 import collections
 import re
 import string
+from pathlib import Path
 
+# The same scorer as an `evaluate` metric module: evaluate.load(METRIC_PATH) works offline (laffi/metric/).
+METRIC_PATH = str(Path(__file__).parent / "metric" / "laffi_squad_v2.py")
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
 

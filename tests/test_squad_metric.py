@@ -67,3 +67,48 @@ def test_missing_prediction_scores_zero_and_no_breakdown_without_that_kind():
     exs = [QAExample("a", "t", "c", "q", ("x",)), QAExample("b", "t", "c", "q", ("y",))]
     m = squad_v2_scores(exs, {"a": "x"})
     assert m["exact"] == 50.0 and "NoAns_exact" not in m
+
+
+# --- the same scorer as an `evaluate` module ---------------------------------------------------------------------
+METRIC_CASE = {
+    "predictions": [{"id": "a", "prediction_text": "1931", "no_answer_probability": 0.1},
+                    {"id": "b", "prediction_text": "the Oska river", "no_answer_probability": 0.7},
+                    {"id": "c", "prediction_text": "Drun", "no_answer_probability": 0.4},
+                    {"id": "d", "prediction_text": "", "no_answer_probability": 0.9}],
+    "references": [{"id": "a", "answers": {"text": ["1931"], "answer_start": [0]}},
+                   {"id": "b", "answers": {"text": ["Oska"], "answer_start": [0]}},
+                   {"id": "c", "answers": {"text": [], "answer_start": []}},
+                   {"id": "d", "answers": {"text": [], "answer_start": []}}],
+}
+
+
+def test_evaluate_module_loads_offline_and_scores(monkeypatch):
+    import evaluate
+
+    from laffi.squad_metric import METRIC_PATH
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = evaluate.load(METRIC_PATH).compute(**METRIC_CASE, no_answer_threshold=0.5)
+    # at 0.5: a right, b abstains (0 on HasAns), c a span on an unanswerable one (0), d right
+    assert out["exact"] == 50.0 and out["HasAns_exact"] == 50.0 and out["NoAns_exact"] == 50.0
+    # the search by rising na_prob: 2 (c, d abstain) -> a +1 = 3 -> c -1 = 2 -> b +2/3 ("oska river" vs "oska")
+    # -> d +0: the best is 3 of 4, at a's 0.1
+    assert out["best_f1"] == 75.0 and out["best_f1_thresh"] == pytest.approx(0.1)
+    assert out["f1"] == 50.0  # b abstains at 0.5, where answering would give 2/3
+
+
+def test_evaluate_module_matches_the_hub_metric():
+    """Where the Hub is reachable: the Hub's squad_v2 metric gives the same numbers (skipped offline)."""
+    import evaluate
+
+    from laffi.squad_metric import METRIC_PATH
+
+    try:
+        hub = evaluate.load("squad_v2")
+    except Exception as e:  # no network here: a real skip, said why
+        pytest.skip(f"the Hub's squad_v2 metric can't be loaded here ({type(e).__name__})")
+    ours = evaluate.load(METRIC_PATH).compute(**METRIC_CASE)
+    theirs = hub.compute(**METRIC_CASE)
+    assert ours.keys() <= theirs.keys()
+    for k in ours:
+        assert ours[k] == pytest.approx(theirs[k])
