@@ -3,6 +3,7 @@ same outputs; resume continues from the checkpoint's step; settings out of range
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,27 @@ def test_examples_longer_than_max_length_are_left_out_and_counted(records, tmp_p
     manifest = json.loads((path / "data_manifest.json").read_text())
     assert manifest["left_out_too_long"] == sum(n > limit for n in lengths) > 0
     assert manifest["examples"] + manifest["left_out_too_long"] == 10
+
+
+def test_an_interrupted_run_resumes_with_the_same_data_order(records, tiny_dir, tmp_path):
+    """Stopped at step 2 and resumed, a run sees the same examples in the same order as one that never stopped:
+    its losses at steps 3 and 4 are the uninterrupted run's."""
+    def losses(folder):
+        return {r["step"]: r["loss"] for r in map(json.loads, (folder / "loss_log.jsonl").read_text().splitlines())}
+
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):  # what Stop (or a session's end after a checkpoint) leaves behind
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                control.should_save = control.should_training_stop = True
+
+    whole = train_adapter(records, cfg(tmp_path / "whole", tiny_dir, max_steps=4, save_steps=2))
+    cut = cfg(tmp_path / "cut", tiny_dir, max_steps=4, save_steps=2)
+    assert train_adapter(records, cut, extra_callbacks=[Interrupt()]) == Path(cut.work_dir)  # stopped, resumable
+    resumed = train_adapter(records, cfg(tmp_path / "cut", tiny_dir, max_steps=4, save_steps=2))
+    assert json.loads((resumed / "training_config.json").read_text())["stats"]["resumed_from"].endswith("checkpoint-2")
+    a, b = losses(whole), losses(resumed)
+    assert set(a) == set(b) == {1, 2, 3, 4}
+    for step in (3, 4):
+        assert b[step] == pytest.approx(a[step], rel=1e-4)
