@@ -1,6 +1,7 @@
 """Drafts for LaFFi to give feedback on: the model's own answer, plus synthetic drafts so every verdict is learned.
 
 Usage:
+    records = own_drafts(lm, examples)                              # the model answers: stage 1 (`predict`)
     records, mix = add_drafts(records, "own+synthetic", seed=0)   # records from `predict`; mix = counts per kind
     synthetic_drafts(record, random.Random(0), k=1)                # [(draft text, kind)] for one question
 
@@ -151,3 +152,11 @@ def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1)
             for draft, kind in synthetic_drafts(rec, rng, k):
                 out.append(dict(rec, prediction=draft, raw=draft, predicted_by="synthetic", draft_kind=kind))
     return out, dict(Counter(r["draft_kind"] for r in out))
+
+
+def own_drafts(lm, examples, gen=None, progress=None, variant: str = "base") -> list[dict]:
+    """The model answers each question; records keep everything later stages need (a `datasets` JSON dataset)."""
+    from laffi.generation import answer_questions
+
+    answers = answer_questions(lm, [(e.context, e.question) for e in examples], [variant], gen, progress)[variant]
+    return [dict(e.to_dict(), prediction=a.text, raw=a.raw, predicted_by=variant) for e, a in zip(examples, answers)]

@@ -32,6 +32,7 @@ Writes, under out_dir:
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -211,3 +212,22 @@ def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig 
             if target is not None:
                 write_calibration(target, cal)
     return chosen
+
+
+def read_base_answers(path: Path, examples, threshold: float | None = None) -> list | None:
+    """The base model's direct answers to `examples` from an earlier evaluation's cache, decided again at today's
+    threshold (the cache keeps each best span and na_prob); None when absent or written before na_prob existed."""
+    from laffi.answerability import decide
+    from laffi.generation import Answer
+
+    try:
+        stored = json.loads(path.read_text())
+        rows = [stored[ex.qid] for ex in examples]
+        return [Answer(text=decide(span, na, threshold), raw=raw, span=span, na_prob=na) for _, raw, span, na in rows]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def base_answers_cache(answers) -> list:
+    """What read_base_answers reads back, for one answer."""
+    return [answers.text, answers.raw, answers.span, answers.na_prob]

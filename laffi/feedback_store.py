@@ -5,11 +5,19 @@ Usage:
     store.add(question=..., context=..., answer=..., critique="Incorrect: ...", annotator="ana", variant="base")
     store.listeners.append(fn)                               # fn(row) after each add() is committed (hub sync)
     store.insert_rows(rows)                                  # restore rows kept elsewhere; those present are skipped
+    store.withdraw("session id")                             # a participant takes their feedback back
     rows, problems = read_human_feedback("feedback.csv")     # or .jsonl, or a .sqlite store
+    records, report = feedback_examples(store.rows())        # every row a training row (LaFFi; SFT where known)
 
-A row's `critique` is `human` feedback for the LaFFi pipeline as it is: read_human_feedback returns rows with
-qid, question, prediction, feedback and annotator, whatever the source. Each add() is its own committed
-transaction in WAL mode, so what add() returned is on disk even if the process dies right after.
+A row holds passage, question, the answer it judged, the critique, the rating and an optional correct answer: a
+complete LaFFi example (input = passage + question + answer, target = the critique), whatever the passage - the
+presenter's own text needs no SQuAD question to match. A rating without a critique gets feedback in the
+annotator's format (laffi.annotation) from the rating and the correct answer, and says so in feedback_source; a
+known right answer (the correct answer given, or the answer rated 👍) also makes an SFT row. Rows that match a
+SQuAD question still join it by qid or question text (read_human_feedback, the hybrid mix). Each add() is its own
+committed transaction in WAL mode, so what add() returned is on disk even if the process dies right after.
+Withdrawn sessions' rows stay in the file (nothing is deleted behind the user's back) but are left out of every
+read: the Feedback tab, exports, training and the Hub copy.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ _SCHEMA = f"""CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     {", ".join(f"{c} {'REAL' if c == 'created_at' else 'INTEGER' if c == 'thumbs' else 'TEXT'}" for c in COLUMNS)}
 )"""
+_WITHDRAWALS = "CREATE TABLE IF NOT EXISTS withdrawals (session_id TEXT PRIMARY KEY, created_at REAL)"
+_VISIBLE = "session_id IS NULL OR session_id NOT IN (SELECT session_id FROM withdrawals)"
 
 
 log = logging.getLogger(__name__)
@@ -54,9 +64,21 @@ class FeedbackStore:
         # Called with each added row (as_record) once it is committed; a failing listener is logged, and the
         # row stays stored: the audience's "saved" must not depend on anything but this file.
         self.listeners: list[Callable[[dict], None]] = []
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(_SCHEMA)
+        try:
+            con = self._connect()
+        except sqlite3.DatabaseError as e:  # not SQLite at all
+            raise LaffiError(f"{self.path} is not the app's feedback store (not an SQLite file).") from e
+        with con:
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute(_SCHEMA)
+                con.execute(_WITHDRAWALS)
+                columns = {r[1] for r in con.execute("PRAGMA table_info(feedback)")}
+            except sqlite3.DatabaseError as e:  # not SQLite at all
+                raise LaffiError(f"{self.path} is not the app's feedback store (not an SQLite file).") from e
+            if not set(COLUMNS) <= columns:
+                raise LaffiError(f"{self.path} is not the app's feedback store: its feedback table lacks "
+                                 f"{', '.join(sorted(set(COLUMNS) - columns))}.")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN below
@@ -114,10 +136,39 @@ class FeedbackStore:
         finally:
             con.close()  # without the COMMIT (an error above), closing rolls the whole restore back
 
-    def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
+    def rows(self, where: str = "", params: tuple = (), withdrawn: bool = False) -> list[dict]:
+        """Rows in id order; `where` is an SQL condition ("WHERE ..."); withdrawn sessions' rows only if asked."""
+        cond = where.strip()
+        if not withdrawn:
+            cond = f"WHERE ({_VISIBLE})" + (f" AND ({cond[len('WHERE'):].strip()})" if cond else "")
         con = self._connect()
         try:
-            return [dict(r) for r in con.execute(f"SELECT * FROM feedback {where} ORDER BY id", params)]
+            return [dict(r) for r in con.execute(f"SELECT * FROM feedback {cond} ORDER BY id", params)]
+        finally:
+            con.close()
+
+    def withdraw(self, session_id: str) -> int:
+        """Withdraw every row of one session from every later read (exports, training, the Hub copy); returns how
+        many rows that covers. A session id with no feedback is a user error (a typo would withdraw nothing)."""
+        sid = (session_id or "").strip()
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            n = con.execute("SELECT count(*) FROM feedback WHERE session_id = ?", (sid,)).fetchone()[0]
+            if not sid or not n:
+                con.execute("ROLLBACK")
+                raise LaffiError(f"No feedback was given in a session with the id {sid!r}; copy the id the page "
+                                 "shows under the feedback form.")
+            con.execute("INSERT OR IGNORE INTO withdrawals (session_id, created_at) VALUES (?, ?)", (sid, time.time()))
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        return int(n)
+
+    def withdrawn(self) -> set[str]:
+        con = self._connect()
+        try:
+            return {r[0] for r in con.execute("SELECT session_id FROM withdrawals")}
         finally:
             con.close()
 
@@ -159,3 +210,108 @@ def read_human_feedback(path: str | Path) -> tuple[list[dict], list[str]]:
     else:
         raise LaffiError(f"{p} is not .csv, .jsonl or .sqlite; export human feedback in one of those.")
     return rows, problems
+
+
+FEEDBACK_TITLE = "collected feedback"  # the `title` of training records made from feedback rows
+_NO_ANSWER_WORDS = {"no answer", "none", "unanswerable", "n/a", "-"}
+
+
+def feedback_examples(rows: list[dict], seed: int = 0) -> tuple[list[dict], dict]:
+    """Training records from feedback rows (the store's, or its JSONL export): one LaFFi record per usable row
+    (prediction = the answer it judged, feedback = the critique, or the annotator's format from the rating and
+    the correct answer), with `gold_known` where the right answer is known (then also an SFT row). Returns
+    (records, report): rows, sessions, raters, LaFFi and SFT rows, skipped rows with the reason."""
+    import random
+
+    from laffi.annotation import reference_feedback
+
+    rng = random.Random(seed)
+    records, skipped = [], []
+    for r in rows:
+        rid, where = r.get("id"), f"feedback #{r.get('id')}"
+        context, question = (r.get("context") or "").strip(), (r.get("question") or "").strip()
+        critique, correct = (r.get("critique") or "").strip(), (r.get("correct_answer") or "").strip()
+        answer, thumbs = (r.get("answer") or "").strip(), r.get("thumbs")
+        if not context or not question:
+            skipped.append(f"{where}: no passage or question")
+            continue
+        gold = None  # the right answers, where someone said what they are ([] = the passage does not answer)
+        if correct:
+            gold = [] if correct.lower().rstrip(".") in _NO_ANSWER_WORDS else [correct]
+        elif thumbs == 1:
+            gold = [answer] if answer else []
+        record = {"qid": f"feedback-{rid}", "title": FEEDBACK_TITLE, "context": context, "question": question,
+                  "answers": gold or [], "answer_starts": [context.find(g) for g in gold or []],
+                  "prediction": answer, "feedback_row_id": rid, "session_id": r.get("session_id"),
+                  "annotator": r.get("annotator") or "anonymous", "gold_known": gold is not None,
+                  "draft_kind": "own"}
+        if critique:
+            record.update(feedback=critique, feedback_source="human")
+        elif gold is not None:
+            text, category = reference_feedback(record, rng)
+            record.update(feedback=text, feedback_source="human-rating", category=category)
+        else:
+            skipped.append(f"{where}: a 👎 without a critique or the correct answer says something is wrong, not "
+                           "what")
+            continue
+        records.append(record)
+    report = {"rows": len(rows), "usable": len(records),
+              "sessions": len({r["session_id"] for r in records if r.get("session_id")}),
+              "raters": len({r["annotator"] for r in records}),
+              "laffi_rows": len(records), "sft_rows": sum(r["gold_known"] for r in records),
+              "critiques": sum(r["feedback_source"] == "human" for r in records),
+              "from_ratings": sum(r["feedback_source"] == "human-rating" for r in records),
+              "skipped": skipped}
+    return records, report
+
+
+def read_feedback_rows(path: str | Path) -> list[dict]:
+    """The rows of the app's store (.sqlite, withdrawn sessions left out) or of its JSONL export, as stored."""
+    p = Path(path)
+    if not p.is_file():
+        raise LaffiError(f"The feedback file {str(p)!r} does not exist.")
+    if p.suffix in (".sqlite", ".db"):
+        return FeedbackStore(p).rows()
+    from laffi.io import read_jsonl
+
+    rows = read_jsonl(p)
+    if not rows or not all(isinstance(r, dict) and {"context", "question", "answer"} <= set(r) for r in rows):
+        raise LaffiError(f"{p} is not an export of the app's feedback (each line needs context, question and "
+                         "answer); export it from the Feedback tab.")
+    return rows
+
+
+def is_feedback_file(path: str | Path) -> bool:
+    """Whether `path` is the app's store or its JSONL export (what `train --data` then reads as feedback rows)."""
+    p = Path(path)
+    if p.suffix in (".sqlite", ".db"):
+        return True
+    if p.suffix != ".jsonl" or not p.is_file():
+        return False
+    with open(p, encoding="utf-8") as f:
+        first = f.readline()
+    try:
+        import json
+
+        row = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and {"critique", "thumbs", "context", "answer"} <= set(row)
+
+
+def mix_with_feedback(path: str | Path, ai: list[dict], fraction: float, seed: int = 0, log=print) -> list[dict]:
+    """The collected feedback rows of `path` plus as many of the AI-annotated records `ai` as keep the feedback
+    at `fraction` of the whole (fraction 1: the feedback alone)."""
+    import random
+
+    fb, report = feedback_examples(read_feedback_rows(path), seed=seed)
+    for p in report["skipped"][:10]:
+        log(f"warning: skipped {p}")
+    if not fb:
+        raise LaffiError("No feedback has been collected yet that can train (a critique, or a rating with the "
+                         "correct answer): ask a question in the Ask tab and send feedback first.")
+    keep = 0 if fraction >= 1 else min(len(ai), round(len(fb) * (1 - fraction) / max(fraction, 1e-9)))
+    chosen = random.Random(seed).sample(ai, keep) if keep < len(ai) else list(ai)
+    log(f"feedback: {report['usable']} rows from {report['sessions']} sessions and {report['raters']} raters "
+        f"({report['sft_rows']} with a known right answer) + {len(chosen)} AI-annotated SQuAD records")
+    return fb + chosen

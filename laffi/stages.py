@@ -44,6 +44,10 @@ class PipelineConfig:
     annotator: str = field(default="reference", metadata={"help": "AI annotator: 'reference' or 'llm'."})
     human_feedback: str | None = field(default=None, metadata={"help": "CSV/JSONL/SQLite of human feedback."})
     human_fraction: float = field(default=0.0, metadata={"help": "Share of examples with human feedback (hybrid)."})
+    feedback_rows: str | None = field(default=None, metadata={
+        "help": "The app's feedback store (or its JSONL export): every row is a training row whatever its passage "
+                "(laffi.feedback_store.feedback_examples). With human_fraction 1 they are all the data; below 1 "
+                "they are mixed with AI feedback on SQuAD training questions so that they make up that share."})
     drafts: str = field(default="own", metadata={"help": "Drafts LaFFi learns feedback on: 'own' (the base model's "
                                                          "answers) or 'own+synthetic' (laffi.drafts)."})
     synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
@@ -123,26 +127,7 @@ def _file_stamp(path: str | None):
     return [st.st_size, st.st_mtime_ns]
 
 
-def read_base_answers(path: Path, examples) -> list | None:
-    """The base model's direct answers to `examples` from an earlier evaluation's cache, or None."""
-    from laffi.generation import Answer
-
-    try:
-        stored = json.loads(path.read_text())
-        return [Answer(*stored[ex.qid]) for ex in examples]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 PREDICT_CHUNK = 64  # base answers written to disk after every chunk
-
-
-def predict(lm, examples, gen=None, progress=None, variant: str = "base") -> list[dict]:
-    """The model answers each question; records keep everything later stages need (a `datasets` JSON dataset)."""
-    from laffi.generation import answer_questions
-
-    answers = answer_questions(lm, [(e.context, e.question) for e in examples], [variant], gen, progress)[variant]
-    return [dict(e.to_dict(), prediction=a.text, raw=a.raw, predicted_by=variant) for e, a in zip(examples, answers)]
 
 
 class Stages:
@@ -194,6 +179,7 @@ class Stages:
         if not missing:
             self.log(f"predict: reusing {path} ({len(examples)} answers)")
         else:
+            from laffi.drafts import own_drafts
             from laffi.generation import GenerationConfig
             from laffi.models import ModelConfig, load_model
 
@@ -207,7 +193,7 @@ class Stages:
             # Saved every chunk: a run stopped after an hour keeps that hour's answers.
             for start in range(0, total, PREDICT_CHUNK):
                 chunk = missing[start:start + PREDICT_CHUNK]
-                for r in predict(lm, chunk, gen, lambda d, _t, s=start: tick(s + d, total)):
+                for r in own_drafts(lm, chunk, gen, lambda d, _t, s=start: tick(s + d, total)):
                     done[r["qid"]] = r
                 write_jsonl_atomic(path, done.values())
                 write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
@@ -217,7 +203,7 @@ class Stages:
     def annotate_key(self) -> str:
         c = self.cfg
         return key_of(self.selection_key(), c.base, "annotate", c.annotator, c.human_feedback,
-                      _file_stamp(c.human_feedback),
+                      _file_stamp(c.human_feedback), c.feedback_rows, _file_stamp(c.feedback_rows),
                       c.human_fraction, c.drafts, c.synthetic_per_question)
 
     def annotate(self) -> list[dict]:
@@ -225,6 +211,22 @@ class Stages:
         if self._cached(path, key):
             self.log(f"annotate: reusing {path}")
             return read_jsonl(path)
+        c = self.cfg
+        if c.feedback_rows:  # the collected feedback, alone or mixed with AI feedback on SQuAD
+            from laffi.feedback_store import mix_with_feedback
+
+            records = mix_with_feedback(c.feedback_rows, [] if c.human_fraction >= 1 else self._annotate_squad(),
+                                        c.human_fraction, c.seed, self.log)
+            write_jsonl_atomic(path, records)
+            write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
+            return records
+        annotated = self._annotate_squad()
+        write_jsonl_atomic(path, annotated)
+        write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
+        return annotated
+
+    def _annotate_squad(self) -> list[dict]:
+        """AI feedback (mixed with human feedback that matches a question) on the base model's training drafts."""
         from laffi.annotation import annotate_with_human
         from laffi.drafts import add_drafts
 
@@ -243,9 +245,7 @@ class Stages:
         report["drafts"] = {"mix": c.drafts, "per_kind": mix}
         for p in report.get("human_problems", [])[:10]:
             self.log(f"warning: human feedback {p}")
-        write_jsonl_atomic(path, annotated)
         write_json_atomic(self.out / "annotation_report.json", report)
-        write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
         return annotated
 
     # --- stage 3: LoRA training -------------------------------------------------------------------------------
@@ -271,7 +271,8 @@ class Stages:
         for volatile in ("name", "adapters_dir", "work_dir", "overwrite", "num_processes", "micro_batch_size",
                          "deepspeed"):  # where and how it trains, not what it learns
             tcfg.pop(volatile)
-        records_key = self.annotate_key() if tcfg["method"] != "sft" else self.selection_key()
+        records_key = self.annotate_key() if tcfg["method"] != "sft" or self.cfg.feedback_rows else \
+            self.selection_key()
         return key_of(records_key, "train", tcfg)
 
     def trained(self, which: str, seed: int) -> Path | None:
@@ -294,7 +295,8 @@ class Stages:
             self.log(f"train {which} (seed {seed}): reusing {path}")
         else:
             # SFT needs only the questions and gold answers; LaFFi needs the feedback (annotate, which predicts).
-            records = self.annotate() if tcfg.method != "sft" else [e.to_dict() for e in self.examples("train")]
+            records = (self.annotate() if tcfg.method != "sft" or self.cfg.feedback_rows
+                       else [e.to_dict() for e in self.examples("train")])
             self.log(f"train {which} (seed {seed}): {tcfg.method} on {len(records)} records -> "
                      f"{tcfg.adapters_dir}/{tcfg.name}")
             from laffi.distributed import needs_launch, run_training
@@ -317,7 +319,7 @@ class Stages:
     def evaluate(self, trained: dict[str, dict[int, Path]] | None = None) -> dict:
         """Base and every trained adapter (every seed) on the evaluation questions, in mixed batches; pooled rows
         average each question's score over seeds; paired differences between the methods and the base."""
-        from laffi.evaluation import evaluate_variants
+        from laffi.evaluation import base_answers_cache, evaluate_variants, read_base_answers
         from laffi.generation import GenerationConfig
         from laffi.models import ModelConfig, load_model
         from laffi.report import pooled_result, results_markdown
@@ -341,11 +343,14 @@ class Stages:
         gen = GenerationConfig(batch_size=c.eval_batch_size)
         asked = key_of(c.data, c.base, c.eval_articles, c.eval_limit, c.seed, asdict(gen))
         cache = self.out / "answers" / f"base-{asked}.json"
-        cached = read_base_answers(cache, examples)  # the base model's answers don't change between runs
+        from laffi.answerability import direct_thresholds
+
+        # the base model's answers don't change between runs (its threshold may: decided again on reading)
+        cached = read_base_answers(cache, examples, direct_thresholds(lm, ["base"]).get("base"))
         result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval", progress=self._ticker("evaluate"),
                                    feedback=c.eval_feedback, direct={"base": cached} if cached else None)
         if not cached:
-            write_json_atomic(cache, {ex.qid: [a.text, a.raw] for ex, a in zip(examples, result["direct"]["base"])})
+            write_json_atomic(cache, {ex.qid: base_answers_cache(a) for ex, a in zip(examples, result["direct"]["base"])})
         named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
         pooled = pooled_result(result, named)
         pooled.update(eval_articles=c.eval_articles, train_articles=c.train_articles, config=asdict(c))
@@ -381,12 +386,18 @@ class Stages:
         select = (f"--data {q(c.data)} --articles {q(c.train_articles)}"
                   + (f" --limit {c.train_limit}" if c.train_limit else "") + f" --seed {c.seed}")
         lines = []
-        if tcfg.method != "sft":
+        if c.feedback_rows and c.human_fraction >= 1:  # the collected feedback alone: no SQuAD question needed
+            from laffi.distributed import shown, train_launch
+
+            return shown(train_launch(tcfg, ["--data", c.feedback_rows]))
+        if tcfg.method != "sft" or c.feedback_rows:
             lines.append(f"python -m laffi predict --base {q(c.base)} {select} --out {q(str(preds))}")
             lines.append(f"python -m laffi annotate --predictions {q(str(preds))} --annotator {c.annotator} "
                          f"--drafts {c.drafts} --seed {c.seed}"
                          + (f" --human {q(c.human_feedback)} --human-fraction {c.human_fraction}"
-                            if c.human_feedback else "") + f" --out {q(str(ann))}")
+                            if c.human_feedback else "")
+                         + (f" --feedback-rows {q(c.feedback_rows)} --human-fraction {c.human_fraction}"
+                            if c.feedback_rows else "") + f" --out {q(str(ann))}")
             data = f"--data {q(str(ann))}"
         else:
             data = select.replace(" --seed ", " --data-seed ")
@@ -397,6 +408,9 @@ class Stages:
 
     def train_data_flags(self, tcfg) -> list[str]:  # `laffi train`'s data flags, as `commands` shows them
         c = self.cfg
-        return (["--data", str(self.out / "annotated.jsonl")] if tcfg.method != "sft" else ["--data", c.data,
+        if c.feedback_rows and c.human_fraction >= 1:
+            return ["--data", c.feedback_rows]
+        return (["--data", str(self.out / "annotated.jsonl")] if tcfg.method != "sft" or c.feedback_rows else [
+                "--data", c.data,
                 "--articles", c.train_articles, *(["--limit", str(c.train_limit)] if c.train_limit else []),
                 "--data_seed", str(c.seed)])

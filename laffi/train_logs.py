@@ -16,7 +16,8 @@ from transformers import TrainerCallback
 
 
 class LossLogger(TrainerCallback):
-    """Append one JSON line per logged step: step, epoch, loss, lr, grad_norm, tokens seen, elapsed seconds."""
+    """Append one JSON line per logged step (step, epoch, loss, lr, grad_norm, tokens seen, elapsed seconds) and
+    one per held-out score (step, heldout_loss)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -24,11 +25,17 @@ class LossLogger(TrainerCallback):
         self.started = time.time()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs or not state.is_world_process_zero:  # one writer: rank 0
+        if not logs or not state.is_world_process_zero:  # one writer: rank 0
             return
-        row = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4),
-               "loss": logs["loss"], "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
-               "tokens": state.num_input_tokens_seen, "seconds": round(time.time() - self.started, 2)}
+        if "eval_loss" in logs:  # a held-out score: its own line, so the two curves can be drawn apart
+            row = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4),
+                   "heldout_loss": logs["eval_loss"], "seconds": round(time.time() - self.started, 2)}
+        elif "loss" in logs:
+            row = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4),
+                   "loss": logs["loss"], "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
+                   "tokens": state.num_input_tokens_seen, "seconds": round(time.time() - self.started, 2)}
+        else:
+            return
         with open(self.path, "a", encoding="utf-8") as f:  # one line per step, flushed: a crash loses nothing
             f.write(json.dumps(row) + "\n")
 
@@ -59,6 +66,9 @@ def model_card(cfg: dict, manifest: dict, stats: dict, metrics: dict | None, nam
         f"- Articles: {', '.join(manifest['articles'])}",
         f"- LoRA r={cfg.r}, alpha={cfg.alpha}, dropout={cfg.dropout}, modules={cfg.target_modules}; lr={cfg.lr}, "
         f"epochs={cfg.epochs}, batch={cfg.batch_size}, seed={cfg.seed}",
+        *([f"- Kept: the checkpoint of step {stats['best_step']}, the best held-out loss "
+           f"({stats['best_heldout_loss']:.4f} on {manifest.get('heldout_examples')} held-out examples)"]
+          if stats.get("best_step") else []),
         f"- Steps: {stats.get('global_step')}, final mean train loss: {stats.get('train_loss'):.4f}, "
         f"time: {stats.get('seconds')} s", "",
         "Files: `training_config.json` (every setting and library version), `data_manifest.json` (which articles "

@@ -35,7 +35,8 @@ METHODS = ("sft", "laffi", "laffi+sft")
 
 @dataclass
 class TrainConfig:
-    """One LoRA training run. Defaults are CPU-sane for the 135M embedded model."""
+    """One LoRA training run. Defaults are the recipe the shipped adapters were trained with (configs/STUDY.md:
+    LoRA r 16 / alpha 32 on every linear layer, no dropout, lr 1e-3, batch 4), at sizes a CPU can train."""
 
     method: str = field(default="laffi", metadata={"help": "'sft' (target = gold answer), 'laffi' (target = feedback) "
                                                            "or 'laffi+sft' (both kinds of rows)."})
@@ -46,17 +47,24 @@ class TrainConfig:
     work_dir: str | None = field(default=None, metadata={"help": "Checkpoints and logs (default: runs/train/<name>)."})
     r: int = field(default=16, metadata={"help": "LoRA rank."})
     alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj",
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    target_modules: str = field(default="all-linear",
                                 metadata={"help": "Comma-separated module names to adapt, or 'all-linear'."})
-    lr: float = field(default=3e-4, metadata={"help": "Peak learning rate (linear decay, short warm-up)."})
+    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate (linear decay, short warm-up)."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimiser steps (-1: use epochs)."})
     batch_size: int = field(default=4, metadata={"help": "Examples per optimiser step."})
-    max_length: int = field(default=768, metadata={"help": "Longest prompt + completion in tokens; longer examples are "
-                                                           "left out (and counted), never cut."})
+    max_length: int = field(default=1024, metadata={"help": "Longest prompt + completion in tokens; longer examples "
+                                                            "are left out (and counted), never cut."})
     seed: int = field(default=0, metadata={"help": "Seed for LoRA init and data order."})
-    save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps (resumable)."})
+    save_steps: int = field(default=25, metadata={"help": "Checkpoint (resumable) and score the held-out loss every N "
+                                                          "steps (more often in short runs: 4 scores at least)."})
+    heldout: int = field(default=32, metadata={
+        "help": "Examples held out, never trained on (whole passages where there are several; at most a tenth of "
+                "the data): their loss is scored at every checkpoint, and the adapter kept is the checkpoint with "
+                "the best held-out loss. 0: no held-out loss; the last step is kept."})
+    early_stopping: int = field(default=0, metadata={
+        "help": "Stop after this many held-out scores without improvement (0: train to the end)."})
     pack: bool = field(default=True, metadata={
         "help": "Lay the examples of a step out as trees that share their passage (laffi.packing): the same loss "
                 "and gradients as separate examples, 3-5x fewer tokens computed. Off: TRL's padded batches."})
@@ -95,6 +103,8 @@ class TrainConfig:
                   ("max_length", self.max_length >= 64, "at least 64"), ("save_steps", self.save_steps >= 1,
                                                                          "at least 1"),
                   ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 or at least 1"),
+                  ("heldout", self.heldout >= 0, "0 or more"), ("early_stopping", self.early_stopping >= 0,
+                                                                "0 or more"),
                   ("num_processes", self.num_processes is None or self.num_processes >= 1, "at least 1"),
                   ("micro_batch_size", self.micro_batch_size is None or self.micro_batch_size >= 1, "at least 1")]
         for name, ok, rule in checks:
@@ -136,6 +146,8 @@ def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
     eos = tokenizer.eos_token
     rows = []
     for r in records:
+        if method == "sft" and not r.get("gold_known", True):
+            continue  # collected feedback that says an answer is wrong but not what is right: LaFFi only
         if method == "sft":
             prompt, target = qa_prompt(tokenizer, r["context"], r["question"]), sft_target(r.get("answers") or [])
         else:
@@ -146,8 +158,36 @@ def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
         rows.append({"prompt": prompt, "completion": target + eos, "qid": r["qid"], "title": r.get("title", ""),
                      "feedback_source": r.get("feedback_source", "gold") if method == "laffi" else "gold",
                      "draft_kind": r.get("draft_kind", "own") if method == "laffi" else "gold",
+                     "feedback_row_id": r.get("feedback_row_id"),  # a row of the app's feedback store
                      "group": f"{method}\n{r['context']}"})  # rows that share a prompt prefix (laffi.packing)
     return rows
+
+
+def heldout_split(rows: list[dict], n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(rows to train on, rows held out): about n rows, at most a tenth of them, whole passages where there are
+    several (a passage seen in training would flatter its held-out loss), single rows otherwise; none when there
+    are fewer than 2 rows."""
+    import random
+
+    want = min(n, len(rows) // 10 or (1 if len(rows) >= 2 and n else 0))
+    if want <= 0:
+        return rows, []
+    passage = lambda r: r["group"].split("\n", 1)[-1]  # noqa: E731  (the group is "<method>\n<passage>")
+    sizes: dict[str, int] = {}
+    for r in rows:
+        sizes[passage(r)] = sizes.get(passage(r), 0) + 1
+    contexts = list(sizes)
+    rng = random.Random(seed)
+    rng.shuffle(contexts)
+    held, count = set(), 0
+    for c in contexts:  # whole passages that fit in the share (never all of them: the share is below the whole)
+        if count + sizes[c] <= want:
+            held.add(c)
+            count += sizes[c]
+    if held:
+        return [r for r in rows if passage(r) not in held], [r for r in rows if passage(r) in held]
+    chosen = set(rng.sample(range(len(rows)), want))  # one passage, or passages larger than the share: rows
+    return [r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen]
 
 
 def check_destination(cfg: TrainConfig) -> None:
@@ -238,8 +278,13 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
     # under accelerate launch each rank sees WORLD_SIZE; batch_size stays the examples per optimiser step
     plan = batch_plan(cfg.batch_size, Settings.from_env().world_size, cfg.micro_batch_size)
-    dataset, collator, rows, too_long = training_dataset(training_rows(records, cfg.method, tokenizer), cfg,
-                                                         tokenizer, model.dtype, plan.per_device)
+    train_rows, held = heldout_split(training_rows(records, cfg.method, tokenizer), cfg.heldout, cfg.seed)
+    dataset, collator, rows, too_long = training_dataset(train_rows, cfg, tokenizer, model.dtype, plan.per_device)
+    heldout = training_dataset(held, cfg, tokenizer, model.dtype, plan.per_device)[0] if held else None
+    # checkpoints (and held-out scores) every save_steps, but at least 4 times in a short run
+    per_epoch = len(dataset) if cfg.pack else -(-len(dataset) // plan.per_device)
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, int(per_epoch * cfg.epochs / plan.accumulation))
+    every = max(1, min(cfg.save_steps, total // 4))
     work = Path(cfg.work_dir)
     ckpt_dir = work / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
@@ -247,7 +292,10 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         output_dir=str(ckpt_dir), per_device_train_batch_size=1 if cfg.pack else plan.per_device,
         gradient_accumulation_steps=plan.accumulation, ddp_find_unused_parameters=False,
         learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type="linear",
-        warmup_steps=0.03, logging_steps=1, save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
+        warmup_steps=0.03, logging_steps=1, save_steps=every, save_total_limit=2, seed=cfg.seed,
+        eval_strategy="steps" if heldout is not None else "no", eval_steps=every if heldout is not None else None,
+        per_device_eval_batch_size=1 if cfg.pack else plan.per_device, prediction_loss_only=True,
+        load_best_model_at_end=heldout is not None, metric_for_best_model="eval_loss", greater_is_better=False,
         data_seed=cfg.seed, report_to="none", max_length=cfg.max_length, dataloader_num_workers=0,
         gradient_checkpointing=False, use_cpu=str(model.device) == "cpu", bf16=False, fp16=False,
         # packed sequences carry a 4D mask, so count their tokens (no padding: one sequence per step) directly
@@ -261,14 +309,22 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.modules(),
                       layers_to_transform=cfg.layer_range(), task_type="CAUSAL_LM")
     logger = LossLogger(work / "loss_log.jsonl")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora, data_collator=collator, callbacks=[logger, *extra_callbacks])
+    callbacks, early = [logger, *extra_callbacks], None
+    if heldout is not None and cfg.early_stopping:
+        from transformers import EarlyStoppingCallback
+
+        early = EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)
+        callbacks.append(early)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=heldout,
+                         processing_class=tokenizer, peft_config=lora, data_collator=collator, callbacks=callbacks)
     main = trainer.accelerator.is_main_process  # rank 0 alone writes logs and the adapter (Trainer: checkpoints)
     if main and not last and (work / "loss_log.jsonl").exists():
         (work / "loss_log.jsonl").unlink()  # a fresh run starts a fresh log
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last)
-    if trainer.state.global_step < trainer.state.max_steps:
+    # the held-out loss stopped improving (not a Stop): a finished run, kept at its best checkpoint
+    stopped_early = early is not None and early.early_stopping_patience_counter >= cfg.early_stopping
+    if trainer.state.global_step < trainer.state.max_steps and not stopped_early:
         return work  # stopped on request: the stop callback saved a checkpoint that `resume` continues from
     if not main:
         return Path(cfg.adapters_dir) / cfg.name  # where rank 0 writes it
@@ -281,10 +337,15 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         "prompt_plus_completion_tokens": sum(r["n_tokens"] for r in rows),
         "tokens_computed": trainer.state.num_input_tokens_seen,
         "qids": [r["qid"] for r in rows],
+        "feedback_rows": sorted({r["feedback_row_id"] for r in rows + held if r.get("feedback_row_id") is not None}),
+        "heldout_examples": len(held), "heldout_qids": [r["qid"] for r in held],
     }
+    best = trainer.state.best_model_checkpoint
     stats = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
              "seconds": round(time.time() - started, 1), "resumed_from": last, "processes": plan.processes,
-             "batch": plan.describe()}
+             "batch": plan.describe(), "stopped_early": bool(stopped_early),
+             "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
+             "best_heldout_loss": trainer.state.best_metric if best else None}
     return finish_adapter(trainer.model, cfg, manifest, stats, work, run_key)
 
 

@@ -27,7 +27,7 @@ def records(small_squad):
 def cfg(tmp_path, tiny_dir, **kw):
     base = dict(method="laffi", name="laffi", base=str(tiny_dir), adapters_dir=str(tmp_path / "adapters"),
                 work_dir=str(tmp_path / "work"), r=4, alpha=8, lr=5e-2, batch_size=2, max_steps=3, save_steps=2,
-                max_length=1024)
+                max_length=1024, heldout=0)  # held-out scoring has its own tests
     base.update(kw)
     return TrainConfig(**base)
 
@@ -180,3 +180,36 @@ def test_an_interrupted_run_resumes_with_the_same_data_order(records, tiny_dir, 
     assert set(a) == set(b) == {1, 2, 3, 4}
     for step in (3, 4):
         assert b[step] == pytest.approx(a[step], rel=1e-4)
+
+
+def test_heldout_split_takes_whole_passages_within_a_tenth():
+    from laffi.training import heldout_split
+
+    rows = [{"qid": f"{p}{i}", "group": f"sft\npassage {p}"} for p, n in (("a", 12), ("b", 3), ("c", 30))
+            for i in range(n)]
+    keep, held = heldout_split(rows, 32, seed=0)
+    assert len(held) == 3 and {r["group"] for r in held} == {"sft\npassage b"}  # b fits in 45 // 10, a and c don't
+    assert len(keep) + len(held) == len(rows) and not {r["qid"] for r in keep} & {r["qid"] for r in held}
+    one = [{"qid": str(i), "group": "laffi\nthe presenter's passage"} for i in range(4)]
+    keep, held = heldout_split(one, 32, seed=0)
+    assert len(held) == 1 and len(keep) == 3  # one passage: single rows, at least one when there are two or more
+    assert heldout_split(one, 0)[1] == [] and heldout_split(one[:1], 32)[1] == []
+
+
+def test_heldout_loss_is_scored_and_the_best_checkpoint_kept(records, tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=8, save_steps=2, heldout=2, lr=3e-1))
+    log = [json.loads(line) for line in (path / "loss_log.jsonl").read_text().splitlines()]
+    held = {r["step"]: r["heldout_loss"] for r in log if "heldout_loss" in r}
+    assert sorted(held) == [2, 4, 6, 8] and all(v > 0 for v in held.values())  # at every checkpoint
+    assert [r["step"] for r in log if "loss" in r] == list(range(1, 9))
+    stats = json.loads((path / "training_config.json").read_text())["stats"]
+    best = min(held, key=held.get)
+    assert stats["best_step"] == best and stats["best_heldout_loss"] == pytest.approx(held[best])
+    manifest = json.loads((path / "data_manifest.json").read_text())
+    assert manifest["heldout_examples"] == 1 and not set(manifest["heldout_qids"]) & set(manifest["qids"])
+    kept = load_file(path / "adapter_model.safetensors")
+    saved = load_file(tmp_path / "work" / "checkpoints" / f"checkpoint-{best}" / "adapter_model.safetensors")
+    assert kept.keys() == saved.keys() and all((kept[k] == saved[k]).all() for k in kept)
+    assert f"the checkpoint of step {best}" in (path / "README.md").read_text()

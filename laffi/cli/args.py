@@ -91,6 +91,9 @@ class AnnotateArgs:
         "help": "Human feedback: CSV/JSONL (qid or question, prediction, feedback, annotator) or the app's "
                 "feedback .sqlite."})
     human_fraction: float = field(default=0.0, metadata={"help": "Share of examples with human feedback."})
+    feedback_rows: str | None = field(default=None, metadata={
+        "help": "The app's feedback store or its JSONL export: every row a training row, mixed in at "
+                "--human-fraction (1: the feedback alone)."})
     drafts: Literal["own", "own+synthetic", "synthetic"] = field(default="own", metadata={
         "help": "Feedback on the model's own answers only, also on synthetic drafts (gold, near-miss, other span, "
                 "'no answer', plausible answer) so every verdict is learned, or on synthetic drafts only."})
@@ -102,14 +105,16 @@ class AnnotateArgs:
         _positive(synthetic_per_question=self.synthetic_per_question)
         if not 0 <= self.human_fraction <= 1:
             raise LaffiError(f"--human-fraction must be between 0 and 1, not {self.human_fraction}.")
-        if self.human_fraction and not self.human:
-            raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite).")
+        if self.human_fraction and not (self.human or self.feedback_rows):
+            raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite) or "
+                             "--feedback-rows.")
 
 
 @dataclass
 class TrainDataArgs:
-    data: str = field(metadata={"help": "JSONL written by `annotate` (or `predict`), or for SFT a SQuAD file / "
-                                        "dataset id."})
+    data: str = field(metadata={"help": "JSONL written by `annotate` (or `predict`); the app's feedback store "
+                                        "(data/feedback.sqlite) or its JSONL export (every feedback row a training "
+                                        "row); or for SFT a SQuAD file / dataset id."})
     articles: str | None = field(default=None, metadata={"help": "With SQuAD --data: a split name or titles."})
     limit: int | None = field(default=None, metadata={"help": "With SQuAD --data: a seeded sample of N questions."})
     data_seed: int = field(default=0, metadata={"help": "With SQuAD --data: the sampling seed."})

@@ -152,7 +152,7 @@ def evaluate(model_cfg, gen, backend, data, args) -> int:
 # --- the stages ------------------------------------------------------------------------------------------------------
 def predict(model_cfg, gen, backend, data, args) -> int:
     from laffi.io import write_jsonl_atomic
-    from laffi.stages import predict as run_predict
+    from laffi.drafts import own_drafts as run_predict
 
     examples = selected(data)
     lm = load(model_cfg, backend)
@@ -185,6 +185,11 @@ def annotate(model_cfg, args) -> int:
     report["drafts"] = {"mix": args.drafts, "per_kind": mix}
     for p in report.get("human_problems", []):
         print(f"laffi: warning: human feedback {p}", file=sys.stderr)
+    if args.feedback_rows:
+        from laffi.feedback_store import mix_with_feedback
+
+        annotated = mix_with_feedback(args.feedback_rows, annotated, args.human_fraction, args.seed,
+                                      log=lambda m: print(f"laffi: {m}", file=sys.stderr))
     write_jsonl_atomic(Path(args.out), annotated)
     write_json_atomic(Path(args.out).with_suffix(".report.json"), report)
     print(json.dumps(report), file=sys.stdout if args.json else sys.stderr)
@@ -195,8 +200,18 @@ def training_records(data) -> list[dict]:
     """What `train --data` reads: records written by `predict`/`annotate` (JSONL with a prediction per row), or
     SQuAD questions (a file or dataset id, narrowed by --articles/--limit) for SFT, which needs no prediction."""
     from laffi.data import select_data
+    from laffi.feedback_store import feedback_examples, is_feedback_file, read_feedback_rows
     from laffi.io import read_jsonl
 
+    if is_feedback_file(data.data):  # the app's store or its export: every feedback row is a training row
+        records, report = feedback_examples(read_feedback_rows(data.data), seed=data.data_seed)
+        warn_problems(report["skipped"])
+        if not records:
+            raise LaffiError(f"{data.data} holds no usable feedback yet: give feedback in the app's Ask tab (a "
+                             "critique, or a rating with the correct answer), then train.")
+        print(f"laffi: {report['usable']} feedback rows from {report['sessions']} sessions and {report['raters']} "
+              f"raters ({report['sft_rows']} with a known right answer)", file=sys.stderr)
+        return records
     if str(data.data).endswith(".jsonl") and Path(data.data).is_file():
         rows = read_jsonl(data.data)
         if rows and isinstance(rows[0], dict) and ("prediction" in rows[0] or "feedback" in rows[0]):

@@ -51,6 +51,7 @@ class JobSpec:
     seed: int = 0
     human: str | None = None  # the app's feedback store (SQLite) or a CSV/JSONL file
     human_fraction: float = 0.0
+    feedback: str | None = None  # the app's store: every row a training row (PipelineConfig.feedback_rows)
     drafts: str = "own"
     base: str = "embedded"
     adapters_dir: str = "adapters"
@@ -75,6 +76,7 @@ class JobSpec:
         return PipelineConfig(
             data=self.data, base=self.base, train_articles=self.articles or "all", train_limit=int(self.limit),
             seed=self.seed, human_feedback=self.human, human_fraction=float(self.human_fraction),
+            feedback_rows=self.feedback,
             drafts=self.drafts, methods=[self.which], sft_name=self.name, laffi_name=self.name,
             train=dict(self.train), laffi=overrides, seeds=[self.seed], out_dir=str(work),
             adapters_dir=self.adapters_dir, overwrite=self.overwrite)

@@ -28,7 +28,7 @@ from laffi.training import TrainConfig
 from laffi.ui.context import data_path, require, upload_message
 from laffi.ui.text import error, md_literal, name_range_errors
 
-SHARED, UPLOAD = "shared SQuAD file", "upload"
+SHARED, UPLOAD, FEEDBACK = "shared SQuAD file", "upload", "feedback collected here"
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the CLI's defaults (`python -m laffi train`)
 JOB_DEFAULTS = {f.name: f.default for f in fields(JobSpec)}
 # TrainConfig's field names in its error sentences -> the labels a user sees in this tab.
@@ -38,11 +38,18 @@ LABELS = {"TrainConfig.r": "LoRA r", "TrainConfig.alpha": "LoRA alpha", "TrainCo
 
 
 def loss_figure(rows: list[dict]):
+    """Training loss per step and, where the run holds examples out, the held-out loss at each checkpoint."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Scatter(x=[r["step"] for r in rows], y=[r["loss"] for r in rows], mode="lines+markers"))
-    fig.update_layout(xaxis_title="step", yaxis_title="training loss (completion tokens)", height=320,
-                      margin=dict(l=40, r=10, t=20, b=40))
+    train = [r for r in rows if "loss" in r]
+    held = [r for r in rows if "heldout_loss" in r]
+    fig = go.Figure(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines+markers",
+                               name="training loss"))
+    if held:
+        fig.add_scatter(x=[r["step"] for r in held], y=[r["heldout_loss"] for r in held], mode="lines+markers",
+                        name="held-out loss (never trained on)")
+    fig.update_layout(xaxis_title="step", yaxis_title="loss (completion tokens)", height=320,
+                      margin=dict(l=40, r=10, t=20, b=40), legend=dict(orientation="h", y=1.12))
     return fig
 
 
@@ -56,7 +63,9 @@ def describe(st: dict | None, data: str | None = None) -> str:
         value = str(value or "")
         return md_literal(value.replace(data, Path(data).name) if data else value)
 
-    loss = st.get("loss") or []
+    logged = st.get("loss") or []
+    loss = [r for r in logged if "loss" in r]
+    held = [r for r in logged if "heldout_loss" in r]
     state = st.get("state", "running")
     phase, detail = st.get("phase", ""), st.get("detail", "")
     if state == "running" and loss:  # steps are being logged: that is what the job does now, whatever it said
@@ -71,10 +80,37 @@ def describe(st: dict | None, data: str | None = None) -> str:
         if state == "running" and total and step:
             per_step = last["seconds"] / max(step - loss[0]["step"] + 1, 1)
             eta = f", about {max(total - step, 0) * per_step / 60:.1f} min left"
-        lines.append(f"Step {step}/{total} · loss {last['loss']:.4f}{eta}.")
+        best = min(held, key=lambda r: r["heldout_loss"]) if held else None
+        lines.append(f"Step {step}/{total} · loss {last['loss']:.4f}{eta}." + (
+            f" Held-out loss {held[-1]['heldout_loss']:.4f} (best {best['heldout_loss']:.4f} at step "
+            f"{best['step']}: the checkpoint kept)." if best else ""))
     if st.get("error"):
         lines.append(f"**Error:** {text(st['error'])}")
     return "\n\n".join(lines)
+
+
+def feedback_preview(store) -> tuple[str, list[list]]:
+    """What "feedback collected here" will train on, before Start: counts (rows, sessions, raters, LaFFi and SFT
+    rows, what is left out and why) and a table of the rows (plain text)."""
+    from laffi.feedback_store import feedback_examples
+
+    records, report = feedback_examples(store.rows())
+    if not records:
+        return ("No feedback collected yet that can train: ask a question in the Ask tab, then send a critique "
+                "or a rating with the correct answer.", [])
+    text = (f"**{report['usable']} feedback rows** from {report['sessions']} session(s) and {report['raters']} "
+            f"rater(s): {report['laffi_rows']} LaFFi rows ({report['critiques']} critiques, {report['from_ratings']} "
+            f"written from a rating and the correct answer), {report['sft_rows']} also SFT rows (right answer "
+            f"known).")
+    if report["skipped"]:
+        text += f" Left out: {len(report['skipped'])} ({md_literal(report['skipped'][0])}" + (
+            ", …)" if len(report["skipped"]) > 1 else ")")
+    rows = [[r["feedback_row_id"], r["question"], r["prediction"] or "(no answer)", r["feedback"],
+             r["feedback_source"], r["annotator"]] for r in records]
+    return text, rows
+
+
+PREVIEW_HEADERS = ["row", "question", "answer judged", "feedback (training target)", "source", "rater"]
 
 
 def batch_text(batch_size, processes) -> str:
@@ -136,15 +172,16 @@ def build_train_tab(ctx, jobs, admin):
             replace = gr.Checkbox(False, label="Replace an existing adapter of this name (trained in this app; the "
                                                "old one stays until the new one is complete)",
                                   elem_id="train-replace")
-            source = gr.Radio([SHARED, UPLOAD] if s.enable_upload else [SHARED], value=SHARED, label="Questions",
-                              elem_id="train-source")
+            source = gr.Radio([SHARED, UPLOAD, FEEDBACK] if s.enable_upload else [SHARED, FEEDBACK], value=SHARED,
+                              label="Data", elem_id="train-source")
             upload = gr.File(label="SQuAD JSON", file_types=[".json", ".jsonl"], visible=False,
                              elem_id="train-upload")
             articles = gr.Dropdown(["all", *ARTICLE_SPLITS], value=JOB_DEFAULTS["articles"], label="Articles")
             limit = gr.Slider(4, 400, value=JOB_DEFAULTS["limit"], step=4,
                               label="Questions (the base model answers them first)")
-            use_human = gr.Checkbox(True, label="Use the feedback collected in the app (human)")
-            fraction = gr.Slider(0, 1, value=0.5, step=0.05, label="Human fraction (as far as there is any)")
+            use_human = gr.Checkbox(True, label="Also use collected feedback that matches a SQuAD question (human)")
+            fraction = gr.Slider(0, 1, value=0.5, step=0.05, label="Human fraction (with 'feedback collected here': "
+                                 "1 = the feedback alone, below 1 = mixed with AI feedback on SQuAD questions)")
         with gr.Column():
             r = gr.Slider(1, 64, value=DEFAULTS["r"], step=1, label="LoRA r", elem_id="train-r")
             alpha = gr.Slider(1, 128, value=DEFAULTS["alpha"], step=1, label="LoRA alpha", elem_id="train-alpha")
@@ -161,10 +198,26 @@ def build_train_tab(ctx, jobs, admin):
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop (saves a checkpoint)", elem_id="train-stop")
                 resume = gr.Button("Resume", elem_id="train-resume")
+    with gr.Group(visible=False) as preview_box:
+        preview_text = gr.Markdown(elem_id="train-feedback-count")
+        preview = gr.Dataframe(headers=PREVIEW_HEADERS, interactive=False, wrap=True, elem_id="train-feedback-rows",
+                               label="The collected feedback this run will train on")
+        preview_btn = gr.Button("Refresh the list", size="sm")
     name_range_errors(limit, fraction, r, alpha, epochs, batch, max_length)
+
+    def train_feedback_preview():
+        text, rows = feedback_preview(ctx.store)
+        return text, rows
+
+    def show_source(data_source):
+        shown = data_source == FEEDBACK
+        text, rows = feedback_preview(ctx.store) if shown else ("", [])
+        return gr.File(visible=data_source == UPLOAD), gr.Group(visible=shown), text, rows
+
+    preview_btn.click(train_feedback_preview, None, [preview_text, preview], api_name="train_feedback_preview")
     for knob in (batch, processes):
         knob.change(batch_text, [batch, processes], effective, api_name=False, show_progress="hidden")
-    source.change(lambda data_source: gr.File(visible=data_source == UPLOAD), source, upload, api_name=False)
+    source.change(show_source, source, [upload, preview_box, preview_text, preview], api_name=False)
     status = gr.Markdown(elem_id="train-status")
     plot = gr.Plot(label="Loss")
     cli = gr.Code(label="Equivalent command lines", language="shell", interactive=False)
@@ -185,7 +238,8 @@ def build_train_tab(ctx, jobs, admin):
                     JOB_DEFAULTS["limit"], True, 0.5, DEFAULTS["r"], DEFAULTS["alpha"], DEFAULTS["target_modules"],
                     DEFAULTS["lr"], DEFAULTS["epochs"], DEFAULTS["batch_size"], DEFAULTS["max_length"], procs]
         t = {**DEFAULTS, **spec.train}
-        return [spec.method, spec.name, spec.overwrite, SHARED if spec.data == str(s.squad) else UPLOAD,
+        return [spec.method, spec.name, spec.overwrite,
+                FEEDBACK if spec.feedback else SHARED if spec.data == str(s.squad) else UPLOAD,
                 spec.articles or "all", spec.limit, bool(spec.human), spec.human_fraction, t["r"], t["alpha"],
                 t["target_modules"], t["lr"], t["epochs"], t["batch_size"], t["max_length"],
                 t.get("num_processes") or procs]
@@ -200,6 +254,15 @@ def build_train_tab(ctx, jobs, admin):
                     max_length, replace_existing, processes):
         require(s, unlocked, "Training")
         adapter_name = check_name(ctx, adapter_name, bool(replace_existing))
+        feedback = None
+        if data_source == FEEDBACK:
+            if not feedback_preview(ctx.store)[1]:
+                raise error("No feedback collected yet that can train: ask a question in the Ask tab and send a "
+                            "critique (or a rating with the correct answer), then start.")
+            if float(human_fraction) <= 0:
+                raise error("With 'feedback collected here', the human fraction must be above 0 (1 = the feedback "
+                            "alone).")
+            feedback, data_source = str(ctx.store.path), SHARED  # the SQuAD file is only read for the AI mix
         data = data_path(s, data_source, upload_file, unlocked)
         if data_source == UPLOAD:  # a file that can't be read: a sentence now, not a failed job later
             try:
@@ -209,8 +272,8 @@ def build_train_tab(ctx, jobs, admin):
         try:
             spec = JobSpec(method=method, name=adapter_name, data=data,
                            articles=None if articles == "all" else articles, limit=int(questions),
-                           human=str(ctx.store.path) if use_app_feedback else None,
-                           human_fraction=float(human_fraction), base=ctx.lm.config.base,
+                           human=str(ctx.store.path) if use_app_feedback and not feedback else None,
+                           human_fraction=float(human_fraction), feedback=feedback, base=ctx.lm.config.base,
                            adapters_dir=str(s.trained_dir), overwrite=bool(replace_existing),
                            train={"r": int(lora_r), "alpha": int(lora_alpha), "target_modules": target_modules,
                                   "lr": float(learning_rate or 0), "epochs": float(epochs),
