@@ -5,6 +5,7 @@ Usage:
     records, report = annotate(records, annotator="reference", seed=0)
     records, report = annotate(records, annotator="llm", lm=lm)   # checked; failures replaced by `reference`
     records, report = annotate_with_human(records, "reference", human="data/feedback.sqlite", human_fraction=0.5)
+    records, report = feedback_examples(store.rows())   # every collected feedback row a training row (demo loop)
 
 Every feedback starts with a verdict (Correct / Partly correct / Incorrect), says why with a pointer into the
 passage, and ends with what the answer should be: "... so the answer should be X." or "... so the right reply
@@ -16,7 +17,9 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from pathlib import Path
 
+from laffi.errors import LaffiError
 from laffi.prompts import NO_ANSWER, extract_answer, first_line, parse_feedback, render
 from laffi.squad_metric import compute_exact, compute_f1, gold_answers, get_tokens
 
@@ -272,3 +275,75 @@ def annotate_with_human(records: list[dict], annotator: str = "reference", seed:
         annotated, report["mix"] = mix_feedback(annotated, matched, human_fraction, seed)
         report["human_problems"] = bad + unmatched
     return annotated, report
+
+
+# --- the app's collected feedback as training records (the demo loop) ---------------------------------------
+FEEDBACK_TITLE = "collected feedback"  # the `title` of training records made from feedback rows
+_NO_ANSWER_WORDS = {"no answer", "none", "unanswerable", "n/a", "-"}
+
+
+def feedback_examples(rows: list[dict], seed: int = 0) -> tuple[list[dict], dict]:
+    """Training records from feedback rows (the store's, or its JSONL export): one LaFFi record per usable row
+    (prediction = the answer it judged, feedback = the critique, or the annotator's format from the rating and
+    the correct answer), with `gold_known` where the right answer is known (then also an SFT row). Returns
+    (records, report): rows, sessions, raters, LaFFi and SFT rows, skipped rows with the reason."""
+    import random
+
+    rng = random.Random(seed)
+    records, skipped = [], []
+    for r in rows:
+        rid, where = r.get("id"), f"feedback #{r.get('id')}"
+        context, question = (r.get("context") or "").strip(), (r.get("question") or "").strip()
+        critique, correct = (r.get("critique") or "").strip(), (r.get("correct_answer") or "").strip()
+        answer, thumbs = (r.get("answer") or "").strip(), r.get("thumbs")
+        if not context or not question:
+            skipped.append(f"{where}: no passage or question")
+            continue
+        gold = None  # the right answers, where someone said what they are ([] = the passage does not answer)
+        if correct:
+            gold = [] if correct.lower().rstrip(".") in _NO_ANSWER_WORDS else [correct]
+        elif thumbs == 1:
+            gold = [answer] if answer else []
+        record = {"qid": f"feedback-{rid}", "title": FEEDBACK_TITLE, "context": context, "question": question,
+                  "answers": gold or [], "answer_starts": [context.find(g) for g in gold or []],
+                  "prediction": answer, "feedback_row_id": rid, "session_id": r.get("session_id"),
+                  "annotator": r.get("annotator") or "anonymous", "gold_known": gold is not None,
+                  "draft_kind": "own"}
+        if critique:
+            record.update(feedback=critique, feedback_source="human")
+        elif gold is not None:
+            text, category = reference_feedback(record, rng)
+            record.update(feedback=text, feedback_source="human-rating", category=category)
+        else:
+            skipped.append(f"{where}: a 👎 without a critique or the correct answer says something is wrong, not "
+                           "what")
+            continue
+        records.append(record)
+    report = {"rows": len(rows), "usable": len(records),
+              "sessions": len({r["session_id"] for r in records if r.get("session_id")}),
+              "raters": len({r["annotator"] for r in records}),
+              "laffi_rows": len(records), "sft_rows": sum(r["gold_known"] for r in records),
+              "critiques": sum(r["feedback_source"] == "human" for r in records),
+              "from_ratings": sum(r["feedback_source"] == "human-rating" for r in records),
+              "skipped": skipped}
+    return records, report
+
+
+def mix_with_feedback(path: str | Path, ai: list[dict], fraction: float, seed: int = 0, log=print) -> list[dict]:
+    """The collected feedback rows of `path` plus as many of the AI-annotated records `ai` as keep the feedback
+    at `fraction` of the whole (fraction 1: the feedback alone)."""
+    import random
+
+    from laffi.feedback_store import read_feedback_rows
+
+    fb, report = feedback_examples(read_feedback_rows(path), seed=seed)
+    for p in report["skipped"][:10]:
+        log(f"warning: skipped {p}")
+    if not fb:
+        raise LaffiError("No feedback has been collected yet that can train (a critique, or a rating with the "
+                         "correct answer): ask a question in the Ask tab and send feedback first.")
+    keep = 0 if fraction >= 1 else min(len(ai), round(len(fb) * (1 - fraction) / max(fraction, 1e-9)))
+    chosen = random.Random(seed).sample(ai, keep) if keep < len(ai) else list(ai)
+    log(f"feedback: {report['usable']} rows from {report['sessions']} sessions and {report['raters']} raters "
+        f"({report['sft_rows']} with a known right answer) + {len(chosen)} AI-annotated SQuAD records")
+    return fb + chosen

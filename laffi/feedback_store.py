@@ -7,7 +7,6 @@ Usage:
     store.insert_rows(rows)                                  # restore rows kept elsewhere; those present are skipped
     store.withdraw("session id")                             # a participant takes their feedback back
     rows, problems = read_human_feedback("feedback.csv")     # or .jsonl, or a .sqlite store
-    records, report = feedback_examples(store.rows())        # every row a training row (LaFFi; SFT where known)
 
 A row holds passage, question, the answer it judged, the critique, the rating and an optional correct answer: a
 complete LaFFi example (input = passage + question + answer, target = the critique), whatever the passage - the
@@ -44,6 +43,7 @@ _VISIBLE = "session_id IS NULL OR session_id NOT IN (SELECT session_id FROM with
 
 
 log = logging.getLogger(__name__)
+WITHDRAWN = "withdrawn_session"  # a listener record {WITHDRAWN: session id, "created_at"} (not a feedback row)
 
 
 def row_key(row: dict) -> tuple:
@@ -101,12 +101,7 @@ class FeedbackStore:
             row_id = int(cur.lastrowid)
         finally:
             con.close()
-        record = as_record({"id": row_id, **fields})
-        for listener in list(self.listeners):
-            try:
-                listener(record)
-            except Exception:  # noqa: BLE001  (the listener reports its own trouble; the row is stored)
-                log.exception("a feedback listener failed on row %s", row_id)
+        self._tell(as_record({"id": row_id, **fields}))
         return row_id
 
     def insert_rows(self, rows: list[dict]) -> int:
@@ -159,11 +154,29 @@ class FeedbackStore:
                 con.execute("ROLLBACK")
                 raise LaffiError(f"No feedback was given in a session with the id {sid!r}; copy the id the page "
                                  "shows under the feedback form.")
-            con.execute("INSERT OR IGNORE INTO withdrawals (session_id, created_at) VALUES (?, ?)", (sid, time.time()))
+            now = time.time()
+            con.execute("INSERT OR IGNORE INTO withdrawals (session_id, created_at) VALUES (?, ?)", (sid, now))
             con.execute("COMMIT")
         finally:
             con.close()
+        self._tell({WITHDRAWN: sid, "created_at": now})  # the Hub copy drops them too (laffi.hub_sync)
         return int(n)
+
+    def _tell(self, record: dict) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # noqa: BLE001  (the listener reports its own trouble; the store has it)
+                log.exception("a feedback listener failed on %s", record)
+
+    def apply_withdrawals(self, session_ids) -> None:
+        """Record withdrawals made elsewhere (another process's, restored from the Hub)."""
+        con = self._connect()
+        try:
+            con.executemany("INSERT OR IGNORE INTO withdrawals (session_id, created_at) VALUES (?, ?)",
+                            [(sid, time.time()) for sid in session_ids])
+        finally:
+            con.close()
 
     def withdrawn(self) -> set[str]:
         con = self._connect()
@@ -212,59 +225,6 @@ def read_human_feedback(path: str | Path) -> tuple[list[dict], list[str]]:
     return rows, problems
 
 
-FEEDBACK_TITLE = "collected feedback"  # the `title` of training records made from feedback rows
-_NO_ANSWER_WORDS = {"no answer", "none", "unanswerable", "n/a", "-"}
-
-
-def feedback_examples(rows: list[dict], seed: int = 0) -> tuple[list[dict], dict]:
-    """Training records from feedback rows (the store's, or its JSONL export): one LaFFi record per usable row
-    (prediction = the answer it judged, feedback = the critique, or the annotator's format from the rating and
-    the correct answer), with `gold_known` where the right answer is known (then also an SFT row). Returns
-    (records, report): rows, sessions, raters, LaFFi and SFT rows, skipped rows with the reason."""
-    import random
-
-    from laffi.annotation import reference_feedback
-
-    rng = random.Random(seed)
-    records, skipped = [], []
-    for r in rows:
-        rid, where = r.get("id"), f"feedback #{r.get('id')}"
-        context, question = (r.get("context") or "").strip(), (r.get("question") or "").strip()
-        critique, correct = (r.get("critique") or "").strip(), (r.get("correct_answer") or "").strip()
-        answer, thumbs = (r.get("answer") or "").strip(), r.get("thumbs")
-        if not context or not question:
-            skipped.append(f"{where}: no passage or question")
-            continue
-        gold = None  # the right answers, where someone said what they are ([] = the passage does not answer)
-        if correct:
-            gold = [] if correct.lower().rstrip(".") in _NO_ANSWER_WORDS else [correct]
-        elif thumbs == 1:
-            gold = [answer] if answer else []
-        record = {"qid": f"feedback-{rid}", "title": FEEDBACK_TITLE, "context": context, "question": question,
-                  "answers": gold or [], "answer_starts": [context.find(g) for g in gold or []],
-                  "prediction": answer, "feedback_row_id": rid, "session_id": r.get("session_id"),
-                  "annotator": r.get("annotator") or "anonymous", "gold_known": gold is not None,
-                  "draft_kind": "own"}
-        if critique:
-            record.update(feedback=critique, feedback_source="human")
-        elif gold is not None:
-            text, category = reference_feedback(record, rng)
-            record.update(feedback=text, feedback_source="human-rating", category=category)
-        else:
-            skipped.append(f"{where}: a 👎 without a critique or the correct answer says something is wrong, not "
-                           "what")
-            continue
-        records.append(record)
-    report = {"rows": len(rows), "usable": len(records),
-              "sessions": len({r["session_id"] for r in records if r.get("session_id")}),
-              "raters": len({r["annotator"] for r in records}),
-              "laffi_rows": len(records), "sft_rows": sum(r["gold_known"] for r in records),
-              "critiques": sum(r["feedback_source"] == "human" for r in records),
-              "from_ratings": sum(r["feedback_source"] == "human-rating" for r in records),
-              "skipped": skipped}
-    return records, report
-
-
 def read_feedback_rows(path: str | Path) -> list[dict]:
     """The rows of the app's store (.sqlite, withdrawn sessions left out) or of its JSONL export, as stored."""
     p = Path(path)
@@ -297,21 +257,3 @@ def is_feedback_file(path: str | Path) -> bool:
     except ValueError:
         return False
     return isinstance(row, dict) and {"critique", "thumbs", "context", "answer"} <= set(row)
-
-
-def mix_with_feedback(path: str | Path, ai: list[dict], fraction: float, seed: int = 0, log=print) -> list[dict]:
-    """The collected feedback rows of `path` plus as many of the AI-annotated records `ai` as keep the feedback
-    at `fraction` of the whole (fraction 1: the feedback alone)."""
-    import random
-
-    fb, report = feedback_examples(read_feedback_rows(path), seed=seed)
-    for p in report["skipped"][:10]:
-        log(f"warning: skipped {p}")
-    if not fb:
-        raise LaffiError("No feedback has been collected yet that can train (a critique, or a rating with the "
-                         "correct answer): ask a question in the Ask tab and send feedback first.")
-    keep = 0 if fraction >= 1 else min(len(ai), round(len(fb) * (1 - fraction) / max(fraction, 1e-9)))
-    chosen = random.Random(seed).sample(ai, keep) if keep < len(ai) else list(ai)
-    log(f"feedback: {report['usable']} rows from {report['sessions']} sessions and {report['raters']} raters "
-        f"({report['sft_rows']} with a known right answer) + {len(chosen)} AI-annotated SQuAD records")
-    return fb + chosen

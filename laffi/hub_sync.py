@@ -29,7 +29,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitScheduler
 
-from laffi.feedback_store import FeedbackStore, as_record, row_key
+from laffi.feedback_store import WITHDRAWN, FeedbackStore, as_record, row_key
 from laffi.io import parse_jsonl
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,12 @@ class FeedbackSync:
         store.listeners.append(self.append)
 
     def append(self, record: dict) -> None:
-        """Called by the store after each committed add(): one JSON line, written under the scheduler's lock."""
+        """Called by the store after each committed add(): one JSON line, written under the scheduler's lock. A
+        withdrawal is written as its own line (so other processes and restarts honour it), and this process's
+        files are rewritten without that session's rows (the next push replaces them on the Hub)."""
         with self.lock:
+            if WITHDRAWN in record:
+                self.drop_session(record[WITHDRAWN])
             pending, self.missed = [*self.missed, record], []
             try:
                 self.write(pending)
@@ -136,6 +140,16 @@ class FeedbackSync:
                 self.missed = pending  # still in SQLite; retried with the next row
                 self.append_problem = one_sentence(e)
                 raise
+
+    def drop_session(self, session_id: str) -> None:
+        """Rewrite this process's files without the rows of one session (caller holds the lock)."""
+        from laffi.io import write_text_atomic
+
+        for path in sorted(self.folder.glob("*.jsonl")):
+            rows = read_rows([path])
+            kept = [r for r in rows if r.get("session_id") != session_id]
+            if len(kept) != len(rows):
+                write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
 
     def write(self, records: list[dict]) -> None:
         """Append records as whole lines (caller holds the lock). A failed write is cut back to where it began:
@@ -183,6 +197,9 @@ class FeedbackSync:
         """(rows restored into the store, local rows queued for the dataset)."""
         with tempfile.TemporaryDirectory() as tmp:
             remote = read_rows(self.scheduler.download(Path(tmp)))
+        withdrawn = {r[WITHDRAWN] for r in remote if WITHDRAWN in r} | self.store.withdrawn()
+        self.store.apply_withdrawals(withdrawn)
+        remote = [r for r in remote if WITHDRAWN not in r and r.get("session_id") not in withdrawn]
         restored = self.store.insert_rows(remote)
         with self.lock:
             known = {row_key(r) for r in remote} | {row_key(r) for r in read_rows(sorted(self.folder.glob("*.jsonl")))}

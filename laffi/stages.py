@@ -213,7 +213,7 @@ class Stages:
             return read_jsonl(path)
         c = self.cfg
         if c.feedback_rows:  # the collected feedback, alone or mixed with AI feedback on SQuAD
-            from laffi.feedback_store import mix_with_feedback
+            from laffi.annotation import mix_with_feedback
 
             records = mix_with_feedback(c.feedback_rows, [] if c.human_fraction >= 1 else self._annotate_squad(),
                                         c.human_fraction, c.seed, self.log)

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from laffi.errors import LaffiError
-from laffi.feedback_store import FeedbackStore, feedback_examples, is_feedback_file, read_feedback_rows
+from laffi.annotation import feedback_examples
+from laffi.feedback_store import FeedbackStore, is_feedback_file, read_feedback_rows
 
 PASSAGE = ("The Corran ferry has crossed the Lune estuary since 1911. Its first boat, the Heron, carried twelve "
            "passengers; the present one, built in 1988, carries eighty.")

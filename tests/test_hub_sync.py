@@ -88,6 +88,26 @@ def test_a_restarted_space_shows_what_it_had(tmp_path):
     sync3.close()
 
 
+def test_a_withdrawal_reaches_the_dataset_and_survives_restarts(tmp_path):
+    first = FeedbackStore(tmp_path / "space1" / "feedback.sqlite")
+    sync = make_sync(first, tmp_path, name="q1").start()
+    for n in range(3):
+        first.add(**row(n))
+    sync.push_now(30)
+    assert {r.get("session_id") for r in remote_rows(tmp_path)} == {"s0", "s1", "s2"}
+    first.withdraw("s1")
+    sync.close()
+    # this process's file no longer holds the session's rows; a marker says it was withdrawn
+    rows = remote_rows(tmp_path)
+    assert [r["session_id"] for r in rows if "session_id" in r] == ["s0", "s2"]
+    assert [r for r in rows if "withdrawn_session" in r][0]["withdrawn_session"] == "s1"
+    # a restart restores the others, never the withdrawn ones, and knows about the withdrawal
+    second = FeedbackStore(tmp_path / "space2" / "feedback.sqlite")
+    make_sync(second, tmp_path, name="q2").start().close()
+    assert [r["session_id"] for r in second.rows(withdrawn=True)] == ["s0", "s2"]
+    assert second.withdrawn() == {"s1"}
+
+
 def test_a_failed_push_is_retried_and_nothing_is_lost(tmp_path):
     store = FeedbackStore(tmp_path / "a" / "feedback.sqlite")
     sync = make_sync(store, tmp_path).start()

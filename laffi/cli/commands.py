@@ -186,7 +186,7 @@ def annotate(model_cfg, args) -> int:
     for p in report.get("human_problems", []):
         print(f"laffi: warning: human feedback {p}", file=sys.stderr)
     if args.feedback_rows:
-        from laffi.feedback_store import mix_with_feedback
+        from laffi.annotation import mix_with_feedback
 
         annotated = mix_with_feedback(args.feedback_rows, annotated, args.human_fraction, args.seed,
                                       log=lambda m: print(f"laffi: {m}", file=sys.stderr))
@@ -200,7 +200,8 @@ def training_records(data) -> list[dict]:
     """What `train --data` reads: records written by `predict`/`annotate` (JSONL with a prediction per row), or
     SQuAD questions (a file or dataset id, narrowed by --articles/--limit) for SFT, which needs no prediction."""
     from laffi.data import select_data
-    from laffi.feedback_store import feedback_examples, is_feedback_file, read_feedback_rows
+    from laffi.annotation import feedback_examples
+    from laffi.feedback_store import is_feedback_file, read_feedback_rows
     from laffi.io import read_jsonl
 
     if is_feedback_file(data.data):  # the app's store or its export: every feedback row is a training row

@@ -63,7 +63,7 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
     the load starts in `launch`, once the server is up (app.py: its imports would otherwise hold the GIL while
     the server starts), instead of at the end of this function."""
     from laffi.jobs import JobManager
-    from laffi.ui.ask import build_ask_tab
+    from laffi.ui.ask import build_ask_tab, session_text
     from laffi.ui.attention_tab import build_attention_tab
     from laffi.ui.context import AppContext, build_admin
     from laffi.ui.evaluate_tab import build_evaluate_tab
@@ -88,11 +88,14 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
                     "One base model with LoRA adapters trained by plain SFT and by LaFFi (learning to predict an "
                     "annotator's feedback on its own answers), side by side. Your feedback becomes training data.")
         header = gr.Markdown(status_text(lm, ctx.variant_names()), elem_id="model-status")
+        with gr.Row(visible=False, elem_id="room") as room_row:  # shown when the app serves a room
+            room_text = gr.Markdown(elem_id="room-address")
+            room_qr = gr.Image(show_label=False, height=140, width=140, interactive=False, elem_id="room-qr")
         # While the model loads, every open page asks each second whether it is ready, to replace "Loading…"
         ticking = gr.Timer(1.0, active=not lm.ready)
         admin = build_admin(settings)  # per-session unlock, only when LAFFI_ADMIN_PASSWORD is set
         with gr.Tab("Ask"):
-            last, asked, saved = build_ask_tab(ctx)
+            last, asked, saved, session = build_ask_tab(ctx)
         with gr.Tab("Attention") as attention_tab:
             attention_lists = build_attention_tab(ctx, last, f"/gradio_api/file={js}" if js else None)
         with gr.Tab("Train"):
@@ -115,6 +118,14 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
         for tab, (refresh, inputs, outputs) in ((attention_tab, attention_lists), (evaluate_tab, evaluate_lists)):
             demo.load(refresh, inputs, outputs, api_name=False)
             tab.select(refresh, inputs, outputs, api_name=False)
+        def show_room():
+            from laffi.ui.room import current_room, qr_image, room_markdown
+
+            url = current_room()
+            return gr.Row(visible=bool(url)), room_markdown(), qr_image(url) if url else None
+
+        demo.load(show_room, None, [room_row, room_text, room_qr], api_name=False)
+        demo.load(session_text, None, session, api_name=False)
         demo.load(show, filters, shown, api_name=False)
         feedback_tab.select(show, filters, shown, api_name=False)
         saved.then(show, filters, shown, api_name=False)  # a saved feedback is in the Feedback tab at once
@@ -127,15 +138,39 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
     return demo
 
 
+def launch_options(argv: list[str] | None = None) -> dict:
+    """`python app.py`'s options as demo.launch keywords (--help prints them and exits)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description="Serve the laffi app. The model, adapters and switches come from LAFFI_* "
+        "variables (README, 'Deploying'). To serve a room, set LAFFI_ADMIN_PASSWORD (training, exports and "
+        "everyone's feedback then need it) and use --host 0.0.0.0: every page shows the address to open, with a "
+        "QR code.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="Address to serve on: 127.0.0.1 (this machine only, the default) or 0.0.0.0 (every "
+                             "device on the network: a room). Default: $GRADIO_SERVER_NAME or 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="Port (default: $GRADIO_SERVER_PORT or 7860).")
+    parser.add_argument("--share", action="store_true",
+                        help="Also ask Gradio for a public share link (needs the internet; the page shows it).")
+    args = parser.parse_args(argv)
+    return {"server_name": args.host, "server_port": args.port, "share": args.share}
+
+
 def launch(demo: gr.Blocks, settings: Settings | None = None, **kwargs):
     """Queue (one model worker; LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860)
-    with the app's CSS; keyword arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True)."""
+    with the app's CSS; keyword arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True).
+    Served beyond this machine, the room's address is recorded for every page to show (laffi.ui.room)."""
+    from laffi.ui.room import room_url, set_room
+
     settings = settings or Settings.from_env()
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     options = {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")), "css": CSS}
     block = not kwargs.pop("prevent_thread_lock", False)
     served = demo.launch(**{**options, **kwargs, "prevent_thread_lock": True})
+    set_room(room_url(demo.server_name, demo.server_port, getattr(demo, "share_url", None)))
     lm = getattr(demo, "laffi_model", None)
     if lm is not None:
         lm.start()  # the page is served now; a no-op when build_demo started the load already

@@ -1,8 +1,9 @@
 """The Ask tab: every variant answers side by side (one mixed batch), then predicts feedback on its own answer and
 revises it; the audience rates and critiques any answer, stored at once as human feedback for LaFFi training.
 
-Usage:  last, asked, saved = build_ask_tab(ctx) inside a gr.Blocks (last: the per-user gr.State holding the last
-        question's result; asked, saved: the events, to chain updates of other tabs on).
+Usage:  last, asked, saved, session = build_ask_tab(ctx) inside a gr.Blocks (last: the per-user gr.State holding the
+        last question's result; asked, saved: the events, to chain updates of other tabs on; session: where
+        session_text shows this browser's session id on load).
         for result in run_ask(ctx, passage, question): ...   # what /ask streams; the last one is the API's result
 Every card fills token by token (the model call runs in a worker thread, its on_text feeds a queue, the request
 sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback can't cross into the GPU worker, the
@@ -275,6 +276,7 @@ def build_ask_tab(ctx):
             annotator = gr.Textbox(label="Your name or id (optional)", elem_id="fb-annotator")
         send = gr.Button("Send feedback", elem_id="fb-send")
         saved = gr.Markdown(elem_id="fb-status")
+        session = gr.Markdown(elem_id="fb-session")  # this browser's session id: it withdraws the feedback
 
     def card(name, r, phase):
         """One variant's title, answer, feedback, caveat and revised answer at this phase of the Ask."""
@@ -339,4 +341,13 @@ def build_ask_tab(ctx):
 
     saved_event = send.click(send_feedback, inputs=[last, which, rating, critique, correct, annotator],
                              outputs=[saved, critique, correct], api_name="feedback")
-    return last, asked, saved_event
+    return last, asked, saved_event, session
+
+
+def session_text(request: gr.Request) -> str:
+    """What a participant needs to take their feedback back: this browser's session id."""
+    sid = getattr(request, "session_hash", None)
+    if not sid:
+        return ""
+    return (f"Your session id: `{sid}`. Your feedback is stored with it; to withdraw it later, give this id in "
+            "the Feedback tab (Withdraw).")

@@ -1,5 +1,7 @@
 """The Feedback tab: browse and filter what the audience gave, counts, and exports (JSONL, a `datasets` folder,
-a Hub dataset when LAFFI_FEEDBACK_REPO and HF_TOKEN are set).
+a Hub dataset when LAFFI_FEEDBACK_REPO and HF_TOKEN are set); withdrawal by session id. Everyone's rows are
+listed to the admin (or on an app that serves only this machine); a participant in a room or on a Space sees
+their own session's rows.
 
 Usage:  show, filters, outputs = build_feedback_tab(ctx, admin) inside a gr.Blocks (show: refresh the table).
 Table cells are plain text (no HTML, no Markdown); an empty answer is "(no answer)".
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from laffi.errors import LaffiError
 from laffi.hub_sync import sync_status
 from laffi.io import write_jsonl_atomic
 from laffi.ui.context import ordered, require
@@ -97,22 +100,51 @@ def build_feedback_tab(ctx, admin):
         hub_btn = gr.Button("Push to the Hub", visible=bool(ctx.settings.feedback_repo))
     download = gr.File(label="Download", interactive=False, visible=exporting)
     hub_status = gr.Markdown()
+    with gr.Accordion("Withdraw feedback", open=False):
+        gr.Markdown("Anyone can take back the feedback of their own session (the id shown under the feedback form "
+                    "in the Ask tab): it is left out of the list, every export, every training run and the Hub copy "
+                    "from then on. Withdrawing another session's feedback needs the admin on a shared app.")
+        with gr.Row():
+            withdraw_id = gr.Textbox(label="Session id", elem_id="withdraw-session")
+            withdraw_btn = gr.Button("Withdraw this session's feedback", elem_id="withdraw-button")
+        withdrawn = gr.Markdown(elem_id="withdraw-status")
 
-    def current(variant, rating, annotator):
-        return filter_rows(store.rows(), variant, rating, annotator)
+    def visible_rows(unlocked, request: gr.Request | None):
+        """Everyone's rows for the admin (or an app that serves only this machine); else this browser's own."""
+        rows = store.rows()
+        if sees_everyone(ctx.settings, unlocked):
+            return rows
+        own = getattr(request, "session_hash", None)
+        return [r for r in rows if own and r["session_id"] == own]
 
-    def show(variant, rating, annotator):
-        rows = current(variant, rating, annotator)
-        variants = ["all", *ordered({row["variant"] for row in store.rows() if row["variant"]})]
+    def current(unlocked, variant, rating, annotator, request: gr.Request | None = None):
+        return filter_rows(visible_rows(unlocked, request), variant, rating, annotator)
+
+    def show(unlocked, variant, rating, annotator, request: gr.Request):
+        rows = current(unlocked, variant, rating, annotator, request)
+        variants = ["all", *ordered({row["variant"] for row in visible_rows(unlocked, request) if row["variant"]})]
         return counts(rows), table(rows), gr.Dropdown(choices=variants,
                                                       value=variant if variant in variants else "all")
+
+    def feedback_withdraw(unlocked, session_id, request: gr.Request):
+        sid = (session_id or "").strip()
+        if not sid:
+            raise error("Type the session id to withdraw (shown under the feedback form in the Ask tab).")
+        if sid != getattr(request, "session_hash", None) and not sees_everyone(ctx.settings, unlocked):
+            raise error("Only your own session's feedback can be withdrawn here; another session's needs the admin "
+                        "password (under 'Admin' at the top of the page).")
+        try:
+            n = store.withdraw(sid)
+        except LaffiError as e:
+            raise error(e) from e
+        return f"Withdrew {n} feedback row(s) of session `{sid}`: they are left out of every export and training run."
 
     def may_export(unlocked):
         require(ctx.settings, unlocked, "Exporting feedback", ctx.settings.enable_export, "LAFFI_ENABLE_EXPORT")
 
     def export(kind, unlocked, variant, rating, annotator):
         may_export(unlocked)
-        rows = current(variant, rating, annotator)
+        rows = filter_rows(store.rows(), variant, rating, annotator)
         if not rows:
             raise error("There is no feedback to export with these filters.")
         exports.mkdir(parents=True, exist_ok=True)
@@ -131,7 +163,7 @@ def build_feedback_tab(ctx, admin):
         repo, token = ctx.settings.feedback_repo, ctx.settings.hf_token
         if not repo or not token:
             raise error("Set LAFFI_FEEDBACK_REPO (e.g. you/laffi-feedback) and HF_TOKEN to push to the Hub.")
-        rows = current(variant, rating, annotator)
+        rows = filter_rows(store.rows(), variant, rating, annotator)
         try:
             Dataset.from_list(rows).push_to_hub(repo, token=token, private=True)
         except Exception as e:  # network, permissions: the user's to fix
@@ -139,8 +171,20 @@ def build_feedback_tab(ctx, admin):
         return f"Pushed {len(rows)} rows to the private dataset `{repo}`."
 
     filters = [variant, rating, annotator]
-    refresh.click(show, filters, [summary, grid, variant], api_name="feedback_list")
+    refresh.click(show, [admin, *filters], [summary, grid, variant], api_name="feedback_list")
     jsonl_btn.click(export_as_jsonl, [admin, *filters], download, api_name="feedback_export_jsonl")
     ds_btn.click(export_as_dataset, [admin, *filters], download, api_name="feedback_export_dataset")
     hub_btn.click(push, [admin, *filters], hub_status, api_name="feedback_push")
-    return show, filters, [summary, grid, variant]
+    withdraw_btn.click(feedback_withdraw, [admin, withdraw_id], withdrawn, api_name="feedback_withdraw").then(
+        show, [admin, *filters], [summary, grid, variant], api_name=False)
+    return show, [admin, *filters], [summary, grid, variant]
+
+
+def sees_everyone(settings, unlocked: bool) -> bool:
+    """Whether this browser may see (and withdraw) everyone's feedback: the admin where a password is set; else
+    an app that serves only this machine (not a Space, not a room)."""
+    from laffi.ui.room import current_room
+
+    if settings.admin_password:
+        return bool(unlocked)
+    return not (settings.on_space or current_room())

@@ -92,7 +92,7 @@ def describe(st: dict | None, data: str | None = None) -> str:
 def feedback_preview(store) -> tuple[str, list[list]]:
     """What "feedback collected here" will train on, before Start: counts (rows, sessions, raters, LaFFi and SFT
     rows, what is left out and why) and a table of the rows (plain text)."""
-    from laffi.feedback_store import feedback_examples
+    from laffi.annotation import feedback_examples
 
     records, report = feedback_examples(store.rows())
     if not records:
