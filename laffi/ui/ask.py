@@ -319,8 +319,15 @@ def build_ask_tab(ctx):
             yield render(result)
 
     outputs = [grid, *(c for card in cards for c in card), status, raw, last, which]
+    def check_inputs(passage, question):
+        """Before the model is asked: what is missing is said under its own field (no error badges elsewhere)."""
+        return [gr.validate(bool((passage or "").strip()), "The passage is empty: paste a passage, then ask a "
+                            "question about it."),
+                gr.validate(bool((question or "").strip()), "The question is empty: type a question about the "
+                            "passage.")]
+
     asked = gr.on([ask_btn.click, question.submit], ask, inputs=[context, question], outputs=outputs, api_name="ask",
-                  concurrency_id="model", concurrency_limit=1)
+                  concurrency_id="model", concurrency_limit=1, validator=check_inputs)
 
     def send_feedback(result, variant, rating, critique, correct_answer, annotator, request: gr.Request):
         if not result:
