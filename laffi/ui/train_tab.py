@@ -180,8 +180,9 @@ def build_train_tab(ctx, jobs, admin):
             limit = gr.Slider(4, 400, value=JOB_DEFAULTS["limit"], step=4,
                               label="Questions (the base model answers them first)")
             use_human = gr.Checkbox(True, label="Also use collected feedback that matches a SQuAD question (human)")
-            fraction = gr.Slider(0, 1, value=0.5, step=0.05, label="Human fraction (with 'feedback collected here': "
-                                 "1 = the feedback alone, below 1 = mixed with AI feedback on SQuAD questions)")
+            fraction = gr.Slider(0, 1, value=0.5, step=0.05, elem_id="train-fraction",
+                                 label="Human fraction (with 'feedback collected here': 1 = the feedback alone, "
+                                       "below 1 = mixed with AI feedback on SQuAD questions)")
         with gr.Column():
             r = gr.Slider(1, 64, value=DEFAULTS["r"], step=1, label="LoRA r", elem_id="train-r")
             alpha = gr.Slider(1, 128, value=DEFAULTS["alpha"], step=1, label="LoRA alpha", elem_id="train-alpha")
@@ -219,7 +220,7 @@ def build_train_tab(ctx, jobs, admin):
         knob.change(batch_text, [batch, processes], effective, api_name=False, show_progress="hidden")
     source.change(show_source, source, [upload, preview_box, preview_text, preview], api_name=False)
     status = gr.Markdown(elem_id="train-status")
-    plot = gr.Plot(label="Loss")
+    plot = gr.Plot(label="Loss", elem_id="train-plot")
     cli = gr.Code(label="Equivalent command lines", language="shell", interactive=False)
     timer = gr.Timer(2.0)
     form = [method, name, replace, source, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
