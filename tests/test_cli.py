@@ -120,3 +120,15 @@ def test_help_for_every_command():
         proc = subprocess.run([sys.executable, "-m", "laffi", cmd, "--help"], cwd=REPO, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 0 and "--base" in proc.stdout
+
+
+def test_eval_compares_pairs_and_the_trivial_policy(model_args, small_squad, tmp_path, capsys):
+    assert main(["eval", "--data", str(small_squad), "--compare", "laffi:sft", "--out", str(tmp_path / "r"),
+                 "--variants", "base,sft,laffi", *model_args]) == 0
+    out = capsys.readouterr().out
+    assert "laffi − sft: f1 " in out and f"sft − {ALWAYS_NO_ANSWER}: f1 " in out
+    saved = json.loads((tmp_path / "r" / "comparisons.json").read_text())
+    assert {(c["a"], c["b"]) for c in saved} == {("laffi", "sft"), ("base", ALWAYS_NO_ANSWER),
+                                                   ("sft", ALWAYS_NO_ANSWER), ("laffi", ALWAYS_NO_ANSWER)}
+    assert main(["eval", "--data", str(small_squad), "--compare", "laffi:dpo", *model_args]) == 2
+    assert "--compare takes pairs of evaluated variants" in capsys.readouterr().err

@@ -59,6 +59,9 @@ class EvalArgs:
     feedback: bool = field(default=False, metadata={
         "help": "Every variant also predicts feedback on its draft: F1 via feedback, verdict agreement and balanced "
                 "verdict accuracy (variants whose answer path is 'via feedback' always do)."})
+    compare: str | None = field(default=None, metadata={
+        "help": "Paired differences on the same questions, with 95 %% intervals: comma-separated pairs a:b (e.g. "
+                "'laffi:sft'); every variant is also compared with the always-'no answer' policy."})
     json: bool = field(default=False, metadata={"help": "Print the metrics as JSON."})
 
 

@@ -139,14 +139,50 @@ def evaluate(model_cfg, gen, backend, data, args) -> int:
     examples = selected(data)
     lm = load(model_cfg, backend)
     variants = chosen_variants(args.variants, lm)
+    compared_pairs(args.compare, variants)  # a mistyped pair: said now, not after the evaluation
     bar, progress = stderr_bar("eval", len(examples) * len(variants))
     result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
                                feedback=args.feedback)
     bar.close()
-    print(json.dumps({"n": result["n"], "variants": result["variants"]}) if args.json else text_table(result))
+    pairs = comparisons(result, variants, args.compare)
+    if args.json:
+        print(json.dumps({"n": result["n"], "variants": result["variants"], "comparisons": pairs}))
+    else:
+        print(text_table(result))
+        print("\n".join(f"{c['a']} − {c['b']}: {c['metric']} {c['diff']:+.1f} [{c['lo']:+.1f}, {c['hi']:+.1f}] "
+                        f"({c['verdict']})" for c in pairs))
     if args.out:
-        print(f"laffi: wrote {args.out}/metrics.json and per-variant predictions", file=sys.stderr)
+        from laffi.io import write_json_atomic
+
+        write_json_atomic(Path(args.out) / "comparisons.json", pairs)
+        print(f"laffi: wrote {args.out}/metrics.json, comparisons.json and per-variant predictions", file=sys.stderr)
     return 0
+
+
+def compared_pairs(asked: str | None, variants: list[str]) -> list[tuple[str, str]]:
+    """--compare's pairs (a:b of evaluated variants), checked before any work."""
+    pairs = []
+    for item in filter(None, (i.strip() for i in (asked or "").split(","))):
+        a, sep, b = item.partition(":")
+        if not sep or a not in variants or b not in variants:
+            raise LaffiError(f"--compare takes pairs of evaluated variants as a:b ({', '.join(variants)}), not "
+                             f"{item!r}.")
+        pairs.append((a, b))
+    return pairs
+
+
+def comparisons(result: dict, variants: list[str], asked: str | None) -> list[dict]:
+    """Paired differences: the pairs asked for (a:b), then every variant against the always-'no answer' policy."""
+    from laffi.answerability import ALWAYS_NO_ANSWER
+    from laffi.report import compare
+
+    pairs = []
+    for a, b in compared_pairs(asked, variants):
+        pairs += [{"a": a, "b": b, **row} for row in compare(result["per_question"], a, b)]
+    for v in variants:
+        pairs += [{"a": v, "b": ALWAYS_NO_ANSWER, **row}
+                  for row in compare(result["per_question"], v, ALWAYS_NO_ANSWER, keys=("f1",))]
+    return pairs
 
 
 # --- the stages ------------------------------------------------------------------------------------------------------
