@@ -3,9 +3,16 @@
 Usage:  python -m laffi --help        (CLI)
         python app.py                 (Gradio demo)
 
-One module per pipeline stage: models (loading base + adapters), prompts, generation, data, squad_metric,
-evaluation, cli. Heavy imports (torch, transformers) happen inside those modules, not here, so
-`import laffi` stays cheap.
+What is where (the README's "Layout" table says more):
+- the model: models (base + adapters), kernels, multilora, prefix, generation, attention, answerability (best
+  span and no-answer probability, thresholds), selffeedback (feedback and the answer paths), backends/ (vLLM),
+  gpu, model_calls;
+- the stages: data, prompts, drafts (stage 1), annotation (stage 2; the app's feedback as training records),
+  training, packing, train_logs, distributed (stage 3), evaluation, squad_metric, metric/, stats, report
+  (stage 4), stages (all four, written once), study;
+- people and machines: cli/, ui/, jobs/, feedback_store, hub_sync, space, webassets, bench/, settings, io, errors,
+  tiny.
+Heavy imports (torch, transformers) happen inside functions, not at import, so `import laffi` stays cheap.
 """
 
 __version__ = "0.1.0"

@@ -234,14 +234,18 @@ def match_human_feedback(records: list[dict], rows: list[dict]) -> tuple[dict[st
     return matched, problems
 
 
+def check_human_fraction(value: float, what: str = "--human-fraction") -> float:
+    """The share of human feedback is a fraction: the one check every entry point uses."""
+    if not 0.0 <= value <= 1.0:
+        raise LaffiError(f"{what} must be between 0 and 1, not {value}.")
+    return value
+
+
 def mix_feedback(ai_records: list[dict], human: dict[str, dict], human_fraction: float,
                  seed: int = 0) -> tuple[list[dict], dict]:
     """The hybrid training set: a fraction of examples carry human feedback (as far as there is any), the rest AI
     feedback. Every record keeps its feedback_source. Returns (records, {"human", "ai", "requested_fraction"})."""
-    if not 0.0 <= human_fraction <= 1.0:
-        from laffi.errors import LaffiError
-
-        raise LaffiError(f"--human-fraction must be between 0 and 1, not {human_fraction}.")
+    check_human_fraction(human_fraction)
     want = round(human_fraction * len(ai_records))
     candidates = [r["qid"] for r in ai_records if r["qid"] in human]
     chosen = set(random.Random(seed).sample(candidates, min(want, len(candidates))))

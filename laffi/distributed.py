@@ -206,10 +206,16 @@ def stop_tree(pid: int, grace: float, on_kill=None) -> threading.Thread:
 def alive(pid: int) -> bool:
     """Whether pid runs (a zombie, finished but not yet reaped by its parent, does not)."""
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    except (OSError, IndexError):  # no /proc (not Linux): kill(0) said it exists
+        return True
 
 
 # --- laffi's training commands on N processes --------------------------------------------------------------------
@@ -282,21 +288,21 @@ def run_training(tcfg, data_flags: list[str], run_key: str | None = None, resume
                      "(in the app: the job's log). Resume continues from the last checkpoint.")
 
 
-def stop_everywhere_callback():
-    """A TrainerCallback for one rank of a launch: SIGTERM asks for a stop, and at each step's end the ranks agree
-    (all-reduce, max) so that every rank stops at the same step and saves the same checkpoint; one rank stopping
-    alone would leave the others waiting in the next step's all-reduce."""
+def stop_callback(asked, on_step=None):
+    """The one Stop of every training run: a TrainerCallback that, at each step's end, reports the step
+    (on_step(state)) and stops with a checkpoint that Resume continues from when asked() says so. Under a launch
+    the ranks agree first (all-reduce, max) so that every rank stops at the same step and saves the same
+    checkpoint; one rank stopping alone would leave the others waiting in the next step's all-reduce."""
     from transformers import TrainerCallback
 
-    asked = {"stop": False}
-    signal.signal(signal.SIGTERM, lambda *_: asked.update(stop=True))
-
-    class StopEverywhere(TrainerCallback):
+    class StopWhenAsked(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             import torch
             import torch.distributed as dist
 
-            wanted = torch.tensor([1 if asked["stop"] else 0], device=args.device)
+            if on_step is not None:
+                on_step(state)
+            wanted = torch.tensor([1 if asked() else 0], device=args.device)
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(wanted, op=dist.ReduceOp.MAX)
             if wanted.item():
@@ -304,4 +310,11 @@ def stop_everywhere_callback():
                 control.should_save = True  # the checkpoint that a Resume (on every rank) continues from
             return control
 
-    return StopEverywhere()
+    return StopWhenAsked()
+
+
+def stop_everywhere_callback():
+    """stop_callback for one rank of a launch: SIGTERM asks for the stop."""
+    asked = {"stop": False}
+    signal.signal(signal.SIGTERM, lambda *_: asked.update(stop=True))
+    return stop_callback(lambda: asked["stop"])

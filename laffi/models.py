@@ -81,16 +81,6 @@ class ModelConfig:
             )
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slow."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:  # not Linux: stay with float32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_device_dtype(cfg: ModelConfig):
     """GPU users get it used automatically, in half precision. CPUs get float32: bfloat16 is faster on CPUs with
     native bf16 maths, but its answers depend on the batch shape (on the bench the base model lost 0.2 F1 at

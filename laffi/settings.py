@@ -165,18 +165,6 @@ class Settings:
             kwargs.update(device="cuda", dtype="bfloat16")
         return kwargs
 
-    @staticmethod
-    def table() -> str:
-        """The README's table of variables, from the fields' metadata."""
-        rows = ["| variable | default | meaning |", "|---|---|---|"]
-        for f in fields(Settings):
-            default = f.default
-            if isinstance(default, Path):
-                default = "~/.cache/laffi" if f.name == "cache" else os.path.relpath(default, REPO)
-            rows.append(f"| `{f.metadata['env']}` | {default if default is not None else 'unset'} | "
-                        f"{f.metadata['help']} |")
-        return "\n".join(rows)
-
 
 def markdown_table() -> str:
     """The README's table of every variable (`python -m laffi.settings`), from the fields' own help text."""

@@ -79,8 +79,9 @@ class PipelineConfig:
 
         if self.annotator not in ("reference", "llm"):
             raise LaffiError(f"PipelineConfig.annotator must be 'reference' or 'llm', not {self.annotator!r}.")
-        if not 0 <= self.human_fraction <= 1:
-            raise LaffiError(f"PipelineConfig.human_fraction must be in [0, 1], not {self.human_fraction}.")
+        from laffi.annotation import check_human_fraction
+
+        check_human_fraction(self.human_fraction, "PipelineConfig.human_fraction")
         if self.drafts not in DRAFT_MIXES:
             raise LaffiError(f"PipelineConfig.drafts must be one of {', '.join(DRAFT_MIXES)}, not {self.drafts!r}.")
         if not set(self.methods) <= set(METHOD_KEYS) or not self.methods:

@@ -40,13 +40,6 @@ class LossLogger(TrainerCallback):
             f.write(json.dumps(row) + "\n")
 
 
-def read_loss_log(path: str | Path) -> list[dict]:
-    """The loss log so far (a line cut by a crash mid-write is skipped)."""
-    from laffi.io import read_jsonl
-
-    return read_jsonl(path, lenient=True)
-
-
 def model_card(cfg: dict, manifest: dict, stats: dict, metrics: dict | None, name: str | None = None) -> str:
     """The adapter folder's README.md, from its training settings (TrainConfig as a dict), data manifest, run
     statistics and, once evaluated, its metrics. `name`: the folder's name where it differs from the name it was

@@ -77,3 +77,27 @@ def small_squad(tmp_path) -> Path:
             {"id": "q5", "question": "Where was Ada Brill born?", "is_impossible": True, "answers": []},
         ]}]},
     ])
+
+
+def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None, queue_size: int | None = None,
+               **settings):
+    """The app as the tests serve it: the tiny model with a copy of `adapters` as its shipped adapters (unless an
+    `lm` is given), data and runs under `root`, Settings overrides as keywords; served on a free loopback port
+    through laffi.ui.launch (the app's queue and CSS). Returns the demo (demo.local_url, demo.laffi_settings,
+    demo.laffi_lm; demo.close() ends it)."""
+    import shutil
+
+    from laffi.models import ModelConfig, load_model
+    from laffi.settings import Settings
+    from laffi.ui import build_demo, launch
+
+    if adapters is not None:
+        shutil.copytree(adapters, root / "adapters")
+    if lm is None:
+        lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters") if adapters else None))
+    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs",
+                                 **({"queue_size": queue_size} if queue_size else {}), **settings)
+    demo = build_demo(lm=lm, settings=settings)
+    launch(demo, settings, server_port=None, prevent_thread_lock=True, quiet=True)
+    demo.laffi_settings, demo.laffi_lm = settings, lm
+    return demo

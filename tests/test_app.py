@@ -10,6 +10,8 @@ import pytest
 
 from laffi.answerability import ALWAYS_NO_ANSWER
 
+from .conftest import launch_app
+
 LIGHTHOUSE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
 TRAIN = dict(method="sft", data_source="upload", articles="all", questions=4, use_app_feedback=False,
              human_fraction=0.0, lora_r=4, lora_alpha=8, target_modules="q_proj,v_proj", learning_rate=3e-4,
@@ -37,23 +39,12 @@ PARAMETERS = {
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    import shutil
-
     from gradio_client import Client
 
-    from laffi.models import ModelConfig, load_model
-    from laffi.settings import Settings
-    from laffi.ui import build_demo
-
-    root = tmp_path_factory.mktemp("app")
-    shutil.copytree(tiny_adapters, root / "adapters")  # the "shipped" adapters of this app
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters")))
-    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", enable_training=True,
-                                 enable_upload=True, enable_export=True)
-    demo = build_demo(lm=lm, settings=settings)
-    demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = launch_app(tmp_path_factory.mktemp("app"), tiny_dir, tiny_adapters,  # its "shipped" adapters
+                      enable_training=True, enable_upload=True, enable_export=True)
     try:
-        yield Client(demo.local_url, verbose=False), settings, lm
+        yield Client(demo.local_url, verbose=False), demo.laffi_settings, demo.laffi_lm
     finally:
         demo.close()
 

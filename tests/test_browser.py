@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import launch_app
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,16 +27,10 @@ MARKUP = ('<img src="http://127.0.0.1:7861/track.png?leak=1"><b style="font-size
 
 @pytest.fixture(scope="module")
 def app(tiny_lm, tmp_path_factory):
-    from laffi.settings import Settings
-    from laffi.ui import build_demo, launch
-
-    root = tmp_path_factory.mktemp("browser-app")
-    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", enable_training=True,
-                                 enable_upload=True)
-    demo = build_demo(lm=tiny_lm, settings=settings)
-    launch(demo, settings, server_port=None, prevent_thread_lock=True, quiet=True)  # the app's queue and CSS
+    demo = launch_app(tmp_path_factory.mktemp("browser-app"), None, lm=tiny_lm, enable_training=True,
+                      enable_upload=True)
     try:
-        yield demo.local_url.rstrip("/"), settings
+        yield demo.local_url.rstrip("/"), demo.laffi_settings
     finally:
         demo.close()
 

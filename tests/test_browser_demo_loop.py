@@ -1,13 +1,14 @@
 """The demo loop as a person does it, in headless Chromium: ask about a passage written here, send three 👎 with
 critiques and correct answers and one 👍, choose the collected feedback in the Train tab (4 rows shown before
 Start), train a tiny LaFFi adapter, watch both loss curves, and ask again: the new adapter answers, no restart.
-Also: an empty passage is said under its field (no "Error" badges), and Ask and the feedback form work at a
+Also: an empty passage is said in the status line (no "Error" badges), and Ask and the feedback form work at a
 phone's width. Screenshots land in tests/artifacts/."""
 
 import json
 
 import pytest
 
+from .conftest import launch_app
 from .test_browser import ARTIFACTS, browser, field, open_page, visible_errors  # noqa: F401  (browser: the fixture)
 from .test_demo_loop import FEEDBACK, PASSAGE, QUESTION
 
@@ -16,20 +17,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    import shutil
-
-    from laffi.models import ModelConfig, load_model
-    from laffi.settings import Settings
-    from laffi.ui import build_demo, launch
-
-    root = tmp_path_factory.mktemp("browser-loop")
-    shutil.copytree(tiny_adapters, root / "adapters")
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters")))
-    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", enable_training=True)
-    demo = build_demo(lm=lm, settings=settings)
-    launch(demo, settings, server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = launch_app(tmp_path_factory.mktemp("browser-loop"), tiny_dir, tiny_adapters, enable_training=True)
     try:
-        yield demo.local_url.rstrip("/"), settings
+        yield demo.local_url.rstrip("/"), demo.laffi_settings
     finally:
         demo.close()
 
@@ -42,12 +32,14 @@ def ask(page, passage, question):
                            "?.includes('self-feedback in')", timeout=120_000)
 
 
-def test_an_empty_passage_is_said_under_its_field(app, browser):
+def test_an_empty_passage_is_said_in_the_status_with_no_error_badges(app, browser):
     pg = open_page(browser, app[0])
     try:
         field(pg, "ask-question").fill("When?")
         pg.click("#ask-button")
-        pg.get_by_text("The passage is empty: paste a passage").first.wait_for(timeout=10_000)
+        pg.wait_for_function("() => (document.querySelector('#ask-status textarea') || {}).value"
+                             "?.includes('The passage is empty: paste a passage')", timeout=10_000)
+        pg.wait_for_timeout(500)
         assert visible_errors(pg) == []  # no red "Error" badge on the status or the variant picker
         pg.screenshot(path=str(ARTIFACTS / "loop-0-empty-passage.png"), full_page=True)
     finally:

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from .conftest import launch_app
+
 PASSAGE = ("The Corran ferry has crossed the Lune estuary since 1911. Its first boat, the Heron, carried twelve "
            "passengers; the present one, built in 1988, carries eighty.")
 QUESTION = "When did the ferry start crossing the estuary?"
@@ -21,22 +23,11 @@ FEEDBACK = [  # (variant, rating, critique, correct answer)
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    import shutil
-
     from gradio_client import Client
 
-    from laffi.models import ModelConfig, load_model
-    from laffi.settings import Settings
-    from laffi.ui import build_demo
-
-    root = tmp_path_factory.mktemp("loop")
-    shutil.copytree(tiny_adapters, root / "adapters")
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters")))
-    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", enable_training=True)
-    demo = build_demo(lm=lm, settings=settings)
-    demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = launch_app(tmp_path_factory.mktemp("loop"), tiny_dir, tiny_adapters, enable_training=True)
     try:
-        yield Client(demo.local_url, verbose=False), settings
+        yield Client(demo.local_url, verbose=False), demo.laffi_settings
     finally:
         demo.close()
 

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from .conftest import launch_app
+
 ASKS_PER_USER = 1
 PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
 
@@ -21,15 +23,13 @@ def train_args(**overrides) -> dict:
 
 
 def _launch(tiny_dir, tiny_adapters, root, queue_size=64, **settings):
-    from laffi.ui import build_demo
-    from laffi.models import ModelConfig, load_model
-    from laffi.settings import Settings
+    return launch_app(root, tiny_dir, lm=_lm(tiny_dir, tiny_adapters), queue_size=queue_size, **settings)
 
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters)))
-    demo = build_demo(lm=lm, settings=Settings.from_env(data_dir=root / "data", runs_dir=root / "runs", **settings))
-    demo.queue(max_size=queue_size, default_concurrency_limit=1)
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    return demo
+
+def _lm(tiny_dir, tiny_adapters):
+    from laffi.models import ModelConfig, load_model
+
+    return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters)))
 
 
 def _crowd(demo, user, n: int, timeout: float) -> None:
@@ -197,7 +197,7 @@ def test_overload_answers_queue_full_at_once_instead_of_hanging(tiny_dir, tiny_a
     _crowd(demo, user, 8, timeout=120)
     assert len(outcomes) == 8
     assert "answered" in outcomes
-    assert any("Queue is full" in o for o in outcomes)  # gradio's "busy, try again" (HTTP 503), not a hang
+    assert any("Queue is full" in o for o in outcomes), outcomes  # gradio's "busy, try again" (HTTP 503), not a hang
 
 
 def test_uploads_that_are_not_squad_are_refused_with_the_reason_and_limits_hold(locked_app, small_squad, tmp_path):

@@ -33,8 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from laffi.errors import LaffiError
-
-BASE_VARIANT = "base"  # as laffi.models.BASE_VARIANT (not imported: this module loads without torch)
+from laffi.models import BASE_VARIANT  # laffi.models imports torch only inside its functions
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values `vllm serve --max-lora-rank` accepts
 PROMPTS_PER_REQUEST = 64  # rows of one variant per HTTP request; the server batches across requests anyway
 MAX_CONTINUATIONS = 4  # newline-before-text rounds per row (rare: replies start with text)

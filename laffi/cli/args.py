@@ -106,8 +106,9 @@ class AnnotateArgs:
 
     def __post_init__(self):
         _positive(synthetic_per_question=self.synthetic_per_question)
-        if not 0 <= self.human_fraction <= 1:
-            raise LaffiError(f"--human-fraction must be between 0 and 1, not {self.human_fraction}.")
+        from laffi.annotation import check_human_fraction
+
+        check_human_fraction(self.human_fraction)
         if self.human_fraction and not (self.human or self.feedback_rows):
             raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite) or "
                              "--feedback-rows.")

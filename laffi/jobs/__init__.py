@@ -99,20 +99,6 @@ def spec_work_log(job: Path, name: str) -> Path:
     return job / "work" / "train" / name / "loss_log.jsonl"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own finished child, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 class JobManager:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -138,7 +124,9 @@ class JobManager:
         job = Path(cur["dir"])
         st = json.loads((job / "status.json").read_text()) if (job / "status.json").is_file() else {}
         st = {**cur, **st}
-        if st.get("state") in (None, "running") and not _alive(cur["pid"]):
+        from laffi.distributed import alive
+
+        if st.get("state") in (None, "running") and not alive(cur["pid"]):
             if (job / STOP_REQUESTED).exists():  # ended by the Stop before the runner could catch the signal
                 st.update(state="stopped", phase="stopped", detail="stopped before training began; Resume starts "
                           "it again and reuses the stages that finished")

@@ -30,21 +30,6 @@ class Stopped(Exception):
     """Raised between stages when a stop was asked for before training began."""
 
 
-def stop_callback(status):
-    """A TRL/transformers callback: report each step, and stop (saving a checkpoint) when asked."""
-    from transformers import TrainerCallback
-
-    class StopOnSignal(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            status(phase="training", detail="", step=state.global_step, max_steps=state.max_steps)
-            if STOP["requested"]:
-                control.should_training_stop = True
-                control.should_save = True  # the checkpoint that Resume continues from
-            return control
-
-    return StopOnSignal()
-
-
 def run(job: Path) -> int:
     from laffi.jobs import JobSpec
 
@@ -70,7 +55,13 @@ def run(job: Path) -> int:
         if STOP["requested"]:
             raise Stopped
         status(phase="starting", detail="loading")
-        stages = spec.stages(job / "work", log=log, progress=progress, callbacks=[stop_callback(status)])
+        from laffi.distributed import stop_callback
+
+        def report(st):  # each step, for the app's status line
+            status(phase="training", detail="", step=st.global_step, max_steps=st.max_steps)
+
+        stages = spec.stages(job / "work", log=log, progress=progress,
+                             callbacks=[stop_callback(lambda: STOP["requested"], report)])
         out = stages.train(spec.which)
         if out is None:
             step = state.get("step")

@@ -314,20 +314,30 @@ def build_ask_tab(ctx):
         choice = gr.Radio(choices=names, value=None) if phase == "answered" else gr.skip()
         return [*updates, status_line(result), result, result, choice]
 
-    def ask(passage, question):
+    ready = gr.State(True)  # per user: the last click's passage and question were there (the API: always True)
+
+    def ask(passage, question, inputs_ok=True):
+        if not inputs_ok:  # the page said what is missing (check_inputs): nothing to answer, nothing marked failed
+            yield [gr.skip()] * len(outputs)
+            return
         for result in run_ask(ctx, passage, question):
             yield render(result)
 
-    outputs = [grid, *(c for card in cards for c in card), status, raw, last, which]
     def check_inputs(passage, question):
-        """Before the model is asked: what is missing is said under its own field (no error badges elsewhere)."""
-        return [gr.validate(bool((passage or "").strip()), "The passage is empty: paste a passage, then ask a "
-                            "question about it."),
-                gr.validate(bool((question or "").strip()), "The question is empty: type a question about the "
-                            "passage.")]
+        """Before the model is asked, in the page: what is missing goes into the status line, with what to do,
+        instead of failing the request (which marks every output with an "Error" badge). The API's /ask checks
+        the same in run_ask and answers with that sentence as its error."""
+        try:
+            validate_question(passage, question, ctx.settings.max_context_chars)
+        except gr.Error as e:
+            return f"⚠️ {e.message}", False
+        return gr.skip(), True
 
-    asked = gr.on([ask_btn.click, question.submit], ask, inputs=[context, question], outputs=outputs, api_name="ask",
-                  concurrency_id="model", concurrency_limit=1, validator=check_inputs)
+    outputs = [grid, *(c for card in cards for c in card), status, raw, last, which]
+    asked = gr.on([ask_btn.click, question.submit], check_inputs, inputs=[context, question], outputs=[status, ready],
+                  api_name=False, queue=False, show_progress="hidden").then(
+        ask, inputs=[context, question, ready], outputs=outputs, api_name="ask", concurrency_id="model",
+        concurrency_limit=1)
 
     def send_feedback(result, variant, rating, critique, correct_answer, annotator, request: gr.Request):
         if not result:
