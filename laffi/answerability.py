@@ -40,7 +40,8 @@ BASE_CALIBRATION_FILE = "base-calibration.json"
 #   p_abstain   direct variants: P(the reply's first token abstains)
 #   span        1 - P(Correct | best span)
 #   contrast    P(Correct | "no answer") / (P(Correct | "no answer") + P(Correct | best span))
-NA_PROB_KINDS = ("p_abstain", "span", "contrast")
+#   rank        the share of "no answer" in the likelihood of all candidates (the 'rank' answer path)
+NA_PROB_KINDS = ("p_abstain", "span", "contrast", "rank")
 
 _TOKEN_SETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 

@@ -196,9 +196,9 @@ def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig 
         spans = [r.span or "" for r in rows]
         if rows[0].candidates is not None:
             options = []
-            for how in ("span", "contrast"):
-                na = [verdict_na_prob(next((c["p_correct"] for c in r.candidates if not c["answer"]), 0.0),
-                                      max((c["p_correct"] for c in r.candidates if c["answer"]), default=0.0), how)
+            for how in ("rank",) if rows[0].path.kind == "rank" else ("span", "contrast"):
+                na = [verdict_na_prob(next((c["score"] for c in r.candidates if not c["answer"]), 0.0),
+                                      max((c["score"] for c in r.candidates if c["answer"]), default=0.0), how)
                       for r in rows]
                 options.append(choose_threshold(examples, spans, na, how, chosen_on))
             cal = max(options, key=lambda c: c.validation["f1"])

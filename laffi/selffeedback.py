@@ -27,7 +27,8 @@ from laffi.prompts import feedback_prompt, first_line, parse_feedback
 
 FEEDBACK_MAX_NEW_TOKENS = 96  # the reference feedback is ~40 tokens; 99 % of it fits in 81, with the answer at the end
 PATH_FILE = "answer_path.json"  # in an adapter folder: that variant's AnswerPath
-PATH_KINDS = ("direct", "feedback", "verify")
+PATH_KINDS = ("direct", "feedback", "verify", "rank")
+CHOOSERS = ("verify", "rank")  # paths that choose among candidates (laffi.selffeedback._candidates)
 
 
 @dataclass(frozen=True)
@@ -35,20 +36,22 @@ class AnswerPath:
     """How a variant's shown answer is made."""
 
     kind: str = field(default="direct", metadata={"help": "'direct' (its reply to the QA prompt), 'feedback' "
-                                                          "(the answer its feedback on a draft names) or 'verify' "
-                                                          "(the candidate its verdict most likely calls Correct)."})
+                                                          "(the answer its feedback on a draft names), 'verify' "
+                                                          "(the candidate its verdict most likely calls Correct) or "
+                                                          "'rank' (the candidate it finds most likely as its reply)."})
     draft_by: str = field(default="self", metadata={"help": "Who writes the draft it judges: 'self' (its own direct "
                                                             "answer) or 'base' (the base model's; with 'verify': "
                                                             "both are candidates)."})
 
     def __post_init__(self):
         if self.kind not in PATH_KINDS or self.draft_by not in ("self", "base"):
-            raise LaffiError(f"An answer path is kind 'direct', 'feedback' or 'verify' with draft_by 'self' or "
-                             f"'base', not {self.kind!r}/{self.draft_by!r}.")
+            raise LaffiError(f"An answer path is kind 'direct', 'feedback', 'verify' or 'rank' with draft_by 'self' "
+                             f"or 'base', not {self.kind!r}/{self.draft_by!r}.")
 
     def label(self) -> str:
-        if self.kind == "verify":
-            return "verifier over its own" + (" and the base model's" if self.draft_by == "base" else "") + " span"
+        if self.kind in CHOOSERS:
+            return ("verifier" if self.kind == "verify" else "likelihood ranking") + " over its own" + (
+                " and the base model's" if self.draft_by == "base" else "") + " span"
         return "direct" if self.kind == "direct" else f"via feedback on the {self.draft_by} draft".replace(
             "self draft", "variant's own draft").replace("base draft", "base model's draft")
 
@@ -100,7 +103,8 @@ class Result:
     span: str | None = None  # its best non-empty answer, shown or not (laffi.answerability)
     na_prob: float | None = None  # how sure it is that the passage does not answer
     threshold: float | None = None  # above it, the shown answer is "" (None: the default, uncalibrated)
-    candidates: list[dict] | None = None  # verify path: [{"answer", "p_correct"}], "" = no answer
+    candidates: list[dict] | None = None  # verify/rank: [{"answer", "score"}] ("" = no answer): P(verdict Correct),
+    # or the candidate's share of the likelihood of all of them
 
     def fields(self) -> dict:
         out = {"answer": self.answer, "direct_answer": self.direct.text, "raw": self.direct.raw,
@@ -134,8 +138,56 @@ def verify(lm, pairs: list[tuple[str, str]], candidates: dict[str, list[list[str
     return out
 
 
+def likelihoods(lm, pairs: list[tuple[str, str]], candidates: dict[str, list[list[str]]],
+                cfg: GenerationConfig | None = None, progress=None) -> dict[str, list[list[float]]]:
+    """Each candidate's share of the likelihood of all of a question's candidates as the variant's reply to the QA
+    prompt (the candidate and the end of its turn, as SFT trained it; "" = "no answer"): {variant: [[share per
+    candidate] per pair]}. One teacher-forced forward pass per candidate, rows of several variants in one batch."""
+    import math
+
+    import torch
+
+    from laffi.prompts import NO_ANSWER, qa_prompt
+
+    tok = lm.tokenizer
+    rows = [(qa_prompt(tok, c, q), (cand or NO_ANSWER) + tok.eos_token, v, i)
+            for v, per_pair in candidates.items() for i, ((c, q), cands) in enumerate(zip(pairs, per_pair))
+            for cand in cands]
+    size = cfg.batch_size if cfg and cfg.batch_size else 8
+    logps = []
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        prompts = [tok(p, add_special_tokens=False)["input_ids"] for p, _, _, _ in chunk]
+        replies = [tok(r, add_special_tokens=False)["input_ids"] for _, r, _, _ in chunk]
+        width = max(len(p) + len(r) for p, r in zip(prompts, replies))
+        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for k, (p, r) in enumerate(zip(prompts, replies)):
+            ids[k, :len(p) + len(r)] = torch.tensor(p + r)
+            mask[k, :len(p) + len(r)] = 1
+        with torch.inference_mode(), lm.rows([v for _, _, v, _ in chunk]):
+            logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(lm.device))[..., 0]
+        for k, (p, r) in enumerate(zip(prompts, replies)):
+            logps.append(float(logprobs[k, len(p) - 1:len(p) + len(r) - 1].sum()))
+        if progress:
+            progress(min(start + size, len(rows)), len(rows))
+    out = {v: [[0.0] * len(c) for c in per_pair] for v, per_pair in candidates.items()}
+    k = 0
+    for v, per_pair in candidates.items():
+        for i, cands in enumerate(per_pair):
+            mine = logps[k:k + len(cands)]
+            top = max(mine)
+            z = sum(math.exp(x - top) for x in mine)
+            out[v][i] = [math.exp(x - top) / z for x in mine]
+            k += len(cands)
+    return out
+
+
 def verdict_na_prob(p_no_answer: float, p_best: float, how: str) -> float:
-    """A verifier's no-answer probability from its verdicts (laffi.answerability.NA_PROB_KINDS)."""
+    """A chooser's no-answer probability from its candidates' scores (laffi.answerability.NA_PROB_KINDS)."""
+    if how == "rank":  # the share of the likelihood that "no answer" has
+        return p_no_answer
     if how == "contrast":
         total = p_no_answer + p_best
         return 0.5 if total <= 0 else p_no_answer / total
@@ -187,9 +239,9 @@ def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: Gener
     cfg = cfg or GenerationConfig()
     paths = answer_paths(lm, variants, paths)
     if getattr(lm, "backend", None) is not None:  # a remote server measures no token probabilities
-        paths = {v: AnswerPath(draft_by=p.draft_by) if p.kind == "verify" else p for v, p in paths.items()}
+        paths = {v: AnswerPath(draft_by=p.draft_by) if p.kind in CHOOSERS else p for v, p in paths.items()}
     cals = calibrations(lm, variants)
-    verifying = [v for v in variants if paths[v].kind == "verify"]
+    verifying = [v for v in variants if paths[v].kind in CHOOSERS]
     judged = [v for v in variants if feedback or paths[v].kind == "feedback"]
     needed = [v for v in drafters(variants, paths, feedback) if v not in (direct or {})]
     n_cands = sum(2 + (paths[v].draft_by == "base") for v in verifying)  # at most: own, base, "no answer"
@@ -200,11 +252,18 @@ def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: Gener
     offset = len(pairs) * len(needed)
     chosen: dict[str, list[tuple[str, float, list[dict]]]] = {}
     if verifying:
-        cands = {v: [_candidates(direct, v, i, paths[v]) for i in range(len(pairs))] for v in verifying}
-        scores = verify(lm, pairs, cands, cfg, progress and (lambda done, _: progress(offset + done, total)))
+        scores = {}
+        for kind, score in (("verify", verify), ("rank", likelihoods)):
+            mine = {v: [_candidates(direct, v, i, paths[v]) for i in range(len(pairs))] for v in verifying
+                    if paths[v].kind == kind}
+            if mine:
+                done_before = offset + len(pairs) * sum(2 + (paths[v].draft_by == "base") for v in scores)
+                scores.update({v: (mine[v], s) for v, s in score(lm, pairs, mine, cfg, progress and (
+                    lambda done, _, b=done_before: progress(b + done, total))).items()})
         for v in verifying:
-            how = cals[v].na_prob if cals[v] and cals[v].na_prob != "p_abstain" else "span"
-            chosen[v] = [_choose(c, s, how) for c, s in zip(cands[v], scores[v])]
+            how = "rank" if paths[v].kind == "rank" else (
+                cals[v].na_prob if cals[v] and cals[v].na_prob not in ("p_abstain", "rank") else "span")
+            chosen[v] = [_choose(c, s, how) for c, s in zip(*scores[v])]
         offset = len(pairs) * (len(needed) + n_cands)
     drafts = {v: (direct[BASE_VARIANT if paths[v].draft_by == "base" else v] if v not in chosen else
                   [Answer(text=span, raw=span, span=span) for span, _, _ in chosen[v]]) for v in judged}
@@ -226,7 +285,8 @@ def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: Gener
                 row.answer = fb.revised_answer
             elif v in chosen:
                 span, na, listed = chosen[v][i]
-                threshold = cal.threshold if cal and cal.na_prob != "p_abstain" else None
+                threshold = cal.threshold if cal and (cal.na_prob == "rank") == (paths[v].kind == "rank") and \
+                    cal.na_prob != "p_abstain" else None
                 row.answer, row.span, row.na_prob, row.threshold, row.candidates = (
                     decide(span, na, threshold), span, na, threshold, listed)
                 row.draft_by = "self" if fb else None
@@ -236,7 +296,7 @@ def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: Gener
 
 
 def _candidates(direct: dict[str, list[Answer]], v: str, i: int, path: AnswerPath) -> list[str]:
-    """What a verify-path variant judges for pair i: its own best span, the base model's (draft_by 'base'), and
+    """What a verify- or rank-path variant chooses among for pair i: its own best span, the base model's (draft_by 'base'), and
     "no answer" (last, ""); empty and repeated spans once."""
     spans = [direct[v][i].span or direct[v][i].text]
     if path.draft_by == "base" and BASE_VARIANT in direct:
@@ -246,7 +306,7 @@ def _candidates(direct: dict[str, list[Answer]], v: str, i: int, path: AnswerPat
 
 def _choose(cands: list[str], p_correct: list[float], how: str) -> tuple[str, float, list[dict]]:
     """(best non-empty candidate, na_prob, the candidates with their verdicts) for one question."""
-    listed = [{"answer": c, "p_correct": round(p, 4)} for c, p in zip(cands, p_correct)]
+    listed = [{"answer": c, "score": round(p, 4)} for c, p in zip(cands, p_correct)]
     spans = [(p, c) for c, p in zip(cands, p_correct) if c]
     p_no = next((p for c, p in zip(cands, p_correct) if not c), 0.0)
     if not spans:

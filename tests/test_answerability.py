@@ -134,10 +134,42 @@ def test_verify_path_answers_with_the_best_candidate(tiny_lm):
     out = answer_all(tiny_lm, PAIRS, ["sft", "laffi"], paths={"laffi": AnswerPath("verify", "base")})
     for r in out["laffi"]:
         spans = [c for c in r.candidates if c["answer"]]
-        best = max(spans, key=lambda c: c["p_correct"])
+        best = max(spans, key=lambda c: c["score"])
         no = next(c for c in r.candidates if not c["answer"])
         assert r.span == best["answer"] and r.candidates[-1] is no
-        assert r.na_prob == pytest.approx(verdict_na_prob(no["p_correct"], best["p_correct"], "span"), abs=1e-4)
+        assert r.na_prob == pytest.approx(verdict_na_prob(no["score"], best["score"], "span"), abs=1e-4)
         assert r.answer == decide(r.span, r.na_prob, None)
     assert all(r.candidates is None for r in out["sft"])
     assert json.dumps(out["laffi"][0].fields())  # the API's result is plain JSON
+
+
+def test_rank_path_scores_each_candidate_by_its_likelihood(tiny_lm):
+    """The fair baseline: a variant choosing among the same candidates by its own likelihood of each as its reply
+    (teacher-forced), checked against one forward pass per candidate."""
+    import math
+
+    import torch
+
+    from laffi.prompts import NO_ANSWER, qa_prompt
+    from laffi.selffeedback import AnswerPath, answer_all, likelihoods
+
+    tok = tiny_lm.tokenizer
+    cands = {"sft": [["1931", ""], ["the painter", "Drun", ""], ["three", ""]]}
+    got = likelihoods(tiny_lm, PAIRS, cands)
+    for i, (context, question) in enumerate(PAIRS):
+        logps = []
+        for c in cands["sft"][i]:
+            p = tok(qa_prompt(tok, context, question), add_special_tokens=False)["input_ids"]
+            r = tok((c or NO_ANSWER) + tok.eos_token, add_special_tokens=False)["input_ids"]
+            with torch.no_grad(), tiny_lm.rows(["sft"]):
+                lp = torch.log_softmax(tiny_lm.model(input_ids=torch.tensor([p + r])).logits[0].float(), -1)
+            logps.append(sum(lp[len(p) - 1 + j, t].item() for j, t in enumerate(r)))
+        z = sum(math.exp(x) for x in logps)
+        assert got["sft"][i] == pytest.approx([math.exp(x) / z for x in logps], abs=1e-4)
+    out = answer_all(tiny_lm, PAIRS, ["sft"], paths={"sft": AnswerPath("rank", "base")})
+    for r in out["sft"]:
+        no = next(c for c in r.candidates if not c["answer"])
+        assert r.na_prob == pytest.approx(no["score"], abs=1e-4) and sum(c["score"] for c in r.candidates) == \
+            pytest.approx(1, abs=1e-3)
+        top = max(c["score"] for c in r.candidates if c["answer"])  # (scores are rounded: ties are possible)
+        assert r.span in [c["answer"] for c in r.candidates if c["answer"] and c["score"] == top]
