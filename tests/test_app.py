@@ -31,7 +31,8 @@ PARAMETERS = {
     "/evaluate_filter": ["show"],
     "/train_start": ["method", "adapter_name", "data_source", "upload_file", "articles", "questions",
                      "use_app_feedback", "human_fraction", "lora_r", "lora_alpha", "target_modules",
-                     "learning_rate", "epochs", "batch_size", "max_length", "replace_existing", "processes"],
+                     "learning_rate", "epochs", "batch_size", "max_length", "replace_existing", "processes",
+                     "early_stopping"],
     "/train_stop": [], "/train_resume": [], "/train_status": [], "/train_feedback_preview": [],
     "/feedback_withdraw": ["session_id"],
 }

@@ -191,6 +191,9 @@ def build_train_tab(ctx, jobs, admin):
             epochs = gr.Slider(1, 5, value=DEFAULTS["epochs"], step=1, label="Epochs", elem_id="train-epochs")
             batch = gr.Slider(1, 16, value=DEFAULTS["batch_size"], step=1, label="Batch size", elem_id="train-batch")
             max_length = gr.Slider(128, 2048, value=DEFAULTS["max_length"], step=64, label="Max length (tokens)")
+            patience = gr.Slider(0, 10, value=DEFAULTS["early_stopping"], step=1, elem_id="train-early-stopping",
+                                 label="Early stopping: held-out scores without improvement before it stops (0: off; "
+                                       "the best checkpoint is kept either way)")
             procs = default_processes()
             processes = gr.Slider(1, max(8, procs), value=procs, step=1, elem_id="train-processes",
                                   label="Processes (one per GPU; more than 1 trains through accelerate launch)")
@@ -204,7 +207,7 @@ def build_train_tab(ctx, jobs, admin):
         preview = gr.Dataframe(headers=PREVIEW_HEADERS, interactive=False, wrap=True, elem_id="train-feedback-rows",
                                label="The collected feedback this run will train on")
         preview_btn = gr.Button("Refresh the list", size="sm")
-    name_range_errors(limit, fraction, r, alpha, epochs, batch, max_length)
+    name_range_errors(limit, fraction, r, alpha, epochs, batch, max_length, patience)
 
     def train_feedback_preview():
         text, rows = feedback_preview(ctx.store)
@@ -224,7 +227,7 @@ def build_train_tab(ctx, jobs, admin):
     cli = gr.Code(label="Equivalent command lines", language="shell", interactive=False)
     timer = gr.Timer(2.0)
     form = [method, name, replace, source, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
-            batch, max_length, processes]
+            batch, max_length, processes, patience]
 
     def poll():
         st = jobs.status()
@@ -237,13 +240,14 @@ def build_train_tab(ctx, jobs, admin):
         if spec is None:
             return ["laffi", fresh_name("laffi", taken_names(ctx)), False, SHARED, JOB_DEFAULTS["articles"],
                     JOB_DEFAULTS["limit"], True, 0.5, DEFAULTS["r"], DEFAULTS["alpha"], DEFAULTS["target_modules"],
-                    DEFAULTS["lr"], DEFAULTS["epochs"], DEFAULTS["batch_size"], DEFAULTS["max_length"], procs]
+                    DEFAULTS["lr"], DEFAULTS["epochs"], DEFAULTS["batch_size"], DEFAULTS["max_length"], procs,
+                    DEFAULTS["early_stopping"]]
         t = {**DEFAULTS, **spec.train}
         return [spec.method, spec.name, spec.overwrite,
                 FEEDBACK if spec.feedback else SHARED if spec.data == str(s.squad) else UPLOAD,
                 spec.articles or "all", spec.limit, bool(spec.human), spec.human_fraction, t["r"], t["alpha"],
                 t["target_modules"], t["lr"], t["epochs"], t["batch_size"], t["max_length"],
-                t.get("num_processes") or procs]
+                t.get("num_processes") or procs, t["early_stopping"]]
 
     def attach():
         st = jobs.status()
@@ -252,7 +256,7 @@ def build_train_tab(ctx, jobs, admin):
 
     def train_start(unlocked, method, adapter_name, data_source, upload_file, articles, questions, use_app_feedback,
                     human_fraction, lora_r, lora_alpha, target_modules, learning_rate, epochs, batch_size,
-                    max_length, replace_existing, processes):
+                    max_length, replace_existing, processes, early_stopping=0):
         require(s, unlocked, "Training")
         adapter_name = check_name(ctx, adapter_name, bool(replace_existing))
         feedback = None
@@ -279,7 +283,7 @@ def build_train_tab(ctx, jobs, admin):
                            train={"r": int(lora_r), "alpha": int(lora_alpha), "target_modules": target_modules,
                                   "lr": float(learning_rate or 0), "epochs": float(epochs),
                                   "batch_size": int(batch_size), "max_length": int(max_length),
-                                  "num_processes": int(processes)})
+                                  "num_processes": int(processes), "early_stopping": int(early_stopping or 0)})
             jobs.start(spec)
         except LaffiError as e:
             raise error(re.sub("|".join(map(re.escape, LABELS)), lambda m: LABELS[m.group(0)], str(e))) from e
@@ -302,7 +306,7 @@ def build_train_tab(ctx, jobs, admin):
 
     outputs = [status, plot, cli]
     start.click(train_start, [admin, method, name, source, upload, articles, limit, use_human, fraction, r, alpha,
-                              modules, lr, epochs, batch, max_length, replace, processes],
+                              modules, lr, epochs, batch, max_length, replace, processes, patience],
                 outputs, api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
     stop.click(train_stop, admin, outputs, api_name="train_stop", concurrency_id="jobs")
     resume.click(train_resume, admin, outputs, api_name="train_resume", concurrency_id="jobs")
