@@ -20,7 +20,6 @@ in <adapters_dir>/base-calibration.json). Without a calibration the threshold is
 
 from __future__ import annotations
 
-import json
 import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +33,6 @@ ABSTAIN_WORDS = ("no", "none", "nothing", "unknown")
 VERDICT_CORRECT = "Correct"  # how the LaFFi feedback format (laffi.annotation) starts on a right answer
 DEFAULT_THRESHOLD = 0.5
 ALWAYS_NO_ANSWER = "always no answer"  # the row of the policy that needs no model ("" for every question)
-CALIBRATION_FILE = "calibration.json"
-BASE_CALIBRATION_FILE = "base-calibration.json"
 # How a verifier's na_prob is made from its verdicts (chosen on validation, written in calibration.json):
 #   p_abstain   direct variants: P(the reply's first token abstains)
 #   span        1 - P(Correct | best span)
@@ -152,25 +149,27 @@ def choose_threshold(examples, spans: list[str], na_probs: list[float], how: str
 
 def write_calibration(path: str | Path, cal: Calibration) -> Path:
     """Write cal to an adapter folder (calibration.json) or to the file path given."""
-    from laffi.io import write_json_atomic
+    from laffi.adapter_folder import CALIBRATION, AdapterFolder
 
     target = Path(path)
-    target = target / CALIBRATION_FILE if target.is_dir() else target
-    write_json_atomic(target, asdict(cal))
-    return target
+    folder, name = (AdapterFolder(target), CALIBRATION) if target.is_dir() else (AdapterFolder(target.parent),
+                                                                                  target.name)
+    return folder.write(name, asdict(cal))
 
 
 def read_calibration(path: str | Path | None, base: str | None = None) -> Calibration | None:
     """An adapter folder's calibration (or a calibration file's); None when there is none or it is unreadable.
     With `base`, a file written for another base model does not apply (None)."""
+    from laffi.adapter_folder import CALIBRATION, AdapterFolder
+
     if path is None:
         return None
     target = Path(path)
-    target = target / CALIBRATION_FILE if target.is_dir() else target
+    raw = AdapterFolder(target).read(CALIBRATION) if target.is_dir() else AdapterFolder(target.parent).read(
+        target.name)
     try:
-        raw = json.loads(target.read_text())
         cal = Calibration(**{k: raw[k] for k in raw if k in Calibration.__dataclass_fields__})
-    except (OSError, ValueError, TypeError):
+    except (TypeError, KeyError):
         return None
     if base is not None and cal.base is not None and cal.base != base:
         return None
@@ -179,10 +178,11 @@ def read_calibration(path: str | Path | None, base: str | None = None) -> Calibr
 
 def base_calibration_path(lm) -> Path | None:
     """Where the base model's calibration lives: beside the first adapters folder (base-calibration.json)."""
+    from laffi.adapter_folder import BASE_CALIBRATION
     from laffi.models import adapter_folders
 
     folders = adapter_folders(lm.config.adapters_dir)
-    return folders[0] / BASE_CALIBRATION_FILE if folders else None
+    return folders[0] / BASE_CALIBRATION if folders else None
 
 
 def calibrations(lm, variants: list[str]) -> dict[str, Calibration | None]:

@@ -251,10 +251,11 @@ def needs_launch(tcfg) -> bool:
     return processes_for(tcfg) > 1 and not inside_launch()
 
 
-def run_training(tcfg, data_flags: list[str], run_key: str | None = None, resume: bool = True, log=None) -> Path:
-    """Train `tcfg` through `accelerate launch` and wait: the adapter folder, or tcfg.work_dir when a Stop ended it
-    (resumable: the ranks saved a checkpoint). A launch that fails otherwise is a LaffiError."""
-    import json
+def run_training(tcfg, data_flags: list[str], run_key: str | None = None, resume: bool = True, log=None):
+    """Train `tcfg` through `accelerate launch` and wait: a TrainResult, "finished" with the adapter folder, or
+    "stopped" with tcfg.work_dir when a Stop ended it (resumable: the ranks saved a checkpoint). A launch that
+    fails otherwise is a LaffiError."""
+    from laffi.adapter_folder import AdapterFolder, TrainResult
 
     extra = (["--run_key", run_key] if run_key else []) + ([] if resume else ["--no_resume", "true"])
     cmd = train_launch(tcfg, data_flags, extra)
@@ -275,15 +276,12 @@ def run_training(tcfg, data_flags: list[str], run_key: str | None = None, resume
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    final = Path(tcfg.adapters_dir) / tcfg.name
-    try:
-        written = json.loads((final / "training_config.json").read_text())
-    except (OSError, ValueError):
-        written = None
+    final = AdapterFolder(Path(tcfg.adapters_dir) / tcfg.name)
+    written = final.config()
     if written and (run_key is None or written.get("run_key") == run_key) and code == 0:
-        return final
+        return TrainResult("finished", final.path)
     if code == 0 or stopped:
-        return Path(tcfg.work_dir)
+        return TrainResult("stopped", Path(tcfg.work_dir))
     raise LaffiError(f"The {processes_for(tcfg)} training processes ended with status {code}; their output is above "
                      "(in the app: the job's log). Resume continues from the last checkpoint.")
 

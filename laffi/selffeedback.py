@@ -15,10 +15,10 @@ asked, predicts feedback on its own answer (self-feedback, with a "revised" answ
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
 from laffi.answerability import FirstToken, calibrations, correct_token_ids, decide
 from laffi.errors import LaffiError
 from laffi.generation import Answer, GenerationConfig, answer_questions, generate_batched
@@ -26,7 +26,6 @@ from laffi.models import BASE_VARIANT
 from laffi.prompts import feedback_prompt, first_line, parse_feedback
 
 FEEDBACK_MAX_NEW_TOKENS = 96  # the reference feedback is ~40 tokens; 99 % of it fits in 81, with the answer at the end
-PATH_FILE = "answer_path.json"  # in an adapter folder: that variant's AnswerPath
 PATH_KINDS = ("direct", "feedback", "verify", "rank")
 CHOOSERS = ("verify", "rank")  # paths that choose among candidates (laffi.selffeedback._candidates)
 
@@ -62,20 +61,19 @@ def read_answer_path(adapter_dir: str | Path | None) -> AnswerPath:
     laffi+sft adapters (they answer and judge), else 'direct'."""
     if adapter_dir is None:
         return AnswerPath()
-    folder = Path(adapter_dir)
+    folder = AdapterFolder(adapter_dir)
+    stored = folder.read(ANSWER_PATH)
     try:
-        if (folder / PATH_FILE).is_file():
-            return AnswerPath(**json.loads((folder / PATH_FILE).read_text()))
-        method = json.loads((folder / "training_config.json").read_text())["train"]["method"]
-    except (OSError, ValueError, KeyError, TypeError):
+        if stored is not None:
+            return AnswerPath(**stored)
+    except (TypeError, LaffiError):
         return AnswerPath()
+    method = folder.method()
     return {"laffi": AnswerPath("feedback", "base"), "laffi+sft": AnswerPath("verify", "base")}.get(method, AnswerPath())
 
 
 def write_answer_path(adapter_dir: str | Path, path: AnswerPath) -> None:
-    from laffi.io import write_json_atomic
-
-    write_json_atomic(Path(adapter_dir) / PATH_FILE, asdict(path))
+    AdapterFolder(adapter_dir).write(ANSWER_PATH, asdict(path))
 
 
 @dataclass

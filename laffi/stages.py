@@ -22,6 +22,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
 from laffi.errors import LaffiError
 from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from laffi.settings import DEFAULT_SQUAD
@@ -279,11 +280,8 @@ class Stages:
     def trained(self, which: str, seed: int) -> Path | None:
         """The adapter folder if it exists and was trained with exactly these settings."""
         folder = self.adapters_dir(seed) / self.adapter_name(which, seed)
-        try:
-            stored = json.loads((folder / "training_config.json").read_text()).get("run_key")
-        except (OSError, ValueError):
-            return None
-        return folder if stored == self.train_key(which, seed) and not self.force else None
+        stored = AdapterFolder(folder).run_key()
+        return folder if stored is not None and stored == self.train_key(which, seed) and not self.force else None
 
     def train(self, which: str, seed: int | None = None) -> Path | None:
         """Train (or reuse) one adapter; None when training was stopped on request (resumable)."""
@@ -302,14 +300,17 @@ class Stages:
                      f"{tcfg.adapters_dir}/{tcfg.name}")
             from laffi.distributed import needs_launch, run_training
 
+            extra = {ANSWER_PATH: self.cfg.laffi_answer_path} if which == "laffi" and self.cfg.laffi_answer_path \
+                else None  # in the folder before it appears
             if needs_launch(tcfg):  # N processes: `laffi train` under accelerate launch (Stop reaches every rank)
-                path = run_training(tcfg, self.train_data_flags(tcfg), self.train_key(which, seed), self.resume,
-                                    self.log)
+                result = run_training(tcfg, self.train_data_flags(tcfg), self.train_key(which, seed), self.resume,
+                                      self.log)
             else:
-                path = train_adapter(records, tcfg, resume=self.resume, extra_callbacks=self.callbacks,
-                                     run_key=self.train_key(which, seed))
-            if path == Path(tcfg.work_dir):  # stopped on request: resumable from its checkpoint
+                result = train_adapter(records, tcfg, resume=self.resume, extra_callbacks=self.callbacks,
+                                       run_key=self.train_key(which, seed), extra_files=extra)
+            if not result.finished:  # stopped on request: resumable from its checkpoint
                 return None
+            path = result.path
         if which == "laffi" and self.cfg.laffi_answer_path is not None:
             from laffi.selffeedback import AnswerPath, write_answer_path
 

@@ -79,11 +79,11 @@ def model_card(cfg: dict, manifest: dict, stats: dict, metrics: dict | None, nam
 
 def write_evaluation(folder: str | Path, metrics: dict) -> None:
     """metrics.json next to the adapter it describes (litgpt-style), and its model card updated to show them."""
-    from laffi.io import write_json_atomic, write_text_atomic
+    from laffi.adapter_folder import CARD, METRICS, AdapterFolder
+    from laffi.io import write_text_atomic
 
-    folder = Path(folder)
-    write_json_atomic(folder / "metrics.json", metrics)
-    config = json.loads((folder / "training_config.json").read_text())
-    manifest = json.loads((folder / "data_manifest.json").read_text())
-    write_text_atomic(folder / "README.md", model_card(config["train"], manifest, config["stats"], metrics,
-                                                      name=folder.name))
+    adapter = AdapterFolder(folder)
+    adapter.write(METRICS, metrics)
+    config, manifest = adapter.config(), adapter.manifest()
+    write_text_atomic(adapter / CARD, model_card(config["train"], manifest, config["stats"], metrics,
+                                                 name=adapter.path.name))

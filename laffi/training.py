@@ -2,7 +2,7 @@
 
 Usage:
     rows = training_rows(records, "laffi", tokenizer)     # SFT: target = gold answer; LaFFi: target = feedback
-    path = train_adapter(records, TrainConfig(method="laffi", name="laffi"))
+    result = train_adapter(records, TrainConfig(method="laffi", name="laffi"))   # result.status, result.path
 
 SFT and LaFFi see the same questions, steps and LoRA settings unless told otherwise, so the comparison is fair:
 - SFT    input = passage + question (the QA prompt),             target = the gold answer or "no answer";
@@ -16,7 +16,6 @@ half an adapter. Next to the weights: training_config.json, data_manifest.json, 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -25,6 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from laffi.adapter_folder import CARD, CONFIG, LOSS_LOG, MANIFEST, AdapterFolder, TrainResult, publish
 from laffi.errors import LaffiError
 from laffi.models import ADAPTER_NAME_RE, BASE_VARIANT, ModelConfig
 from laffi.prompts import NO_ANSWER, feedback_prompt, qa_prompt
@@ -255,9 +255,11 @@ def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype, per_s
 
 
 def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, extra_callbacks=(),
-                  run_key: str | None = None) -> Path:
+                  run_key: str | None = None, extra_files: dict | None = None) -> TrainResult:
     """Train one LoRA adapter on `records` and write adapters/<name>/ with its config, manifest and loss log.
-    Returns the adapter folder, or cfg.work_dir when training was stopped on request (resumable)."""
+    extra_files ({file name: JSON}, e.g. answer_path.json) are written into the folder before it is published.
+    Returns a TrainResult: "finished" with the adapter folder, or "stopped" on request with cfg.work_dir
+    (resumable from its checkpoint)."""
     check_destination(cfg)
     from peft import LoraConfig
     from transformers.trainer_utils import get_last_checkpoint
@@ -308,7 +310,7 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     )
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.modules(),
                       layers_to_transform=cfg.layer_range(), task_type="CAUSAL_LM")
-    logger = LossLogger(work / "loss_log.jsonl")
+    logger = LossLogger(work / LOSS_LOG)
     callbacks, early = [logger, *extra_callbacks], None
     if heldout is not None and cfg.early_stopping:
         from transformers import EarlyStoppingCallback
@@ -318,16 +320,16 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=heldout,
                          processing_class=tokenizer, peft_config=lora, data_collator=collator, callbacks=callbacks)
     main = trainer.accelerator.is_main_process  # rank 0 alone writes logs and the adapter (Trainer: checkpoints)
-    if main and not last and (work / "loss_log.jsonl").exists():
-        (work / "loss_log.jsonl").unlink()  # a fresh run starts a fresh log
+    if main and not last and (work / LOSS_LOG).exists():
+        (work / LOSS_LOG).unlink()  # a fresh run starts a fresh log
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     # the held-out loss stopped improving (not a Stop): a finished run, kept at its best checkpoint
     stopped_early = early is not None and early.early_stopping_patience_counter >= cfg.early_stopping
     if trainer.state.global_step < trainer.state.max_steps and not stopped_early:
-        return work  # stopped on request: the stop callback saved a checkpoint that `resume` continues from
+        return TrainResult("stopped", work)  # the stop callback saved a checkpoint that `resume` continues from
     if not main:
-        return Path(cfg.adapters_dir) / cfg.name  # where rank 0 writes it
+        return TrainResult("finished", Path(cfg.adapters_dir) / cfg.name)  # where rank 0 writes it
     manifest = {
         "method": cfg.method, "examples": len(rows), "left_out_too_long": too_long,
         "articles": dict(Counter(r["title"] for r in rows)),
@@ -346,11 +348,11 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
              "batch": plan.describe(), "stopped_early": bool(stopped_early),
              "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
              "best_heldout_loss": trainer.state.best_metric if best else None}
-    return finish_adapter(trainer.model, cfg, manifest, stats, work, run_key)
+    return TrainResult("finished", finish_adapter(trainer.model, cfg, manifest, stats, work, run_key, extra_files))
 
 
 def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: Path,
-                   run_key: str | None = None) -> Path:
+                   run_key: str | None = None, extra: dict | None = None) -> Path:
     """Assemble adapters/<name>/ atomically: weights, config, manifest, loss log and model card. An adapter of the
     same name that appeared meanwhile is replaced only with cfg.overwrite; otherwise the new one is kept in
     work_dir/adapter and the error says so (nothing trained is lost)."""
@@ -368,22 +370,20 @@ def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: P
     config = {"train": asdict(cfg), "stats": stats, "run_key": run_key, "versions": {
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
         "trl": trl.__version__, "python": platform.python_version()}}
-    (tmp / "training_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (tmp / "data_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    if (work / "loss_log.jsonl").exists():
-        shutil.copy(work / "loss_log.jsonl", tmp / "loss_log.jsonl")
-    (tmp / "README.md").write_text(model_card(asdict(cfg), manifest, stats, metrics=None))
-    if final.exists() and not cfg.overwrite:
+    staged = AdapterFolder(tmp)
+    staged.write(CONFIG, config)
+    staged.write(MANIFEST, manifest)
+    if (work / LOSS_LOG).exists():
+        shutil.copy(work / LOSS_LOG, tmp / LOSS_LOG)
+    for name, value in (extra or {}).items():  # e.g. answer_path.json: in the folder before it appears
+        staged.write(name, value)
+    (tmp / CARD).write_text(model_card(asdict(cfg), manifest, stats, metrics=None))
+    try:
+        publish(tmp, final, cfg.overwrite)
+    except FileExistsError:
         kept = work / "adapter"
         shutil.rmtree(kept, ignore_errors=True)
         shutil.move(str(tmp), str(kept))
         raise LaffiError(f"An adapter named {cfg.name!r} appeared in {cfg.adapters_dir}/ while this one trained; the "
-                         f"new adapter is kept in {kept} (copy it under another name).")
-    if final.exists():
-        old = final.with_name(f".{cfg.name}.old-{os.getpid()}")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
+                         f"new adapter is kept in {kept} (copy it under another name).") from None
     return final

@@ -1,11 +1,15 @@
 """Shared fixtures: a tiny random Llama with two random LoRA adapters, built once per test session (no download)."""
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_SQUAD = REPO.parent / "shared" / "data" / "squad_v2" / "dev-12-articles.json"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots for a person to look at (git-ignored)
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +105,19 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
     launch(demo, settings, server_port=None, prevent_thread_lock=True, quiet=True)
     demo.laffi_settings, demo.laffi_lm = settings, lm
     return demo
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright (no browser download), for the browser tests."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from laffi.annotation import (annotate, categorise, consistent_with_gold, match_human_feedback, mix_feedback,
+from laffi.annotation import (annotate, consistent_with_gold, match_human_feedback, mix_feedback,
                               reference_feedback)
 from laffi.prompts import parse_feedback
 

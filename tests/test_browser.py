@@ -4,18 +4,13 @@ render the attention heatmap - with every request to anything but the app blocke
 script nor rendered as markup, in the page or in a pop-up. Then every tab of a fresh page, with feedback stored,
 shows no "Error" badge. Screenshots land in tests/artifacts/ for a human to look at."""
 
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
-from .conftest import launch_app
+from .conftest import ARTIFACTS, launch_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 HOSTILE = '<img src=x onerror="window.__pwned=1"> "><svg onload="window.__pwned=2">'
 CONTEXT = f"The Halvard lighthouse was lit in 1874 and converted to electricity in 1952. {HOSTILE}"
 CRITIQUE = "<script>window.__pwned=3</script>Incorrect: the lamp was converted in 1952."
@@ -33,21 +28,6 @@ def app(tiny_lm, tmp_path_factory):
         yield demo.local_url.rstrip("/"), demo.laffi_settings
     finally:
         demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
 
 
 def open_page(browser, url):

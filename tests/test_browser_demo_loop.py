@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from .conftest import launch_app
-from .test_browser import ARTIFACTS, browser, field, open_page, visible_errors  # noqa: F401  (browser: the fixture)
+from .conftest import ARTIFACTS, launch_app
+from .test_browser import field, open_page, visible_errors
 from .test_demo_loop import FEEDBACK, PASSAGE, QUESTION
 
 pytestmark = pytest.mark.browser

@@ -3,13 +3,13 @@ open reaches every list (header, Attention, Evaluate) and the Ask tab, four vari
 base, sft, laffi, then the rest; and an Ask that waits behind other people's shows its place in the queue and an
 estimate. Screenshots in tests/artifacts/."""
 
-import shutil
 import threading
 import time
 
 import pytest
 
-from .test_browser import ARTIFACTS, browser, field, open_page  # noqa: F401  (browser: the one Chromium fixture)
+from .conftest import ARTIFACTS, launch_app
+from .test_browser import field, open_page
 
 pytestmark = pytest.mark.browser
 PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
@@ -17,18 +17,9 @@ PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity i
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    from laffi.models import ModelConfig, load_model
-    from laffi.settings import Settings
-    from laffi.ui import build_demo, launch
-
-    root = tmp_path_factory.mktemp("browser-layout")
-    shutil.copytree(tiny_adapters, root / "adapters")
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters"), dtype="float32"))
-    settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs")
-    demo = build_demo(lm=lm, settings=settings)
-    launch(demo, settings, server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = launch_app(tmp_path_factory.mktemp("browser-layout"), tiny_dir, tiny_adapters)
     try:
-        yield demo.local_url.rstrip("/"), settings
+        yield demo.local_url.rstrip("/"), demo.laffi_settings
     finally:
         demo.close()
 

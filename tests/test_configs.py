@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from laffi.answerability import ALWAYS_NO_ANSWER
+
 from .conftest import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -56,5 +58,5 @@ def test_shipped_config_runs_on_the_tiny_model(path, tiny_dir, small_squad, tmp_
                                        **{k: tiny_train(raw[k]) for k in ("sft", "laffi") if k in raw})
         result = Stages(cfg, log=lambda m: None).all()
         names = {"sft": cfg.sft_name, "laffi": cfg.laffi_name}
-        assert set(result["pooled"]) == {"base", *(names[m] for m in cfg.methods)}
+        assert set(result["pooled"]) == {ALWAYS_NO_ANSWER, "base", *(names[m] for m in cfg.methods)}
         assert json.loads((Path(cfg.out_dir) / cfg.run_name / "results.json").read_text())["n"] == 2

@@ -36,7 +36,7 @@ def test_a_trained_adapter_is_reused_and_never_replaced_unless_asked(cfg, tmp_pa
     first = Stages(cfg(methods=["sft"]), log=logs.append).train("sft")
     key = json.loads((first / "training_config.json").read_text())["run_key"]
     assert Stages(cfg(methods=["sft"]), log=logs.append).train("sft") == first and "reusing" in logs[-1]
-    other = cfg(methods=["sft"], sft={"lr": 1e-3})
+    other = cfg(methods=["sft"], sft={"lr": 2e-3})
     with pytest.raises(LaffiError, match="already exists"):
         Stages(other).train("sft")
     assert json.loads((first / "training_config.json").read_text())["run_key"] == key  # untouched

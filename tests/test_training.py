@@ -81,7 +81,7 @@ def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
 
     input_ids = torch.tensor([[5, 17, 33, 2, 9, 41]])
     snap = Snapshot(input_ids)
-    path = train_adapter(records, cfg(tmp_path, tiny_dir), extra_callbacks=[snap])
+    path = train_adapter(records, cfg(tmp_path, tiny_dir), extra_callbacks=[snap]).path
     assert path == tmp_path / "adapters" / "laffi"
 
     lora = load_file(path / "adapter_model.safetensors")
@@ -105,7 +105,7 @@ def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
 
 
 def test_adapter_folder_has_config_manifest_log_and_card(records, tiny_dir, tmp_path):
-    path = train_adapter(records, cfg(tmp_path, tiny_dir, method="sft", name="sft"))
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, method="sft", name="sft")).path
     config = json.loads((path / "training_config.json").read_text())
     assert config["train"]["r"] == 4 and config["train"]["method"] == "sft" and config["stats"]["global_step"] == 3
     manifest = json.loads((path / "data_manifest.json").read_text())
@@ -117,15 +117,15 @@ def test_adapter_folder_has_config_manifest_log_and_card(records, tiny_dir, tmp_
 
 
 def test_laffi_manifest_counts_feedback_sources(records, tiny_dir, tmp_path):
-    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=1))
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=1)).path
     assert json.loads((path / "data_manifest.json").read_text())["feedback_sources"] == {"human": 4,
                                                                                          "reference": 6}
 
 
 def test_resume_continues_from_the_checkpoint_step(records, tiny_dir, tmp_path):
-    first = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=2))
+    first = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=2)).path
     assert json.loads((first / "training_config.json").read_text())["stats"]["global_step"] == 2
-    second = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=4, overwrite=True))
+    second = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=4, overwrite=True)).path
     stats = json.loads((second / "training_config.json").read_text())["stats"]
     assert stats["global_step"] == 4 and stats["resumed_from"].endswith("checkpoint-2")
     steps = [json.loads(line)["step"] for line in (second / "loss_log.jsonl").read_text().splitlines()]
@@ -152,7 +152,7 @@ def test_examples_longer_than_max_length_are_left_out_and_counted(records, tmp_p
     rows = training_rows(records, "laffi", tiny_lm.tokenizer)
     lengths = sorted(len(tiny_lm.tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in rows)
     limit = lengths[5]  # the 4 longest (or more, with ties) cannot fit
-    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_length=limit, max_steps=1))
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_length=limit, max_steps=1)).path
     manifest = json.loads((path / "data_manifest.json").read_text())
     assert manifest["left_out_too_long"] == sum(n > limit for n in lengths) > 0
     assert manifest["examples"] + manifest["left_out_too_long"] == 10
@@ -171,10 +171,11 @@ def test_an_interrupted_run_resumes_with_the_same_data_order(records, tiny_dir, 
             if state.global_step == 2:
                 control.should_save = control.should_training_stop = True
 
-    whole = train_adapter(records, cfg(tmp_path / "whole", tiny_dir, max_steps=4, save_steps=2))
+    whole = train_adapter(records, cfg(tmp_path / "whole", tiny_dir, max_steps=4, save_steps=2)).path
     cut = cfg(tmp_path / "cut", tiny_dir, max_steps=4, save_steps=2)
-    assert train_adapter(records, cut, extra_callbacks=[Interrupt()]) == Path(cut.work_dir)  # stopped, resumable
-    resumed = train_adapter(records, cfg(tmp_path / "cut", tiny_dir, max_steps=4, save_steps=2))
+    stopped = train_adapter(records, cut, extra_callbacks=[Interrupt()])
+    assert stopped.status == "stopped" and stopped.path == Path(cut.work_dir)  # resumable
+    resumed = train_adapter(records, cfg(tmp_path / "cut", tiny_dir, max_steps=4, save_steps=2)).path
     assert json.loads((resumed / "training_config.json").read_text())["stats"]["resumed_from"].endswith("checkpoint-2")
     a, b = losses(whole), losses(resumed)
     assert set(a) == set(b) == {1, 2, 3, 4}
@@ -199,7 +200,7 @@ def test_heldout_split_takes_whole_passages_within_a_tenth():
 def test_heldout_loss_is_scored_and_the_best_checkpoint_kept(records, tiny_dir, tmp_path):
     from safetensors.torch import load_file
 
-    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=8, save_steps=2, heldout=2, lr=3e-1))
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, max_steps=8, save_steps=2, heldout=2, lr=3e-1)).path
     log = [json.loads(line) for line in (path / "loss_log.jsonl").read_text().splitlines()]
     held = {r["step"]: r["heldout_loss"] for r in log if "heldout_loss" in r}
     assert sorted(held) == [2, 4, 6, 8] and all(v > 0 for v in held.values())  # at every checkpoint

@@ -89,7 +89,7 @@ def timed_training(records, cfg: BenchConfig, **settings) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tcfg = TrainConfig(method="sft", name="bench", base=cfg.base, adapters_dir=f"{tmp}/adapters",
                            work_dir=f"{tmp}/work", epochs=1, save_steps=10_000, **settings)
-        folder = train_adapter(records, tcfg, resume=False, extra_callbacks=[clock])
+        folder = train_adapter(records, tcfg, resume=False, extra_callbacks=[clock]).path
         manifest = json.loads((folder / "data_manifest.json").read_text())
     tokens = manifest["prompt_plus_completion_tokens"]
     return {"seconds": clock.seconds, "steps": clock.steps, "example_tokens": tokens,

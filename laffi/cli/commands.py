@@ -266,14 +266,14 @@ def train(tcfg, data) -> int:
     if needs_launch(tcfg):  # N processes: this same command again under `accelerate launch`, one per rank
         flags = ["--data", str(data.data)] + [f for name in ("articles", "limit") if getattr(data, name) is not None
                                               for f in (f"--{name}", str(getattr(data, name)))]
-        path = run_training(tcfg, flags + ["--data_seed", str(data.data_seed)], run_key=data.run_key,
-                            resume=not data.no_resume, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+        result = run_training(tcfg, flags + ["--data_seed", str(data.data_seed)], run_key=data.run_key,
+                              resume=not data.no_resume, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
     else:
         callbacks = [stop_everywhere_callback()] if inside_launch() else []
-        path = train_adapter(training_records(data), tcfg, resume=not data.no_resume, extra_callbacks=callbacks,
-                             run_key=data.run_key)
-    print(f"laffi: adapter written to {path}" if path != Path(tcfg.work_dir) else
-          f"laffi: training stopped; resume with the same command (checkpoints in {path})", file=sys.stderr)
+        result = train_adapter(training_records(data), tcfg, resume=not data.no_resume, extra_callbacks=callbacks,
+                               run_key=data.run_key)
+    print(f"laffi: adapter written to {result.path}" if result.finished else
+          f"laffi: training stopped; resume with the same command (checkpoints in {result.path})", file=sys.stderr)
     return 0
 
 

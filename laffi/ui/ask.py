@@ -63,14 +63,11 @@ def validate_question(context: str, question: str, max_chars: int) -> None:
 def self_feedback_caveat(lm, variant: str) -> str:
     """What the audience should know next to a predicted self-feedback: it is the model's guess, and how often
     its verdicts were right when that was measured (balanced_verdict_accuracy in the adapter's metrics.json)."""
-    import json
+    from laffi.adapter_folder import AdapterFolder
 
     folder = lm.adapters.get(variant)
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text()) if folder else {}
-    except (OSError, ValueError):
-        metrics = {}
-    accuracy = metrics.get("balanced_verdict_accuracy") if isinstance(metrics, dict) else None
+    metrics = (AdapterFolder(folder).metrics() if folder else None) or {}
+    accuracy = metrics.get("balanced_verdict_accuracy")
     guess = "⚠️ The model's own guess about its answer, not a check."
     if not isinstance(accuracy, (int, float)):
         return f"{guess} How often {variant}'s verdicts are right is unmeasured."
