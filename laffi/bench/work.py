@@ -7,10 +7,10 @@ Usage:
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 
+from laffi.adapter_folder import AdapterFolder
 from laffi.bench.common import BenchConfig, result, squad_sample, timed
 
 
@@ -88,9 +88,9 @@ def timed_training(records, cfg: BenchConfig, **settings) -> dict:
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
         tcfg = TrainConfig(method="sft", name="bench", base=cfg.base, adapters_dir=f"{tmp}/adapters",
-                           work_dir=f"{tmp}/work", epochs=1, save_steps=10_000, **settings)
+                           work_dir=f"{tmp}/work", epochs=1, save_steps=10_000, heldout=0, **settings)
         folder = train_adapter(records, tcfg, resume=False, extra_callbacks=[clock]).path
-        manifest = json.loads((folder / "data_manifest.json").read_text())
+        manifest = AdapterFolder(folder).manifest()
     tokens = manifest["prompt_plus_completion_tokens"]
     return {"seconds": clock.seconds, "steps": clock.steps, "example_tokens": tokens,
             "computed_tokens": manifest["tokens_computed"], "tokens_per_s": tokens / clock.seconds}

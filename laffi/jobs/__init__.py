@@ -96,7 +96,9 @@ class JobSpec:
 
 def spec_work_log(job: Path, name: str) -> Path:
     """Where a job's training writes its loss log (the train stage's work folder: laffi.stages)."""
-    return job / "work" / "train" / name / "loss_log.jsonl"
+    from laffi.adapter_folder import LOSS_LOG
+
+    return job / "work" / "train" / name / LOSS_LOG
 
 
 class JobManager:
