@@ -24,6 +24,7 @@ from pathlib import Path
 
 from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
 from laffi.errors import LaffiError
+from laffi.steps import annotate_records, train_records
 from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from laffi.settings import DEFAULT_SQUAD
 
@@ -214,40 +215,19 @@ class Stages:
             self.log(f"annotate: reusing {path}")
             return read_jsonl(path)
         c = self.cfg
-        if c.feedback_rows:  # the collected feedback, alone or mixed with AI feedback on SQuAD
-            from laffi.annotation import mix_with_feedback
-
-            records = mix_with_feedback(c.feedback_rows, [] if c.human_fraction >= 1 else self._annotate_squad(),
-                                        c.human_fraction, c.seed, self.log)
-            write_jsonl_atomic(path, records)
-            write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
-            return records
-        annotated = self._annotate_squad()
-        write_jsonl_atomic(path, annotated)
-        write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
-        return annotated
-
-    def _annotate_squad(self) -> list[dict]:
-        """AI feedback (mixed with human feedback that matches a question) on the base model's training drafts."""
-        from laffi.annotation import annotate_with_human
-        from laffi.drafts import add_drafts
-
-        records = self.predict()
-        c = self.cfg
-        records, mix = add_drafts(records, c.drafts, seed=c.seed, k=c.synthetic_per_question)
-        self.log(f"annotate: {c.annotator} annotator on {len(records)} drafts ({c.drafts}: {mix})"
-                 + (f", human fraction {c.human_fraction}" if c.human_feedback else ""))
         lm = None
         if c.annotator == "llm":
             from laffi.models import ModelConfig, load_model
 
             lm = load_model(ModelConfig(base=c.base, adapters_dir=None))
-        annotated, report = annotate_with_human(records, c.annotator, seed=c.seed, lm=lm, human=c.human_feedback,
-                                                human_fraction=c.human_fraction, progress=self._ticker("annotate"))
-        report["drafts"] = {"mix": c.drafts, "per_kind": mix}
-        for p in report.get("human_problems", [])[:10]:
-            self.log(f"warning: human feedback {p}")
+        alone = c.feedback_rows and c.human_fraction >= 1  # the collected feedback alone: no SQuAD drafts needed
+        annotated, report = annotate_records(
+            [] if alone else self.predict(), c.annotator, c.seed, c.drafts, c.synthetic_per_question, lm=lm,
+            human=c.human_feedback, human_fraction=c.human_fraction, feedback_rows=c.feedback_rows,
+            progress=self._ticker("annotate"), log=self.log)
+        write_jsonl_atomic(path, annotated)
         write_json_atomic(self.out / "annotation_report.json", report)
+        write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
         return annotated
 
     # --- stage 3: LoRA training -------------------------------------------------------------------------------
@@ -285,8 +265,6 @@ class Stages:
 
     def train(self, which: str, seed: int | None = None) -> Path | None:
         """Train (or reuse) one adapter; None when training was stopped on request (resumable)."""
-        from laffi.training import train_adapter
-
         seed = self.cfg.seeds[0] if seed is None else seed
         path = self.trained(which, seed)
         tcfg = self.train_config(which, seed)
@@ -298,16 +276,10 @@ class Stages:
                        else [e.to_dict() for e in self.examples("train")])
             self.log(f"train {which} (seed {seed}): {tcfg.method} on {len(records)} records -> "
                      f"{tcfg.adapters_dir}/{tcfg.name}")
-            from laffi.distributed import needs_launch, run_training
-
             extra = {ANSWER_PATH: self.cfg.laffi_answer_path} if which == "laffi" and self.cfg.laffi_answer_path \
                 else None  # in the folder before it appears
-            if needs_launch(tcfg):  # N processes: `laffi train` under accelerate launch (Stop reaches every rank)
-                result = run_training(tcfg, self.train_data_flags(tcfg), self.train_key(which, seed), self.resume,
-                                      self.log)
-            else:
-                result = train_adapter(records, tcfg, resume=self.resume, extra_callbacks=self.callbacks,
-                                       run_key=self.train_key(which, seed), extra_files=extra)
+            result = train_records(lambda: records, tcfg, self.train_data_flags(tcfg), self.train_key(which, seed),
+                                   self.resume, self.callbacks, self.log, extra)
             if not result.finished:  # stopped on request: resumable from its checkpoint
                 return None
             path = result.path

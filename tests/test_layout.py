@@ -134,3 +134,9 @@ def test_adapter_folder_file_names_live_in_one_module():
     elsewhere = {(str(p.relative_to(REPO)), n) for p in PACKAGE.rglob("*.py") if p.name != "adapter_folder.py"
                  for n in names if f'"{n}"' in p.read_text()}
     assert elsewhere <= {("laffi/evaluation.py", "metrics.json")}, elsewhere
+
+
+def test_cli_commands_call_the_stages_not_training_or_annotation():
+    """The CLI's annotate and train are the stages' own bodies (laffi.steps), not a second copy."""
+    used = {m for m, _ in imports(PACKAGE / "cli" / "commands.py", set(modules()))}
+    assert not used & {"laffi.training", "laffi.annotation"}, used

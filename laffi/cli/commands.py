@@ -202,9 +202,8 @@ def predict(model_cfg, gen, backend, data, args) -> int:
 
 
 def annotate(model_cfg, args) -> int:
-    from laffi.annotation import annotate_with_human
-    from laffi.drafts import add_drafts
     from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+    from laffi.steps import annotate_records
 
     if args.drafts == "synthetic" and not str(args.predictions).endswith(".jsonl"):  # SQuAD data: no draft needed
         from laffi.data import select_data
@@ -214,64 +213,31 @@ def annotate(model_cfg, args) -> int:
         source = [e.to_dict() for e in examples]
     else:
         source = read_jsonl(args.predictions)
-    records, mix = add_drafts(source, args.drafts, seed=args.seed, k=args.synthetic_per_question)
-    lm = load(model_cfg) if args.annotator == "llm" else None
-    annotated, report = annotate_with_human(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail,
-                                            human=args.human, human_fraction=args.human_fraction)
-    report["drafts"] = {"mix": args.drafts, "per_kind": mix}
-    for p in report.get("human_problems", []):
-        print(f"laffi: warning: human feedback {p}", file=sys.stderr)
-    if args.feedback_rows:
-        from laffi.annotation import mix_with_feedback
-
-        annotated = mix_with_feedback(args.feedback_rows, annotated, args.human_fraction, args.seed,
-                                      log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    annotated, report = annotate_records(
+        source, args.annotator, args.seed, args.drafts, args.synthetic_per_question,
+        lm=load(model_cfg) if args.annotator == "llm" else None, on_fail=args.on_fail, human=args.human,
+        human_fraction=args.human_fraction, feedback_rows=args.feedback_rows,
+        log=lambda m: print(f"laffi: {m}", file=sys.stderr))
     write_jsonl_atomic(Path(args.out), annotated)
     write_json_atomic(Path(args.out).with_suffix(".report.json"), report)
     print(json.dumps(report), file=sys.stdout if args.json else sys.stderr)
     return 0
 
 
-def training_records(data) -> list[dict]:
-    """What `train --data` reads: records written by `predict`/`annotate` (JSONL with a prediction per row), or
-    SQuAD questions (a file or dataset id, narrowed by --articles/--limit) for SFT, which needs no prediction."""
-    from laffi.data import select_data
-    from laffi.annotation import feedback_examples
-    from laffi.feedback_store import is_feedback_file, read_feedback_rows
-    from laffi.io import read_jsonl
-
-    if is_feedback_file(data.data):  # the app's store or its export: every feedback row is a training row
-        records, report = feedback_examples(read_feedback_rows(data.data), seed=data.data_seed)
-        warn_problems(report["skipped"])
-        if not records:
-            raise LaffiError(f"{data.data} holds no usable feedback yet: give feedback in the app's Ask tab (a "
-                             "critique, or a rating with the correct answer), then train.")
-        print(f"laffi: {report['usable']} feedback rows from {report['sessions']} sessions and {report['raters']} "
-              f"raters ({report['sft_rows']} with a known right answer)", file=sys.stderr)
-        return records
-    if str(data.data).endswith(".jsonl") and Path(data.data).is_file():
-        rows = read_jsonl(data.data)
-        if rows and isinstance(rows[0], dict) and ("prediction" in rows[0] or "feedback" in rows[0]):
-            return rows
-    examples, problems = select_data(data.data, data.articles, data.limit, data.data_seed)
-    warn_problems(problems)
-    return [e.to_dict() for e in examples]
-
-
 def train(tcfg, data) -> int:
-    from laffi.distributed import inside_launch, needs_launch, run_training, stop_everywhere_callback
-    from laffi.training import preflight, train_adapter
+    from laffi.distributed import inside_launch, stop_everywhere_callback
+    from laffi.steps import records_for_training, train_records
 
-    preflight(tcfg)
-    if needs_launch(tcfg):  # N processes: this same command again under `accelerate launch`, one per rank
-        flags = ["--data", str(data.data)] + [f for name in ("articles", "limit") if getattr(data, name) is not None
-                                              for f in (f"--{name}", str(getattr(data, name)))]
-        result = run_training(tcfg, flags + ["--data_seed", str(data.data_seed)], run_key=data.run_key,
-                              resume=not data.no_resume, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
-    else:
-        callbacks = [stop_everywhere_callback()] if inside_launch() else []
-        result = train_adapter(training_records(data), tcfg, resume=not data.no_resume, extra_callbacks=callbacks,
-                               run_key=data.run_key)
+    # N processes: this same command again under `accelerate launch`, one per rank, with these data flags
+    flags = ["--data", str(data.data)] + [f for name in ("articles", "limit") if getattr(data, name) is not None
+                                          for f in (f"--{name}", str(getattr(data, name)))]
+    def records():
+        return records_for_training(data.data, data.articles, data.limit, data.data_seed,
+                                    log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+
+    result = train_records(records, tcfg, flags + ["--data_seed", str(data.data_seed)],
+                           data.run_key, not data.no_resume, [stop_everywhere_callback()] if inside_launch() else [],
+                           log=lambda m: print(f"laffi: {m}", file=sys.stderr))
     print(f"laffi: adapter written to {result.path}" if result.finished else
           f"laffi: training stopped; resume with the same command (checkpoints in {result.path})", file=sys.stderr)
     return 0
