@@ -15,6 +15,7 @@ Every stage can stream: on_text callbacks get each row's text after every decodi
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,17 +55,20 @@ class Answer:
     na_prob: float | None = None  # P(the reply starts "no answer"-like), laffi.answerability
 
 
+_LINE_TOKENS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # tokenizer -> its line token sets
+
+
 def _line_token_sets(tokenizer):
-    """Token ids that contain a newline / visible text / visible text *then* a newline (once per tokenizer)."""
-    cached = getattr(tokenizer, "_laffi_line_tokens", None)
+    """Token ids that contain a newline / visible text / visible text *then* a newline (once per tokenizer,
+    kept here rather than on the tokenizer object)."""
+    cached = _LINE_TOKENS.get(tokenizer)
     if cached is None:
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         texts = [tokenizer.convert_tokens_to_string([p]) if p is not None else "" for p in pieces]
         newline = [i for i, t in enumerate(texts) if "\n" in t]
         visible = [i for i, t in enumerate(texts) if t.strip()]
         ends_line = [i for i, t in enumerate(texts) if "\n" in t and t.split("\n", 1)[0].strip()]
-        cached = (newline, visible, ends_line)
-        tokenizer._laffi_line_tokens = cached
+        cached = _LINE_TOKENS[tokenizer] = (newline, visible, ends_line)
     return cached
 
 

@@ -21,11 +21,20 @@ def test_adapter_folder_is_complete(name):
               "loss_log.jsonl", "metrics.json", "README.md"):
         assert (folder / f).is_file(), f
     config = json.loads((folder / "training_config.json").read_text())
-    assert config["train"]["method"] == name and config["train"]["base"] == "embedded"
+    assert config["train"]["method"] in {"sft": ("sft",), "laffi": ("laffi", "laffi+sft")}[name]
+    assert config["train"]["base"] == "embedded"
     manifest = json.loads((folder / "data_manifest.json").read_text())
     from laffi.data import ARTICLE_SPLITS
 
     assert set(manifest["articles"]) <= set(ARTICLE_SPLITS["train"])  # never an evaluation article
+    # its threshold was chosen on the validation article, and its numbers are read against the trivial policy
+    from laffi.answerability import read_calibration
+
+    cal = read_calibration(folder)
+    assert cal is not None and cal.chosen_on["articles"] == "validation" and 0 <= cal.threshold <= 1
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["eval_articles"] == "eval" and metrics["calibrated"] and "HasAns_f1" in metrics
+    assert any(c["b"] == "always no answer" and c["metric"] == "f1" for c in metrics["comparisons"])
 
 
 def test_shipped_adapters_answer_with_feedback(capsys):
