@@ -46,6 +46,9 @@ EXAMPLES = [
 ]
 RATINGS = {"👍 good answer": 1, "👎 bad answer": -1}
 MAX_SLOTS = 6  # variants shown side by side
+# What a card says while a variant that does not answer directly is still choosing (AnswerPath.kind).
+PENDING = {"feedback": "from its feedback on a draft", "verify": "from its verdicts on candidate answers",
+           "rank": "from ranking candidate answers"}
 CARD_PARTS = 7  # a variant card: column, title, answer, how sure, feedback, caveat, revised answer
 STREAM_SECONDS = 0.2  # how often a streaming Ask sends the text so far: smooth to read, few updates to send
 
@@ -138,7 +141,8 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     cfg = GenerationConfig(max_new_tokens=ctx.settings.max_new_tokens)
     paths = answer_paths(lm, variants)
     result = {"phase": "answering", "context": context, "question": question, "notice": notice,
-              "variants": {v: {"answer": "", "answer_path": paths[v].label(), "pending": paths[v].kind != "direct"}
+              "variants": {v: {"answer": "", "answer_path": paths[v].label(), "answer_path_kind": paths[v].kind,
+                               "pending": paths[v].kind != "direct"}
                            for v in variants}}
     start = time.perf_counter()
 
@@ -174,7 +178,8 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     for v in variants:
         d, own = direct[v][0], paths[v].kind == "direct"
         result["variants"][v] = {"answer": d.text if own else "", "direct_answer": d.text, "raw": d.raw,
-                                 "answer_path": paths[v].label(), "pending": not own,
+                                 "answer_path": paths[v].label(), "answer_path_kind": paths[v].kind,
+                                 "pending": not own,
                                  **({"span": d.span, "na_prob": d.na_prob, "threshold": thresholds.get(v)}
                                     if own else {})}
     yield copy.deepcopy(result)
@@ -278,7 +283,7 @@ def build_ask_tab(ctx):
     def card(name, r, phase):
         """One variant's title, answer, feedback, caveat and revised answer at this phase of the Ask."""
         if r.get("pending"):
-            shown = "…its answer comes from its feedback on a draft…"
+            shown = f"…its answer comes {PENDING.get(r.get('answer_path_kind'), 'from its feedback on a draft')}…"
         elif phase == "answering":
             shown = r["answer"] or "…"  # the reply so far
         else:
