@@ -58,7 +58,7 @@ class TrainConfig:
                                                             "are left out (and counted), never cut."})
     seed: int = field(default=0, metadata={"help": "Seed for LoRA init and data order."})
     save_steps: int = field(default=25, metadata={"help": "Checkpoint (resumable) and score the held-out loss every N "
-                                                          "steps (more often in short runs: 4 scores at least)."})
+                                                          "steps (more often in short runs: 2 scores at least)."})
     heldout: int = field(default=32, metadata={
         "help": "Examples held out, never trained on (whole passages where there are several; at most a tenth of "
                 "the data): their loss is scored at every checkpoint, and the adapter kept is the checkpoint with "
@@ -283,10 +283,10 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     train_rows, held = heldout_split(training_rows(records, cfg.method, tokenizer), cfg.heldout, cfg.seed)
     dataset, collator, rows, too_long = training_dataset(train_rows, cfg, tokenizer, model.dtype, plan.per_device)
     heldout = training_dataset(held, cfg, tokenizer, model.dtype, plan.per_device)[0] if held else None
-    # checkpoints (and held-out scores) every save_steps; with a held-out slice at least 4 times in a short run
+    # checkpoints (and held-out scores) every save_steps; with a held-out slice at least twice in a short run
     per_epoch = len(dataset) if cfg.pack else -(-len(dataset) // plan.per_device)
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, int(per_epoch * cfg.epochs / plan.accumulation))
-    every = max(1, min(cfg.save_steps, total // 4)) if heldout is not None else cfg.save_steps
+    every = min(cfg.save_steps, max(1, total // 2)) if heldout is not None else cfg.save_steps
     work = Path(cfg.work_dir)
     ckpt_dir = work / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
