@@ -42,7 +42,9 @@ def test_ask_answers_the_same_without_cpu_kernels(model_args, capsys):
 def test_ask_some_variants_as_text(model_args, capsys):
     assert main(["ask", "--context", "c", "--question", "q", "--variants", "sft,base", *model_args]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["sft", "base"]
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["sft", "base"]
+    sure = [line.strip() for line in lines if line.startswith(" ")]  # under each: what it thinks, even abstaining
+    assert len(sure) == 2 and all(s.startswith("best span: ") and " · answerable " in s for s in sure)
 
 
 def test_ask_with_a_passage_over_the_limit_reads_the_part_that_matches_and_says_so(model_args, capsys):

@@ -89,6 +89,10 @@ def answer_lines(out: dict, variants: list[str]) -> list[str]:
         r = out.get(v, {})
         shown = r["answer"] or "(no answer)" if "answer" in r else r.get("partial", "…")
         lines.append(f"{v:<{width}}  {shown}" + (f"   [{r['answer_path']}]" if "answer_path" in r else ""))
+        if r.get("na_prob") is not None:  # what it thinks, even where it abstains
+            lines.append(f"{'':<{width}}  best span: {r.get('span') or '(none)'} · answerable "
+                         f"{100 * (1 - r['na_prob']):.0f} %" + (f" (answers from {100 * (1 - r['threshold']):.0f} %)"
+                                                                if r.get("threshold") is not None else ""))
         if "feedback" in r or "partial_feedback" in r:
             if r.get("draft_by"):
                 lines.append(f"{'':<{width}}  draft ({r['draft_by']}): {r['draft'] or '(no answer)'}")
