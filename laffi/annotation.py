@@ -344,10 +344,11 @@ def mix_with_feedback(path: str | Path, ai: list[dict], fraction: float, seed: i
     for p in report["skipped"][:10]:
         log(f"warning: skipped {p}")
     if not fb:
-        raise LaffiError("No feedback has been collected yet that can train (a critique, or a rating with the "
-                         "correct answer): ask a question in the Ask tab and send feedback first.")
+        raise LaffiError(f"{path} holds no usable feedback yet: give feedback in the app's Ask tab (a "
+                         "critique, or a rating with the correct answer), then train.")
     keep = 0 if fraction >= 1 else min(len(ai), round(len(fb) * (1 - fraction) / max(fraction, 1e-9)))
     chosen = random.Random(seed).sample(ai, keep) if keep < len(ai) else list(ai)
-    log(f"feedback: {report['usable']} rows from {report['sessions']} sessions and {report['raters']} raters "
-        f"({report['sft_rows']} with a known right answer) + {len(chosen)} AI-annotated SQuAD records")
+    log(f"{report['usable']} feedback rows from {report['sessions']} sessions and {report['raters']} raters "
+        f"({report['sft_rows']} with a known right answer)" + (f" + {len(chosen)} AI-annotated SQuAD records"
+                                                               if fraction < 1 else ""))
     return fb + chosen

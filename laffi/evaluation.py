@@ -185,7 +185,7 @@ def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig 
     Returns {variant: Calibration}."""
     from laffi.answerability import base_calibration_path, choose_threshold, write_calibration
     from laffi.models import BASE_VARIANT
-    from laffi.selffeedback import verdict_na_prob
+    from laffi.selffeedback import candidates_na_prob
 
     result = evaluate_variants(lm, examples, variants, gen, out_dir=out_dir, progress=progress)
     chosen = {}
@@ -197,9 +197,7 @@ def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig 
         if rows[0].candidates is not None:
             options = []
             for how in ("rank",) if rows[0].path.kind == "rank" else ("span", "contrast"):
-                na = [verdict_na_prob(next((c["score"] for c in r.candidates if not c["answer"]), 0.0),
-                                      max((c["score"] for c in r.candidates if c["answer"]), default=0.0), how)
-                      for r in rows]
+                na = [candidates_na_prob(r.candidates, how) for r in rows]
                 options.append(choose_threshold(examples, spans, na, how, chosen_on))
             cal = max(options, key=lambda c: c.validation["f1"])
         else:

@@ -302,12 +302,18 @@ def _candidates(direct: dict[str, list[Answer]], v: str, i: int, path: AnswerPat
     return [*dict.fromkeys(s for s in spans if s and s.strip()), ""]
 
 
-def _choose(cands: list[str], p_correct: list[float], how: str) -> tuple[str, float, list[dict]]:
-    """(best non-empty candidate, na_prob, the candidates with their verdicts) for one question."""
-    listed = [{"answer": c, "score": round(p, 4)} for c, p in zip(cands, p_correct)]
-    spans = [(p, c) for c, p in zip(cands, p_correct) if c]
-    p_no = next((p for c, p in zip(cands, p_correct) if not c), 0.0)
+def candidates_na_prob(listed: list[dict], how: str) -> float:
+    """A chooser's na_prob from its scored candidates ([{"answer", "score"}], "" = no answer): what answer_all
+    shows and what calibrate_variants chooses a threshold on, from the same numbers."""
+    spans = [c["score"] for c in listed if c["answer"]]
     if not spans:
-        return "", 1.0, listed
-    p_best, best = max(spans, key=lambda t: t[0])
-    return best, verdict_na_prob(p_no, p_best, how), listed
+        return 1.0
+    return verdict_na_prob(next((c["score"] for c in listed if not c["answer"]), 0.0), max(spans), how)
+
+
+def _choose(cands: list[str], p_correct: list[float], how: str) -> tuple[str, float, list[dict]]:
+    """(best non-empty candidate, na_prob, the candidates with their scores) for one question."""
+    listed = [{"answer": c, "score": p} for c, p in zip(cands, p_correct)]
+    spans = [(p, c) for c, p in zip(cands, p_correct) if c]
+    best = max(spans, key=lambda t: t[0])[1] if spans else ""
+    return best, candidates_na_prob(listed, how), listed

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from laffi.errors import LaffiError
 from laffi.io import read_jsonl
 
 
@@ -45,20 +44,12 @@ def records_for_training(data: str, articles: str | None = None, limit: int | No
     """What `train --data` reads: the app's feedback store or its export (every feedback row a training row),
     records written by `predict`/`annotate` (JSONL with a prediction per row), or SQuAD questions (a file or
     dataset id, narrowed by articles/limit) for SFT, which needs no prediction."""
-    from laffi.annotation import feedback_examples
+    from laffi.annotation import mix_with_feedback
     from laffi.data import select_data
-    from laffi.feedback_store import is_feedback_file, read_feedback_rows
+    from laffi.feedback_store import is_feedback_file
 
-    if is_feedback_file(data):
-        records, report = feedback_examples(read_feedback_rows(data), seed=seed)
-        for p in report["skipped"][:10]:
-            log(f"warning: skipped {p}")
-        if not records:
-            raise LaffiError(f"{data} holds no usable feedback yet: give feedback in the app's Ask tab (a "
-                             "critique, or a rating with the correct answer), then train.")
-        log(f"{report['usable']} feedback rows from {report['sessions']} sessions and {report['raters']} raters "
-            f"({report['sft_rows']} with a known right answer)")
-        return records
+    if is_feedback_file(data):  # the collected feedback alone
+        return mix_with_feedback(data, [], 1.0, seed, log)
     if str(data).endswith(".jsonl") and Path(data).is_file():
         rows = read_jsonl(data)
         if rows and isinstance(rows[0], dict) and ("prediction" in rows[0] or "feedback" in rows[0]):
