@@ -45,7 +45,7 @@ HARDWARE ?= cpu
 BASE ?= embedded
 SPACE_DIR ?= runs/space
 space: install
-	$(PY) -m laffi.space $(SPACE_DIR) --hardware $(HARDWARE) --base $(BASE)
+	$(PY) -m laffi.serving.space $(SPACE_DIR) --hardware $(HARDWARE) --base $(BASE)
 
 clean-venv:
 	rm -rf $(VENV) node_modules

@@ -9,12 +9,12 @@ Usage:
     result = train_adapter(...); result.status, result.path               # TrainResult: "finished" or "stopped"
 
 A folder holds PEFT's adapter_config.json and adapter_model.safetensors, and laffi's own files:
-    training_config.json   every setting, run statistics, library versions, the run key (laffi.training)
+    training_config.json   every setting, run statistics, library versions, the run key (laffi.training.trainer)
     data_manifest.json     which articles, questions and feedback rows it learned from
-    loss_log.jsonl         training and held-out loss per step (laffi.train_logs)
-    metrics.json           its evaluation, with intervals (laffi.train_logs.write_evaluation)
-    answer_path.json       how it answers (laffi.selffeedback.AnswerPath)
-    calibration.json       its no-answer threshold, chosen on validation (laffi.answerability)
+    loss_log.jsonl         training and held-out loss per step (laffi.training.logs)
+    metrics.json           its evaluation, with intervals (laffi.training.logs.write_evaluation)
+    answer_path.json       how it answers (laffi.inference.selffeedback.AnswerPath)
+    calibration.json       its no-answer threshold, chosen on validation (laffi.inference.answerability)
     README.md              the model card
 and beside the folders, base-calibration.json: the base model's threshold.
 """

@@ -25,7 +25,7 @@ IN_CHECKOUT = (REPO / "pyproject.toml").is_file() or (REPO / "app.py").is_file()
 DEFAULT_DATA = REPO / "data" if IN_CHECKOUT else Path.cwd() / "data"
 # The shared SQuAD 2.0 file beside the checkout (12 articles of the dev set); LAFFI_SQUAD points elsewhere.
 DEFAULT_SQUAD = REPO.parent / "shared" / "data" / "squad_v2" / "dev-12-articles.json"
-BACKENDS = ("transformers", "vllm")  # what generates answers (laffi.backends)
+BACKENDS = ("transformers", "vllm")  # what generates answers (laffi.inference.backends)
 _TRUE, _FALSE = {"1", "true", "yes", "on", "enabled"}, {"0", "false", "no", "off", "disabled"}
 # Set by the platform, not by the operator: a value we don't know must not stop the app.
 _PLATFORM = {"SPACE_ID": lambda raw: bool(raw.strip()), "SPACES_ZERO_GPU": lambda raw: raw.strip().lower() in _TRUE}
@@ -85,7 +85,7 @@ class Settings:
     zero_gpu: bool = _env("SPACES_ZERO_GPU", bool, False, "set by Hugging Face on ZeroGPU hardware (training is "
                                                           "then off)")
     backend: str = _env("LAFFI_BACKEND", str, "transformers", "what generates answers: transformers (in this "
-                                                              "process) or vllm (laffi.backends.vllm)")
+                                                              "process) or vllm (laffi.inference.vllm)")
     vllm_url: str | None = _env("LAFFI_VLLM_URL", str, None, "a running vLLM server to ask (with LAFFI_BACKEND=vllm; "
                                                              "unset: laffi starts `vllm serve` on loopback)")
     stop_grace_seconds: float = _env("LAFFI_STOP_GRACE_SECONDS", float, 60.0, "after a training Stop, seconds "
@@ -154,7 +154,7 @@ class Settings:
 
     @property
     def feedback_sync(self) -> bool:
-        """Whether collected feedback is also pushed to a Hub dataset (laffi.hub_sync)."""
+        """Whether collected feedback is also pushed to a Hub dataset (laffi.feedback.hub_sync)."""
         return bool(self.feedback_repo and self.hf_token)
 
     def model_kwargs(self) -> dict:

@@ -14,14 +14,14 @@ ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots for a person to l
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
-    from laffi.tiny import build_tiny_model
+    from laffi.inference.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="session")
 def tiny_adapters(tiny_dir, tmp_path_factory) -> Path:
-    from laffi.tiny import build_tiny_adapter
+    from laffi.inference.tiny import build_tiny_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     build_tiny_adapter(tiny_dir, root / "sft", seed=1)
@@ -31,7 +31,7 @@ def tiny_adapters(tiny_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_dir, tiny_adapters):
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
 
     # float32 whatever the CPU: these tests compare tokens exactly across batch shapes
     return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), dtype="float32"))
@@ -48,7 +48,7 @@ def slow_answers(monkeypatch, seconds: float) -> None:
     """Every answer the app makes takes `seconds` longer (generation.generate_grid, looked up at call time)."""
     import time
 
-    import laffi.generation as generation
+    import laffi.inference.generation as generation
 
     real = generation.generate_grid
     monkeypatch.setattr(generation, "generate_grid", lambda *a, **k: time.sleep(seconds) or real(*a, **k))
@@ -91,7 +91,7 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
     demo.laffi_lm; demo.close() ends it)."""
     import shutil
 
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
     from laffi.settings import Settings
     from laffi.ui import build_demo, launch
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, RepoUrl
 
-from laffi.hub_sync import PATH_IN_REPO, FeedbackScheduler
+from laffi.feedback.hub_sync import PATH_IN_REPO, FeedbackScheduler
 
 
 class OfflineApi(HfApi):

@@ -5,9 +5,14 @@ import random
 
 import pytest
 
-from laffi.annotation import (annotate, consistent_with_gold, match_human_feedback, mix_feedback,
-                              reference_feedback)
-from laffi.prompts import parse_feedback
+from laffi.feedback.annotation import (
+    annotate,
+    consistent_with_gold,
+    match_human_feedback,
+    mix_feedback,
+    reference_feedback,
+)
+from laffi.inference.prompts import parse_feedback
 
 CTX = "The Velmar bridge opened in 1931. It carries freight trains across the Oska river to the port of Drun."
 

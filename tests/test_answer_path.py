@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from laffi.generation import Answer, GenerationConfig
-from laffi.selffeedback import AnswerPath, answer_all, read_answer_path, write_answer_path
+from laffi.inference.generation import Answer, GenerationConfig
+from laffi.inference.selffeedback import AnswerPath, answer_all, read_answer_path, write_answer_path
 
 PAIRS = [("The bridge opened in 1931.", "When did it open?"), ("Ada wrote three novels.", "How many novels?")]
 
@@ -14,7 +14,7 @@ PAIRS = [("The bridge opened in 1931.", "When did it open?"), ("Ada wrote three 
 @pytest.fixture
 def calls(monkeypatch):
     """Counts model.generate calls and the rows of each."""
-    import laffi.generation as generation
+    import laffi.inference.generation as generation
 
     seen = []
     real = generation.generate_rows
@@ -59,8 +59,8 @@ def test_the_adapter_folder_names_its_path(tmp_path):
 
 
 def test_eval_writes_both_paths_in_the_official_format(tiny_lm, small_squad, tmp_path):
-    from laffi.data import load_squad
-    from laffi.evaluation import evaluate_variants
+    from laffi.evaluation.evaluate import evaluate_variants
+    from laffi.squad.data import load_squad
 
     examples, _ = load_squad(str(small_squad))
     result = evaluate_variants(tiny_lm, examples, ["base", "laffi"], GenerationConfig(max_new_tokens=6),

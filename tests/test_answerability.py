@@ -6,9 +6,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from laffi.answerability import (Calibration, FirstToken, abstain_token_ids, answerability_auc, choose_threshold,
-                                 correct_token_ids, decide, read_calibration, write_calibration)
-from laffi.squad_metric import find_best_thresh, squad_v2_scores
+from laffi.inference.answerability import (
+    Calibration,
+    FirstToken,
+    abstain_token_ids,
+    answerability_auc,
+    choose_threshold,
+    correct_token_ids,
+    decide,
+    read_calibration,
+    write_calibration,
+)
+from laffi.squad.metric import find_best_thresh, squad_v2_scores
 
 PAIRS = [("The Velmar bridge opened in 1931 and carries trains to Drun.", "When did the bridge open?"),
          ("The Velmar bridge opened in 1931 and carries trains to Drun.", "Who painted the bridge?"),
@@ -67,8 +76,8 @@ def test_abstain_and_verdict_tokens(tiny_lm):
 def test_first_token_probe_matches_a_forward_pass_and_forbids(tiny_lm):
     import torch
 
-    from laffi.generation import generate_batched, GenerationConfig
-    from laffi.prompts import qa_prompt
+    from laffi.inference.generation import GenerationConfig, generate_batched
+    from laffi.inference.prompts import qa_prompt
 
     tok = tiny_lm.tokenizer
     # the most likely first token of each prompt is what we "forbid": the reply must then start otherwise
@@ -93,8 +102,8 @@ def test_first_token_probe_matches_a_forward_pass_and_forbids(tiny_lm):
 def test_answers_apply_the_threshold_from_the_adapter_folder(tiny_dir, tiny_adapters, tmp_path):
     import shutil
 
-    from laffi.generation import answer_questions
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.generation import answer_questions
+    from laffi.inference.models import ModelConfig, load_model
 
     folder = tmp_path / "adapters"
     shutil.copytree(tiny_adapters, folder)
@@ -112,8 +121,8 @@ def test_answers_apply_the_threshold_from_the_adapter_folder(tiny_dir, tiny_adap
 def test_verifier_scores_each_candidate_as_a_separate_forward_pass(tiny_lm):
     import torch
 
-    from laffi.prompts import feedback_prompt
-    from laffi.selffeedback import verify
+    from laffi.inference.prompts import feedback_prompt
+    from laffi.inference.selffeedback import verify
 
     tok = tiny_lm.tokenizer
     ids = correct_token_ids(tok)
@@ -129,7 +138,7 @@ def test_verifier_scores_each_candidate_as_a_separate_forward_pass(tiny_lm):
 
 
 def test_verify_path_answers_with_the_best_candidate(tiny_lm):
-    from laffi.selffeedback import AnswerPath, answer_all, verdict_na_prob
+    from laffi.inference.selffeedback import AnswerPath, answer_all, verdict_na_prob
 
     out = answer_all(tiny_lm, PAIRS, ["sft", "laffi"], paths={"laffi": AnswerPath("verify", "base")})
     for r in out["laffi"]:
@@ -150,8 +159,8 @@ def test_rank_path_scores_each_candidate_by_its_likelihood(tiny_lm):
 
     import torch
 
-    from laffi.prompts import NO_ANSWER, qa_prompt
-    from laffi.selffeedback import AnswerPath, answer_all, likelihoods
+    from laffi.inference.prompts import NO_ANSWER, qa_prompt
+    from laffi.inference.selffeedback import AnswerPath, answer_all, likelihoods
 
     tok = tiny_lm.tokenizer
     cands = {"sft": [["1931", ""], ["the painter", "Drun", ""], ["three", ""]]}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from laffi.answerability import ALWAYS_NO_ANSWER
+from laffi.inference.answerability import ALWAYS_NO_ANSWER
 
 from .conftest import launch_app
 
@@ -102,7 +102,7 @@ def test_feedback_is_stored_and_listed(app):
                                             critique="Incorrect: it was lit in 1874.", correct_answer="1874",
                                             annotator="ana", api_name="/feedback")
     assert msg.startswith("Saved feedback #") and critique == "" and correct == ""
-    from laffi.feedback_store import FeedbackStore
+    from laffi.feedback.store import FeedbackStore
 
     rows = FeedbackStore(settings.data_dir / "feedback.sqlite").rows()
     row = rows[-1]
@@ -207,7 +207,7 @@ def test_out_of_range_numbers_name_the_field(app, small_squad):
 
 
 def test_status_text_says_adapters_are_not_trained(tiny_dir, tmp_path):
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
     from laffi.ui import status_text
 
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tmp_path)))

@@ -122,7 +122,7 @@ def test_ask_feedback_browse_and_attention(page):
 def test_every_tab_of_a_fresh_page_shows_no_error(app, browser):
     """Once feedback is stored (one row with an empty answer), a new visitor opens every tab, and presses Compute
     attention before asking anything: notices, never an "Error" badge."""
-    from laffi.feedback_store import FeedbackStore
+    from laffi.feedback.store import FeedbackStore
 
     url, settings = app
     FeedbackStore(settings.data_dir / "feedback.sqlite").add(

@@ -31,7 +31,7 @@ def ask_in_page(page, question="When was the lamp converted?"):
 
 
 def test_a_new_adapter_reaches_every_list_and_four_cards_sit_two_by_two(app, browser, tiny_dir):
-    from laffi.tiny import build_tiny_adapter
+    from laffi.inference.tiny import build_tiny_adapter
 
     url, settings = app
     page = open_page(browser, url)

@@ -6,11 +6,10 @@ import sys
 
 import pytest
 
-from laffi.answerability import ALWAYS_NO_ANSWER
-
 from laffi.cli import main
-from laffi.data import load_squad
-from laffi.squad_metric import squad_v2_scores
+from laffi.inference.answerability import ALWAYS_NO_ANSWER
+from laffi.squad.data import load_squad
+from laffi.squad.metric import squad_v2_scores
 
 from .conftest import REPO
 

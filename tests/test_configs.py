@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from laffi.answerability import ALWAYS_NO_ANSWER
+from laffi.inference.answerability import ALWAYS_NO_ANSWER
 
 from .conftest import REPO
 
@@ -32,8 +32,8 @@ def test_there_are_shipped_configs():
 def test_shipped_config_runs_on_the_tiny_model(path, tiny_dir, small_squad, tmp_path):
     import yaml
 
-    from laffi.stages import PipelineConfig, Stages
-    from laffi.study import Study, load_study, run_study
+    from laffi.pipeline.stages import PipelineConfig, Stages
+    from laffi.pipeline.study import Study, load_study, run_study
 
     raw = yaml.safe_load(path.read_text())
     over = tiny_overrides(tiny_dir, small_squad, tmp_path)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from laffi.data import ARTICLE_SPLITS, load_squad, sample_examples, select_articles, titles
 from laffi.errors import LaffiError
+from laffi.squad.data import ARTICLE_SPLITS, load_squad, sample_examples, select_articles, titles
 
 
 def test_nested_squad_v2(small_squad):

@@ -1,6 +1,6 @@
 """Deployment files stay consistent, and what they describe works: the Space card (space.yaml = README's block,
 sdk_version = the pinned gradio), the ZeroGPU requirements (requirements.txt's pins but torch), the assembled
-Space folder (laffi.space), and the wheel (every subpackage, the `laffi` command, usable once installed)."""
+Space folder (laffi.serving.space), and the wheel (every subpackage, the `laffi` command, usable once installed)."""
 
 import re
 import shutil
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from laffi.errors import LaffiError
-from laffi.space import HARDWARE, assemble, space_card
+from laffi.serving.space import HARDWARE, assemble, space_card
 
 from .conftest import REPO
 
@@ -77,11 +77,11 @@ def test_assembled_zerogpu_space_runs_from_its_own_folder(tmp_path):
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert front_matter(readme) == space_card("zerogpu")
     assert readme.endswith((REPO / "README.md").read_text(encoding="utf-8").split("\n---\n", 1)[1])
-    for name in ("app.py", "laffi/ui/ask.py", "laffi/hub_sync.py", "packages.txt", "adapters/sft/adapter_config.json"):
+    for name in ("app.py", "laffi/ui/ask.py", "laffi/feedback/hub_sync.py", "packages.txt", "adapters/sft/adapter_config.json"):
         assert (out / name).is_file(), name
     assert not (out / "tests").exists() and not list(out.rglob("__pycache__"))
     # On the Space, `python app.py` finds the copied GGUF as the embedded model, without the wheel
-    code = "import laffi, laffi.models as m; print(laffi.__file__); print(m.embedded_gguf_path())"
+    code = "import laffi, laffi.inference.models as m; print(laffi.__file__); print(m.embedded_gguf_path())"
     proc = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     here, model = proc.stdout.split()
@@ -136,7 +136,7 @@ def test_wheel_has_every_module_the_command_and_the_pins(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "laffi").rglob("*.py")}
     assert {n for n in names if n.endswith(".py")} == modules
-    assert {"laffi/ui/__init__.py", "laffi/cli/__init__.py", "laffi/bench/__init__.py", "laffi/jobs/__init__.py"} <= names
+    assert {"laffi/ui/__init__.py", "laffi/cli/__init__.py", "laffi/bench/__init__.py", "laffi/pipeline/jobs.py"} <= names
     meta = zipfile.ZipFile(wheel)
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert re.search(r"^laffi = laffi\.cli:main$", meta.read(info).decode(), re.M)

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from laffi.distributed import CONFIG_DIR, alive, batch_plan, launch_command, shown, stop_tree
 from laffi.errors import LaffiError
+from laffi.processes import alive, stop_tree
+from laffi.training.distributed import CONFIG_DIR, batch_plan, launch_command, shown
 
 
 @pytest.mark.parametrize("n", [1, 2, 4])
@@ -31,7 +32,7 @@ def test_the_launch_command_for_n_processes(n):
 
 
 def test_deepspeed_is_used_only_where_it_imports():
-    from laffi.distributed import deepspeed_available
+    from laffi.training.distributed import deepspeed_available
 
     if deepspeed_available():
         cmd = launch_command(["train"], 2, use_deepspeed=True)
@@ -54,7 +55,7 @@ def test_the_effective_batch_stays_what_was_asked(batch, n, micro, want):
 def test_a_batch_that_cant_be_split_is_refused_with_what_to_do():
     with pytest.raises(LaffiError, match="can't be split evenly over 4 processes; use a batch size of 4 or 8"):
         batch_plan(6, 4)
-    from laffi.training import TrainConfig
+    from laffi.training.trainer import TrainConfig
 
     with pytest.raises(LaffiError, match="over 4 processes"):
         TrainConfig(batch_size=6, num_processes=4)
@@ -64,7 +65,7 @@ def test_the_train_tab_and_pipeline_show_the_real_launch_line(tmp_path, small_sq
     import shlex
 
     from laffi.cli import parse
-    from laffi.stages import PipelineConfig, Stages
+    from laffi.pipeline.stages import PipelineConfig, Stages
 
     cfg = PipelineConfig(data=str(small_squad), train_articles="all", methods=["sft"], out_dir=str(tmp_path),
                          adapters_dir=str(tmp_path / "adapters"), train={"num_processes": 2, "batch_size": 4})
@@ -120,7 +121,7 @@ def test_stop_ends_a_parent_and_its_children(kind):
 
 def test_the_job_managers_stop_reaches_the_children(tmp_path):
     from laffi.io import write_json_atomic
-    from laffi.jobs import STOP_REQUESTED, JobManager
+    from laffi.pipeline.jobs import STOP_REQUESTED, JobManager
 
     parent, kids = family("stubborn")
     job = tmp_path / "jobs" / "j1"

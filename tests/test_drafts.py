@@ -1,4 +1,4 @@
-"""Synthetic drafts (laffi.drafts): every kind appears, each gets the verdict the gold answers give it, a wrong draft
+"""Synthetic drafts (laffi.feedback.drafts): every kind appears, each gets the verdict the gold answers give it, a wrong draft
 never matches a gold answer, plausible answers are used only for unanswerable questions."""
 
 import random
@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from laffi.annotation import annotate, categorise
-from laffi.drafts import add_drafts, near_miss, other_span, synthetic_drafts
 from laffi.errors import LaffiError
-from laffi.squad_metric import compute_exact, compute_f1
+from laffi.feedback.annotation import annotate, categorise
+from laffi.feedback.drafts import add_drafts, near_miss, other_span, synthetic_drafts
+from laffi.squad.metric import compute_exact, compute_f1
 
 CTX = ("The Velmar bridge opened in 1931 after six years of work. It carries freight trains across the Oska river "
        "to the port of Drun, where ships load coal and grain for the northern towns.")
@@ -78,7 +78,7 @@ def test_own_mix_keeps_only_the_models_drafts_and_bad_options_are_refused():
 
 
 def test_plausible_answers_are_read_from_the_official_file(shared_squad):
-    from laffi.data import load_squad
+    from laffi.squad.data import load_squad
 
     examples, _ = load_squad(str(shared_squad))
     with_plausible = [e for e in examples if e.plausible_answers]

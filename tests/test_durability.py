@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from laffi.feedback.store import FeedbackStore
 from laffi.io import write_jsonl_atomic
-from laffi.feedback_store import FeedbackStore
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 WRITER = textwrap.dedent("""
     import sys
-    from laffi.feedback_store import FeedbackStore
+    from laffi.feedback.store import FeedbackStore
     store = FeedbackStore(sys.argv[1])
     for i in range(20):
         print(store.add(variant="sft", critique=f"w{sys.argv[2]}-r{i}", annotator=f"writer-{sys.argv[2]}"), flush=True)
@@ -43,7 +43,7 @@ def test_50_concurrent_writer_processes_20_records_each_all_stored(tmp_path):
 
 KILLED_WRITER = textwrap.dedent("""
     import sys
-    from laffi.feedback_store import FeedbackStore
+    from laffi.feedback.store import FeedbackStore
     store = FeedbackStore(sys.argv[1])
     i = 0
     while True:

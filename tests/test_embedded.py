@@ -5,8 +5,8 @@ import json
 import pytest
 
 from laffi.cli import main
-from laffi.data import load_squad
-from laffi.squad_metric import squad_v2_scores
+from laffi.squad.data import load_squad
+from laffi.squad.metric import squad_v2_scores
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def embedded_dir(tmp_path_factory):
 
 
 def test_gguf_is_cached_as_safetensors():
-    from laffi.models import ModelConfig, default_cache_dir, embedded_gguf_path, resolve_source
+    from laffi.inference.models import ModelConfig, default_cache_dir, embedded_gguf_path, resolve_source
 
     folder = resolve_source(ModelConfig())
     assert folder.startswith(str(default_cache_dir())) and embedded_gguf_path().stem in folder

@@ -33,7 +33,7 @@ def settings(tiny_dir, tiny_adapters, tmp_path):
 def test_the_page_is_served_before_the_model_is_ready_and_an_ask_waits_for_it(settings):
     from gradio_client import Client
 
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
     from laffi.ui import status_text
     from laffi.ui.loading import LazyModel
 

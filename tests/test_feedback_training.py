@@ -5,8 +5,8 @@ import json
 import pytest
 
 from laffi.errors import LaffiError
-from laffi.annotation import feedback_examples
-from laffi.feedback_store import FeedbackStore, is_feedback_file, read_feedback_rows
+from laffi.feedback.annotation import feedback_examples
+from laffi.feedback.store import FeedbackStore, is_feedback_file, read_feedback_rows
 
 PASSAGE = ("The Corran ferry has crossed the Lune estuary since 1911. Its first boat, the Heron, carried twelve "
            "passengers; the present one, built in 1988, carries eighty.")
@@ -45,7 +45,7 @@ def test_every_row_is_a_training_row(tmp_path):
 
 
 def test_sft_rows_only_where_the_right_answer_is_known(tmp_path, tiny_lm):
-    from laffi.training import training_rows
+    from laffi.training.trainer import training_rows
 
     store = FeedbackStore(tmp_path / "feedback.sqlite")
     fill(store)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from laffi.generation import GenerationConfig, answer_questions, generate_grid, generate_rows
-from laffi.prompts import qa_prompt
+from laffi.inference.generation import GenerationConfig, answer_questions, generate_grid, generate_rows
+from laffi.inference.prompts import qa_prompt
 
 PAIRS = [("The river is long and the bridge is old.", "What is old?"),
          ("A city was founded in 1702 near the bridge by fishermen from the coast.", "When was it founded?"),
@@ -31,7 +31,7 @@ def test_mixed_batch_is_one_forward_batch(tiny_lm, monkeypatch):
     monkeypatch.setattr(tiny_lm.model, "generate", lambda **kw: calls.append(kw) or real(**kw))
     generate_grid(tiny_lm, _prompts(tiny_lm), tiny_lm.variants, GenerationConfig(max_new_tokens=4, batch_size=64))
     assert len(calls) == 1 and calls[0]["input_ids"].shape[0] == 3 * len(PAIRS)
-    assert "adapter_names" not in calls[0]  # the stacked path (laffi.multilora) applied the adapters
+    assert "adapter_names" not in calls[0]  # the stacked path (laffi.inference.multilora) applied the adapters
 
 
 def test_base_equals_model_with_adapters_disabled(tiny_lm, tiny_dir):
@@ -53,7 +53,7 @@ def test_base_equals_model_with_adapters_disabled(tiny_lm, tiny_dir):
 
 
 def test_stop_at_newline_never_changes_the_first_line(tiny_lm):
-    from laffi.prompts import first_line
+    from laffi.inference.prompts import first_line
 
     prompts = _prompts(tiny_lm)
     full = generate_rows(tiny_lm, prompts, ["sft", "laffi", "base"], 40, stop_at_newline=False)
@@ -65,7 +65,7 @@ def test_stop_at_newline_never_changes_the_first_line(tiny_lm):
 def test_stop_rule_token_by_token(tiny_lm):
     import torch
 
-    from laffi.generation import _StopAfterFirstLine
+    from laffi.inference.generation import _StopAfterFirstLine
 
     tok = tiny_lm.tokenizer
     ids = {t: tok.convert_tokens_to_ids(tok.tokenize(t))[0] for t in ("\n", "the", "1")}

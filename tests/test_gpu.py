@@ -20,7 +20,7 @@ PAIRS = [("The Velmar bridge opened in 1931. It carries trains to the port.", "W
 
 @pytest.fixture(scope="module")
 def cuda_lm(tiny_dir, tiny_adapters):
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
 
     return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), device="cuda",
                                   dtype="float16"))
@@ -32,7 +32,7 @@ def test_model_is_on_cuda_in_half_precision(cuda_lm):
 
 
 def test_mixed_adapter_batch_equals_each_variant_alone(cuda_lm):
-    from laffi.generation import GenerationConfig, answer_questions
+    from laffi.inference.generation import GenerationConfig, answer_questions
 
     cfg = GenerationConfig(max_new_tokens=8, stop_at_newline=False)
     mixed = answer_questions(cuda_lm, PAIRS, cuda_lm.variants, cfg)
@@ -54,8 +54,8 @@ def test_stacked_lora_matches_peft_on_cuda(cuda_lm):
 
 
 def test_attention_on_cuda_matches_the_cpu(cuda_lm, tiny_lm):
-    from laffi.attention import attention_view
-    from laffi.gpu import to_host
+    from laffi.inference.attention import attention_view
+    from laffi.serving.gpu import to_host
 
     context, question = PAIRS[0]
     gpu_view = to_host(attention_view(cuda_lm, context, question, "1931", "sft"))
@@ -71,8 +71,8 @@ def test_attention_on_cuda_matches_the_cpu(cuda_lm, tiny_lm):
 def test_bitsandbytes_loading_answers_with_every_variant(tiny_dir, tiny_adapters, bits):
     import bitsandbytes as bnb
 
-    from laffi.generation import GenerationConfig, answer_questions
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.generation import GenerationConfig, answer_questions
+    from laffi.inference.models import ModelConfig, load_model
 
     lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), quantize=bits, device="cuda"))
     kind = bnb.nn.Linear4bit if bits == "4bit" else bnb.nn.Linear8bitLt
@@ -83,12 +83,12 @@ def test_bitsandbytes_loading_answers_with_every_variant(tiny_dir, tiny_adapters
 
 
 def test_a_few_qlora_training_steps(tiny_dir):
-    """QLoRA: the base in 4-bit NF4 (laffi.models' recipe), LoRA in float32 on top; the loss moves, only LoRA
+    """QLoRA: the base in 4-bit NF4 (laffi.inference.models' recipe), LoRA in float32 on top; the loss moves, only LoRA
     weights change."""
     import bitsandbytes as bnb
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from laffi.models import ModelConfig, load_base
+    from laffi.inference.models import ModelConfig, load_base
 
     model, _ = load_base(ModelConfig(base=str(tiny_dir), adapters_dir=None, quantize="4bit", device="cuda"))
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())

@@ -1,4 +1,4 @@
-"""Feedback that outlives a Space (laffi.hub_sync): rows reach the "dataset" append-only, survive a restart (a new
+"""Feedback that outlives a Space (laffi.feedback.hub_sync): rows reach the "dataset" append-only, survive a restart (a new
 store, a new process), and a failed push or start-up is retried - with a scheduler that uploads to a folder."""
 
 import json
@@ -11,8 +11,8 @@ import time
 import pytest
 
 from laffi.errors import LaffiError
-from laffi.feedback_store import FeedbackStore, as_record
-from laffi.hub_sync import FeedbackSync, push_on_sigterm, sync_status
+from laffi.feedback.hub_sync import FeedbackSync, push_on_sigterm, sync_status
+from laffi.feedback.store import FeedbackStore, as_record
 from laffi.settings import Settings
 
 from .conftest import REPO
@@ -204,8 +204,8 @@ def test_push_minutes_setting():
 CHILD = """
 import sys, time
 from pathlib import Path
-from laffi.feedback_store import FeedbackStore
-from laffi.hub_sync import FeedbackSync, push_on_sigterm
+from laffi.feedback.store import FeedbackStore
+from laffi.feedback.hub_sync import FeedbackSync, push_on_sigterm
 from tests.hub_fakes import FolderScheduler, OfflineApi
 tmp = Path(sys.argv[1])
 store = FeedbackStore(tmp / "child" / "feedback.sqlite")

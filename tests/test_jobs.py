@@ -10,7 +10,7 @@ import time
 import pytest
 
 from laffi.errors import LaffiError
-from laffi.jobs import JobManager, JobSpec
+from laffi.pipeline.jobs import JobManager, JobSpec
 
 
 def wait_for(jobs, predicate, timeout=180):
@@ -75,7 +75,7 @@ def test_the_job_package_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, laffi.jobs; "
+    code = ("import sys, laffi.pipeline.jobs; "
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
@@ -142,7 +142,7 @@ def test_bad_data_fails_with_its_reason_and_another_job_can_start(spec, tmp_path
 
 
 OOM_AT_STEP_3 = '''
-import laffi.training as training
+import laffi.training.trainer as training
 from transformers import TrainerCallback
 
 class _OutOfMemory(TrainerCallback):

@@ -1,13 +1,13 @@
-"""CPU inference kernels (laffi.kernels): oneDNN linear layers give torch's float32 answers; training is untouched."""
+"""CPU inference kernels (laffi.inference.kernels): oneDNN linear layers give torch's float32 answers; training is untouched."""
 
 import pytest
 
-from laffi import kernels
+from laffi.inference import kernels
 
 
 @pytest.fixture(scope="module")
 def plain_and_fast(tiny_dir):
-    from laffi.models import ModelConfig, load_base
+    from laffi.inference.models import ModelConfig, load_base
 
     if kernels._onednn_linear() is None:
         pytest.skip("this CPU or torch build has no oneDNN linear op (laffi then keeps torch's path)")

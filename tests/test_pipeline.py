@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from laffi.answerability import ALWAYS_NO_ANSWER
-
 from laffi.cli import main
+from laffi.inference.answerability import ALWAYS_NO_ANSWER
 
 
 @pytest.fixture
@@ -61,9 +60,9 @@ def test_eval_feedback_reports_revised_f1_and_verdict_agreement(model_args, smal
 
 
 def test_feedback_metrics_by_hand():
-    from laffi.data import QAExample
-    from laffi.evaluation import feedback_metrics
-    from laffi.selffeedback import Feedback
+    from laffi.evaluation.evaluate import feedback_metrics
+    from laffi.inference.selffeedback import Feedback
+    from laffi.squad.data import QAExample
 
     exs = [QAExample("a", "t", "c", "q", ("1931",)), QAExample("b", "t", "c", "q", ()),
            QAExample("c", "t", "c", "q", ("Drun",))]

@@ -1,10 +1,10 @@
-"""Shared-prefix prefill (laffi.prefix): questions on one passage read it once, with the same results."""
+"""Shared-prefix prefill (laffi.inference.prefix): questions on one passage read it once, with the same results."""
 
 import pytest
 
-from laffi.generation import GenerationConfig, generate_batched, generate_rows
-from laffi.prefix import order_rows, plan_groups, shared_prefix_inputs
-from laffi.prompts import qa_prompt
+from laffi.inference.generation import GenerationConfig, generate_batched, generate_rows
+from laffi.inference.prefix import order_rows, plan_groups, shared_prefix_inputs
+from laffi.inference.prompts import qa_prompt
 
 PASSAGE_A = "In 1702 fishermen founded a city on the northern coast near the old bridge. The river is long."
 PASSAGE_B = "The passage says the answer is here, and the bridge is old."
@@ -84,8 +84,8 @@ def test_generation_uses_the_shared_prefill(tiny_lm, monkeypatch):
 @pytest.fixture(scope="module")
 def upper_lm(tmp_path_factory):
     """A 4-layer tiny model with two adapters on its two upper layers only (layers_to_transform)."""
-    from laffi.models import ModelConfig, load_model
-    from laffi.tiny import build_tiny_adapter, build_tiny_model
+    from laffi.inference.models import ModelConfig, load_model
+    from laffi.inference.tiny import build_tiny_adapter, build_tiny_model
 
     root = tmp_path_factory.mktemp("upper")
     base = build_tiny_model(root / "model", layers=4)
@@ -101,7 +101,7 @@ def test_upper_layer_adapters_leave_the_lower_layers_to_share(upper_lm, tiny_lm)
 
 
 def test_split_prefill_gives_each_variant_the_tokens_it_gives_alone(upper_lm, monkeypatch):
-    import laffi.prefix as prefix
+    import laffi.inference.prefix as prefix
 
     calls = []
     real = prefix.split_prefill

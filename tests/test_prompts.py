@@ -2,7 +2,7 @@
 
 import pytest
 
-from laffi.prompts import NO_ANSWER, extract_answer, qa_messages, qa_prompt
+from laffi.inference.prompts import NO_ANSWER, extract_answer, qa_messages, qa_prompt
 
 
 @pytest.mark.parametrize("reply,answer", [
@@ -42,13 +42,13 @@ def test_prompt_holds_passage_question_and_instruction(tiny_dir):
 
 
 def test_fit_context_keeps_short_passages_whole(tiny_lm):
-    from laffi.prompts import fit_context
+    from laffi.inference.prompts import fit_context
 
     assert fit_context(tiny_lm.tokenizer, "The bridge is old.", "What is old?", 100) == ("The bridge is old.", None)
 
 
 def test_fit_context_cuts_around_the_best_matching_sentence_and_says_so(tiny_lm):
-    from laffi.prompts import fit_context
+    from laffi.inference.prompts import fit_context
 
     tok = tiny_lm.tokenizer
     filler = [f"Sentence {i} is about the weather in the valley." for i in range(300)]

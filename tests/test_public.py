@@ -27,7 +27,7 @@ def _launch(tiny_dir, tiny_adapters, root, queue_size=64, **settings):
 
 
 def _lm(tiny_dir, tiny_adapters):
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
 
     return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters)))
 
@@ -150,8 +150,8 @@ def test_a_100_kb_passage_is_cut_around_the_question_with_a_notice(locked_app):
 def test_20_concurrent_users_all_answered_and_all_feedback_stored(tiny_dir, tiny_adapters, tmp_path, monkeypatch):
     from gradio_client import Client
 
-    import laffi.selffeedback as selffeedback
-    from laffi.feedback_store import FeedbackStore
+    import laffi.inference.selffeedback as selffeedback
+    from laffi.feedback.store import FeedbackStore
 
     # 20 users at once is the point, not reply length: short replies keep the run to tens of seconds
     monkeypatch.setattr(selffeedback, "FEEDBACK_MAX_NEW_TOKENS", 8)
@@ -225,7 +225,7 @@ def test_files_outside_the_apps_own_cannot_be_fetched(locked_app, tmp_path):
     import urllib.parse
     import urllib.request
 
-    from laffi.webassets import ensure_js
+    from laffi.serving.webassets import ensure_js
 
     secret = tmp_path / "data" / "feedback.sqlite"
     js = ensure_js()

@@ -24,11 +24,11 @@ def test_adapter_folder_is_complete(name):
     assert config["train"]["method"] in {"sft": ("sft",), "laffi": ("laffi", "laffi+sft")}[name]
     assert config["train"]["base"] == "embedded"
     manifest = json.loads((folder / "data_manifest.json").read_text())
-    from laffi.data import ARTICLE_SPLITS
+    from laffi.squad.data import ARTICLE_SPLITS
 
     assert set(manifest["articles"]) <= set(ARTICLE_SPLITS["train"])  # never an evaluation article
     # its threshold was chosen on the validation article, and its numbers are read against the trivial policy
-    from laffi.answerability import read_calibration
+    from laffi.inference.answerability import read_calibration
 
     cal = read_calibration(folder)
     assert cal is not None and cal.chosen_on["articles"] == "validation" and 0 <= cal.threshold <= 1
@@ -44,6 +44,6 @@ def test_shipped_adapters_answer_with_feedback(capsys):
     assert {"base", "sft", "laffi"} <= set(answers)
     assert all(answers[v]["raw"].strip() for v in ("base", "sft", "laffi"))  # "" answer = abstained, still a reply
     assert answers["sft"]["raw"] != answers["base"]["raw"]  # the adapter changes what the model says
-    from laffi.prompts import parse_feedback
+    from laffi.inference.prompts import parse_feedback
 
     assert parse_feedback(answers["laffi"]["feedback"])[0] is not None  # LaFFi learned the feedback format

@@ -2,8 +2,8 @@
 
 import pytest
 
-from laffi.data import QAExample
-from laffi.squad_metric import compute_exact, compute_f1, normalize_answer, score_one, squad_v2_scores
+from laffi.squad.data import QAExample
+from laffi.squad.metric import compute_exact, compute_f1, normalize_answer, score_one, squad_v2_scores
 
 
 def test_normalize_drops_case_punctuation_articles_and_spaces():
@@ -85,7 +85,7 @@ METRIC_CASE = {
 def test_evaluate_module_loads_offline_and_scores(monkeypatch):
     import evaluate
 
-    from laffi.squad_metric import METRIC_PATH
+    from laffi.squad.metric import METRIC_PATH
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = evaluate.load(METRIC_PATH).compute(**METRIC_CASE, no_answer_threshold=0.5)
@@ -101,7 +101,7 @@ def test_evaluate_module_matches_the_hub_metric():
     """Where the Hub is reachable: the Hub's squad_v2 metric gives the same numbers (skipped offline)."""
     import evaluate
 
-    from laffi.squad_metric import METRIC_PATH
+    from laffi.squad.metric import METRIC_PATH
 
     try:
         hub = evaluate.load("squad_v2")

@@ -1,4 +1,4 @@
-"""The stage runner (laffi.stages): stages are cached by their settings, predictions are kept per question, adapters
+"""The stage runner (laffi.pipeline.stages): stages are cached by their settings, predictions are kept per question, adapters
 carry their key and are never replaced unless asked, the equivalent command lines are real commands."""
 
 import json
@@ -6,9 +6,9 @@ import shlex
 
 import pytest
 
-from laffi.answerability import ALWAYS_NO_ANSWER
 from laffi.errors import LaffiError
-from laffi.stages import PipelineConfig, Stages
+from laffi.inference.answerability import ALWAYS_NO_ANSWER
+from laffi.pipeline.stages import PipelineConfig, Stages
 
 
 @pytest.fixture

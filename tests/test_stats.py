@@ -2,7 +2,7 @@
 
 import pytest
 
-from laffi.stats import balanced_verdict_accuracy, bootstrap_ci, paired_diff_ci, seed_mean, verdict
+from laffi.evaluation.stats import balanced_verdict_accuracy, bootstrap_ci, paired_diff_ci, seed_mean, verdict
 
 
 def test_constant_values_have_a_zero_width_interval():
@@ -43,7 +43,7 @@ def test_seed_mean_averages_each_question():
 
 
 def test_abstaining_more_is_never_called_better():
-    from laffi.report import compare
+    from laffi.evaluation.report import compare
 
     per_question = {"a": {"f1": [1.0] * 30, "abstain": [1.0] * 30}, "b": {"f1": [0.0] * 30, "abstain": [0.0] * 30}}
     rows = {r["metric"]: r["verdict"] for r in compare(per_question, "a", "b")}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from laffi.annotation import reference_feedback
-from laffi.data import load_squad
 from laffi.errors import LaffiError
-from laffi.training import TrainConfig, train_adapter, training_rows
+from laffi.feedback.annotation import reference_feedback
+from laffi.squad.data import load_squad
+from laffi.training.trainer import TrainConfig, train_adapter, training_rows
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ class Snapshot:
 
 
 def test_training_rows_use_the_inference_prompts(records, tiny_lm):
-    from laffi.prompts import feedback_prompt, qa_prompt
+    from laffi.inference.prompts import feedback_prompt, qa_prompt
 
     sft = training_rows(records[:2], "sft", tiny_lm.tokenizer)
     laffi = training_rows(records[:2], "laffi", tiny_lm.tokenizer)
@@ -97,7 +97,7 @@ def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(path)).eval()
     with torch.no_grad():
         logits = reloaded(input_ids=input_ids).logits
-    # equal up to float32 summation order: the trained model ran laffi.kernels' oneDNN layers, this one torch's
+    # equal up to float32 summation order: the trained model ran laffi.inference.kernels' oneDNN layers, this one torch's
     torch.testing.assert_close(logits, snap.logits, rtol=1e-5, atol=1e-4)
     plain = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
     with torch.no_grad():
@@ -184,7 +184,7 @@ def test_an_interrupted_run_resumes_with_the_same_data_order(records, tiny_dir, 
 
 
 def test_heldout_split_takes_whole_passages_within_a_tenth():
-    from laffi.training import heldout_split
+    from laffi.training.trainer import heldout_split
 
     rows = [{"qid": f"{p}{i}", "group": f"sft\npassage {p}"} for p, n in (("a", 12), ("b", 3), ("c", 30))
             for i in range(n)]

@@ -150,7 +150,7 @@ def test_difference_colours_are_the_passage_views_colours(tiny_lm):
     JavaScript): red for more attention in the variant, purple for more in the other."""
     import gradio
 
-    from laffi.attention import DIFF_COLORSCALE, attention_view, heatmap_figure
+    from laffi.inference.attention import DIFF_COLORSCALE, attention_view, heatmap_figure
 
     assets = Path(gradio.__file__).parent / "templates" / "frontend" / "assets"
     script = next(p.read_text() for p in assets.glob("Index-*.js") if "rgba(239, 68, 60" in p.read_text())
@@ -166,9 +166,9 @@ def test_a_replaced_adapter_is_attached_again(tiny_dir, tmp_path):
     import os
     import shutil
 
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
+    from laffi.inference.tiny import build_tiny_adapter
     from laffi.settings import Settings
-    from laffi.tiny import build_tiny_adapter
     from laffi.ui.context import AppContext
 
     build_tiny_adapter(tiny_dir, tmp_path / "adapters" / "mine", seed=1, r=4)

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from laffi.backends import BackendConfig, use_backend
-from laffi.backends.vllm import VllmBackend, lora_rank_limit, serve_command
 from laffi.errors import LaffiError
-from laffi.generation import GenerationConfig
+from laffi.inference.backends import BackendConfig, use_backend
+from laffi.inference.generation import GenerationConfig
+from laffi.inference.vllm import VllmBackend, lora_rank_limit, serve_command
 
 from .vllm_stub import VllmStub
 
@@ -86,7 +86,7 @@ def test_serve_command_serves_every_adapter_with_a_rank_limit(tiny_adapters):
 
 
 def test_starting_vllm_where_it_is_not_installed_says_how_to_get_it(tiny_dir):
-    from laffi.models import ModelConfig
+    from laffi.inference.models import ModelConfig
 
     if shutil.which("vllm"):
         pytest.skip("vllm is installed here")
@@ -129,7 +129,7 @@ def test_eval_runs_end_to_end_against_the_server(how, tiny_dir, tiny_adapters, s
 def vllm_app(tiny_dir, tiny_adapters, tmp_path):
     from gradio_client import Client
 
-    from laffi.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model
     from laffi.settings import Settings
     from laffi.ui import build_demo
 

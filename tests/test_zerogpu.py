@@ -1,4 +1,4 @@
-"""ZeroGPU support without a GPU: laffi.gpu wraps in spaces.GPU only where `spaces` is installed, with a duration
+"""ZeroGPU support without a GPU: laffi.serving.gpu wraps in spaces.GPU only where `spaces` is installed, with a duration
 from the work, and hands back host data that crosses a process boundary (pickled, as ZeroGPU does); training is
 off on ZeroGPU, with the reason, and stays as it was on a Space with a dedicated GPU."""
 
@@ -9,7 +9,7 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-import laffi.gpu as gpu
+import laffi.serving.gpu as gpu
 from laffi.settings import ZERO_GPU_TRAINING, Settings
 
 
@@ -97,12 +97,12 @@ def test_generation_seconds_grow_with_the_work():
 
 
 def test_ask_and_attention_cross_the_zerogpu_boundary(tiny_lm, fake_spaces):
-    """The app's model calls (laffi.model_calls), as ZeroGPU runs them: plain arguments in, host data out,
+    """The app's model calls (laffi.serving.model_calls), as ZeroGPU runs them: plain arguments in, host data out,
     both pickled; the same answers as the plain calls."""
-    from laffi.attention import AttentionView
-    from laffi.generation import GenerationConfig, answer_questions
-    from laffi.model_calls import ModelCalls
-    from laffi.selffeedback import answer_all, answer_paths
+    from laffi.inference.attention import AttentionView
+    from laffi.inference.generation import GenerationConfig, answer_questions
+    from laffi.inference.selffeedback import answer_all, answer_paths
+    from laffi.serving.model_calls import ModelCalls
 
     lm = tiny_lm
     calls = ModelCalls.wrap(lm)
@@ -135,11 +135,11 @@ def test_training_is_off_on_zerogpu_with_the_reason():
 
 
 def test_gpu_module_imports_no_torch():
-    """`import laffi.gpu` must stay cheap and must not touch CUDA: it comes first in app.py."""
+    """`import laffi.serving.gpu` must stay cheap and must not touch CUDA: it comes first in app.py."""
     import subprocess
     import sys
 
-    code = "import sys, laffi.gpu; print('torch' in sys.modules)"
+    code = "import sys, laffi.serving.gpu; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 

@@ -29,8 +29,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     from laffi.bench.app_timing import app_start, ask_latency
     from laffi.bench.measures import attention, memory, side_by_side, side_by_side_passages, startup
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
-    from laffi.kernels import routed
-    from laffi.models import ModelConfig, load_model, resolve_device_dtype
+    from laffi.inference.kernels import routed
+    from laffi.inference.models import ModelConfig, load_model, resolve_device_dtype
 
     lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir))
     device, dtype = resolve_device_dtype(lm.config)

@@ -110,7 +110,7 @@ def ask_latency(lm, cfg: BenchConfig) -> dict:
     """The Ask tab's work as the app does it (laffi.ui.ask.run_ask, streaming): seconds from the question to the
     first visible token of any variant, to every answer, and to the end of every variant's self-feedback; the
     median of `repeats` Asks after a warm-up one."""
-    from laffi.prompts import qa_prompt
+    from laffi.inference.prompts import qa_prompt
     from laffi.settings import Settings
     from laffi.ui.ask import run_ask
     from laffi.ui.context import AppContext

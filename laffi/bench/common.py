@@ -68,8 +68,8 @@ def result(name: str, value, target: str, met, unit: str = "x", **details) -> di
 def squad_sample(cfg: BenchConfig, split: str, n: int, seed: int | None = 0):
     """n questions of the fixed article split from the SQuAD file - a seeded random sample, or with seed=None the
     first n in file order (whole passages, as a full-split eval reads them); else variants of our own passage."""
-    from laffi.data import QAExample, load_squad, sample_examples, select_articles
     from laffi.settings import DEFAULT_SQUAD
+    from laffi.squad.data import QAExample, load_squad, sample_examples, select_articles
 
     path = Path(cfg.squad) if cfg.squad else DEFAULT_SQUAD
     if cfg.squad and not path.is_file():

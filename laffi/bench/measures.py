@@ -18,8 +18,8 @@ from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result, squad_sam
 
 def side_by_side(lm, cfg: BenchConfig) -> dict:
     """3 variants in one mixed batch vs the same 3 one after another: same prompt, same tokens generated."""
-    from laffi.generation import generate_rows
-    from laffi.prompts import qa_prompt
+    from laffi.inference.generation import generate_rows
+    from laffi.inference.prompts import qa_prompt
 
     variants = lm.variants[:3]
     prompt = qa_prompt(lm.tokenizer, PASSAGE, QUESTION)
@@ -45,8 +45,8 @@ def side_by_side_passages(lm, cfg: BenchConfig) -> dict:
     stopping: together (generation.schedule's batches: a passage's questions share its prefill, variants mix only
     to fill a batch) vs one variant after another; the answers must be the same. As a detail, the old way: every
     question's variants forced into one mixed batch."""
-    from laffi.generation import GenerationConfig, answer_questions, batch_size_for, generate_rows
-    from laffi.prompts import qa_prompt
+    from laffi.inference.generation import GenerationConfig, answer_questions, batch_size_for, generate_rows
+    from laffi.inference.prompts import qa_prompt
 
     examples, source = squad_sample(cfg, "eval", cfg.eval_questions, seed=None)
     pairs = [(ex.context, ex.question) for ex in examples]
@@ -80,7 +80,7 @@ def side_by_side_passages(lm, cfg: BenchConfig) -> dict:
 
 def startup(cfg: BenchConfig) -> dict:
     """Loading the embedded model from its safetensors cache vs dequantising the GGUF again."""
-    from laffi.models import ModelConfig, embedded_gguf_path, load_base, resolve_source
+    from laffi.inference.models import ModelConfig, embedded_gguf_path, load_base, resolve_source
 
     mcfg = ModelConfig(base=cfg.base, adapters_dir=None)
     gguf = embedded_gguf_path() if cfg.base == "embedded" else Path(cfg.base) if cfg.base.endswith(".gguf") else None
@@ -101,8 +101,8 @@ def startup(cfg: BenchConfig) -> dict:
 
 _RSS_SCRIPT = """
 import json, re, resource, sys
-from laffi.models import ModelConfig, load_model
-from laffi.generation import generate_rows
+from laffi.inference.models import ModelConfig, load_model
+from laffi.inference.generation import generate_rows
 lm = load_model(ModelConfig(base=sys.argv[1], adapters_dir=sys.argv[2] or None))
 generate_rows(lm, ["Passage: a b c\\nQuestion: what?\\nAnswer:"] * len(lm.variants), lm.variants, 4)
 now = int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
@@ -128,7 +128,7 @@ def memory(cfg: BenchConfig) -> dict:
 
 def attention(lm, cfg: BenchConfig) -> dict:
     """A ~400-token prompt, attention of all layers computed and drawn as the heatmap figure."""
-    from laffi.attention import attention_view, heatmap_figure
+    from laffi.inference.attention import attention_view, heatmap_figure
 
     context = " ".join([PASSAGE] * 4)
     while len(lm.tokenizer(context)["input_ids"]) > 360:

@@ -18,8 +18,8 @@ def evaluation_speed(lm, cfg: BenchConfig) -> dict:
     """Questions/s of `eval` (one variant) at the default batch size vs batch size 1: on questions in file order
     (whole passages, as `laffi eval` reads a split: the target) and, as a detail, on a seeded random sample
     (`--limit`: few questions share a passage, so only the decoding gains)."""
-    from laffi.evaluation import evaluate_variants
-    from laffi.generation import GenerationConfig, batch_size_for
+    from laffi.evaluation.evaluate import evaluate_variants
+    from laffi.inference.generation import GenerationConfig, batch_size_for
 
     in_order, source = squad_sample(cfg, "eval", cfg.eval_questions, seed=None)
     sampled, _ = squad_sample(cfg, "eval", cfg.eval_questions, seed=1)
@@ -44,9 +44,9 @@ def quality_guard(lm, cfg: BenchConfig) -> dict:
     """F1 of every variant on the first questions of the evaluation articles (whole passages, so the shared
     prefill is exercised): the defaults - oneDNN float32 kernels on a CPU, shared prefixes, stacked LoRA, default
     batch; half precision on a GPU - vs the plainest float32 computation: torch's kernels, batch 1, nothing shared."""
-    from laffi.evaluation import evaluate_variants
-    from laffi.generation import GenerationConfig, batch_size_for
-    from laffi.models import ModelConfig, load_model
+    from laffi.evaluation.evaluate import evaluate_variants
+    from laffi.inference.generation import GenerationConfig, batch_size_for
+    from laffi.inference.models import ModelConfig, load_model
 
     if cfg.quality_questions == 0:
         return result("quality", None, "F1 drop <= 0.5", None, unit="F1", reason="skipped (--quality-questions 0)")
@@ -71,7 +71,7 @@ def timed_training(records, cfg: BenchConfig, **settings) -> dict:
     same work measure whichever way the batches are laid out."""
     from transformers import TrainerCallback
 
-    from laffi.training import TrainConfig, train_adapter
+    from laffi.training.trainer import TrainConfig, train_adapter
 
     class StepClock(TrainerCallback):
         seconds = 0.0
@@ -97,7 +97,7 @@ def timed_training(records, cfg: BenchConfig, **settings) -> dict:
 
 
 def training_speed(cfg: BenchConfig) -> dict:
-    """Example tokens/s of `train` as shipped (packed: each passage computed once per step, laffi.packing) vs
+    """Example tokens/s of `train` as shipped (packed: each passage computed once per step, laffi.training.packing) vs
     before (TRL's padded batches of similar lengths) and vs padding every batch to max_length: the same
     questions in file order (whole passages, as training reads the split), the same LoRA, batch of 16."""
     n = 16 * cfg.train_steps

@@ -31,12 +31,12 @@ class Command:
 
 def dataclasses_of(name: str) -> tuple:
     """The dataclasses whose fields are a command's flags, in the order its handler takes them."""
-    from laffi.backends import BackendConfig
     from laffi.bench import BenchConfig
     from laffi.cli import args as a
-    from laffi.generation import GenerationConfig
-    from laffi.models import ModelConfig
-    from laffi.training import TrainConfig
+    from laffi.inference.backends import BackendConfig
+    from laffi.inference.generation import GenerationConfig
+    from laffi.inference.models import ModelConfig
+    from laffi.training.trainer import TrainConfig
 
     return {"ask": (ModelConfig, GenerationConfig, BackendConfig, a.AskArgs),
             "eval": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.EvalArgs),

@@ -38,7 +38,7 @@ class AskArgs:
 
 @dataclass
 class DataArgs:
-    """Which questions: what laffi.data.select_data takes."""
+    """Which questions: what laffi.squad.data.select_data takes."""
 
     data: str = field(metadata={"help": "SQuAD JSON/JSONL file, or a HF dataset id (needs the hub)."})
     split: str = field(default="validation", metadata={"help": "Split of a HF dataset id."})
@@ -106,7 +106,7 @@ class AnnotateArgs:
 
     def __post_init__(self):
         _positive(synthetic_per_question=self.synthetic_per_question)
-        from laffi.annotation import check_human_fraction
+        from laffi.feedback.annotation import check_human_fraction
 
         check_human_fraction(self.human_fraction)
         if self.human_fraction and not (self.human or self.feedback_rows):

@@ -14,8 +14,8 @@ from laffi.errors import LaffiError
 
 # --- shared by the commands ----------------------------------------------------------------------------------------
 def load(model_cfg, backend=None):
-    from laffi.backends import use_backend
-    from laffi.models import load_model
+    from laffi.inference.backends import use_backend
+    from laffi.inference.models import load_model
 
     lm = load_model(model_cfg)
     for w in lm.warnings:
@@ -53,7 +53,7 @@ def warn_problems(problems: list[str]) -> None:
 
 
 def selected(data) -> list:
-    from laffi.data import select_data
+    from laffi.squad.data import select_data
 
     examples, problems = select_data(data.data, data.articles, data.limit, data.seed, split=data.split)
     warn_problems(problems)
@@ -103,8 +103,8 @@ def answer_lines(out: dict, variants: list[str]) -> list[str]:
 
 
 def ask(model_cfg, gen, backend, args) -> int:
-    from laffi.prompts import first_line, fit_context
-    from laffi.selffeedback import answer_all
+    from laffi.inference.prompts import first_line, fit_context
+    from laffi.inference.selffeedback import answer_all
 
     if not args.context.strip():
         raise LaffiError("--context is empty; pass the passage the question is about.")
@@ -137,8 +137,8 @@ def ask(model_cfg, gen, backend, args) -> int:
 
 
 def evaluate(model_cfg, gen, backend, data, args) -> int:
-    from laffi.evaluation import evaluate_variants
-    from laffi.report import text_table
+    from laffi.evaluation.evaluate import evaluate_variants
+    from laffi.evaluation.report import text_table
 
     examples = selected(data)
     lm = load(model_cfg, backend)
@@ -177,8 +177,8 @@ def compared_pairs(asked: str | None, variants: list[str]) -> list[tuple[str, st
 
 def comparisons(result: dict, variants: list[str], asked: str | None) -> list[dict]:
     """Paired differences: the pairs asked for (a:b), then every variant against the always-'no answer' policy."""
-    from laffi.answerability import ALWAYS_NO_ANSWER
-    from laffi.report import compare
+    from laffi.evaluation.report import compare
+    from laffi.inference.answerability import ALWAYS_NO_ANSWER
 
     pairs = []
     for a, b in compared_pairs(asked, variants):
@@ -191,8 +191,8 @@ def comparisons(result: dict, variants: list[str], asked: str | None) -> list[di
 
 # --- the stages ------------------------------------------------------------------------------------------------------
 def predict(model_cfg, gen, backend, data, args) -> int:
+    from laffi.feedback.drafts import own_drafts as run_predict
     from laffi.io import write_jsonl_atomic
-    from laffi.drafts import own_drafts as run_predict
 
     examples = selected(data)
     lm = load(model_cfg, backend)
@@ -207,10 +207,10 @@ def predict(model_cfg, gen, backend, data, args) -> int:
 
 def annotate(model_cfg, args) -> int:
     from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-    from laffi.steps import annotate_records
+    from laffi.pipeline.steps import annotate_records
 
     if args.drafts == "synthetic" and not str(args.predictions).endswith(".jsonl"):  # SQuAD data: no draft needed
-        from laffi.data import select_data
+        from laffi.squad.data import select_data
 
         examples, problems = select_data(args.predictions, args.articles)
         warn_problems(problems)
@@ -229,8 +229,8 @@ def annotate(model_cfg, args) -> int:
 
 
 def train(tcfg, data) -> int:
-    from laffi.distributed import inside_launch, stop_everywhere_callback
-    from laffi.steps import records_for_training, train_records
+    from laffi.pipeline.steps import records_for_training, train_records
+    from laffi.training.distributed import inside_launch, stop_everywhere_callback
 
     # N processes: this same command again under `accelerate launch`, one per rank, with these data flags
     flags = ["--data", str(data.data)] + [f for name in ("articles", "limit") if getattr(data, name) is not None
@@ -248,8 +248,8 @@ def train(tcfg, data) -> int:
 
 
 def pipeline(args, backend) -> int:
-    from laffi.report import results_markdown
-    from laffi.stages import PipelineConfig, Stages
+    from laffi.evaluation.report import results_markdown
+    from laffi.pipeline.stages import PipelineConfig, Stages
 
     cfg = PipelineConfig.from_yaml(args.config, **({"overwrite": True} if args.overwrite else {}))
     if args.num_processes:
@@ -261,7 +261,7 @@ def pipeline(args, backend) -> int:
 
 
 def study(args) -> int:
-    from laffi.study import load_study, run_study, study_markdown
+    from laffi.pipeline.study import load_study, run_study, study_markdown
 
     rows = run_study(load_study(args.config), only=args.only.split(",") if args.only else None,
                      log=lambda m: print(f"laffi: {m}", file=sys.stderr))
@@ -288,7 +288,7 @@ def bench(cfg, args) -> int:
 
 
 def calibrate(model_cfg, gen, backend, data, args) -> int:
-    from laffi.evaluation import calibrate_variants
+    from laffi.evaluation.evaluate import calibrate_variants
 
     examples = selected(data)
     lm = load(model_cfg, backend)

@@ -62,7 +62,8 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
     be on (emulated) CUDA before `spaces` registers the GPU functions, so it is loaded here first. defer_load:
     the load starts in `launch`, once the server is up (app.py: its imports would otherwise hold the GIL while
     the server starts), instead of at the end of this function."""
-    from laffi.jobs import JobManager
+    from laffi.pipeline.jobs import JobManager
+    from laffi.serving.webassets import ensure_js
     from laffi.ui.ask import build_ask_tab, session_text
     from laffi.ui.attention_tab import build_attention_tab
     from laffi.ui.context import AppContext, build_admin
@@ -70,11 +71,10 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
     from laffi.ui.feedback_tab import build_feedback_tab
     from laffi.ui.loading import LazyModel
     from laffi.ui.train_tab import build_train_tab
-    from laffi.webassets import ensure_js
 
     settings = settings or Settings.from_env()
     if lm is None and settings.zero_gpu:
-        from laffi.models import ModelConfig, load_model
+        from laffi.inference.models import ModelConfig, load_model
 
         lm = load_model(ModelConfig(**settings.model_kwargs()))
     ctx = AppContext.create(lm if lm is not None else LazyModel(settings), settings)

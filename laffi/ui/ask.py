@@ -20,11 +20,11 @@ import time
 
 import gradio as gr
 
-from laffi.answerability import DEFAULT_THRESHOLD, direct_thresholds
 from laffi.errors import LaffiError
-from laffi.generation import GenerationConfig
-from laffi.prompts import first_line, fit_context
-from laffi.selffeedback import answer_paths, drafters
+from laffi.inference.answerability import DEFAULT_THRESHOLD, direct_thresholds
+from laffi.inference.generation import GenerationConfig
+from laffi.inference.prompts import first_line, fit_context
+from laffi.inference.selffeedback import answer_paths, drafters
 from laffi.ui.context import ordered
 from laffi.ui.text import error
 
@@ -75,7 +75,7 @@ def self_feedback_caveat(lm, variant: str) -> str:
     if not isinstance(accuracy, (int, float)):
         return f"{guess} How often {variant}'s verdicts are right is unmeasured."
     n, articles = metrics.get("n"), metrics.get("eval_articles")
-    from laffi.data import ARTICLE_SPLITS
+    from laffi.squad.data import ARTICLE_SPLITS
 
     kind = f"{articles}-article" if articles in ARTICLE_SPLITS else "evaluation"
     on = f" on {n} {kind} questions" if isinstance(n, int) else ""

@@ -4,7 +4,7 @@ bertviz's head and model views in a sandboxed iframe whose scripts the app serve
 
 Usage:  refresh, lists = build_attention_tab(ctx, last_state, js_base) inside a gr.Blocks.
 In the difference views red means more attention in the chosen variant and purple more in the other, in the
-heatmap and in the passage alike (the passage's colours are gr.HighlightedText's; laffi.attention matches them).
+heatmap and in the passage alike (the passage's colours are gr.HighlightedText's; laffi.inference.attention matches them).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import html
 
 import gradio as gr
 
-from laffi.attention import bertviz_html, heatmap_figure, passage_highlights
-from laffi.models import BASE_VARIANT
+from laffi.inference.attention import bertviz_html, heatmap_figure, passage_highlights
+from laffi.inference.models import BASE_VARIANT
 from laffi.ui.text import error, name_range_errors, warning
 
 NONE = "(none)"

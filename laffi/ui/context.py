@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from laffi.feedback_store import FeedbackStore
-from laffi.models import BASE_VARIANT, discover_adapters
+from laffi.feedback.store import FeedbackStore
+from laffi.inference.models import BASE_VARIANT, discover_adapters
 from laffi.settings import Settings
 from laffi.ui.text import error
 
@@ -48,14 +48,14 @@ class AppContext:
     store: FeedbackStore
     settings: Settings
     stamps: dict = field(default_factory=dict)  # adapter name -> _stamp of the weights that are attached
-    calls: object = None  # laffi.model_calls.ModelCalls: every model call, a GPU task on ZeroGPU
-    sync: object = None  # laffi.hub_sync.FeedbackSync while feedback is pushed to a Hub dataset, else None
+    calls: object = None  # laffi.serving.model_calls.ModelCalls: every model call, a GPU task on ZeroGPU
+    sync: object = None  # laffi.feedback.hub_sync.FeedbackSync while feedback is pushed to a Hub dataset, else None
 
     @classmethod
     def create(cls, lm, settings: Settings | None = None) -> "AppContext":
         settings = settings or Settings.from_env()
-        from laffi.hub_sync import start_feedback_sync
-        from laffi.model_calls import ModelCalls
+        from laffi.feedback.hub_sync import start_feedback_sync
+        from laffi.serving.model_calls import ModelCalls
         from laffi.ui.loading import LazyModel
 
         lazy = lm if isinstance(lm, LazyModel) else LazyModel.of(lm, settings)
@@ -71,7 +71,7 @@ class AppContext:
         whenever a model call syncs them, and the attached adapters' weights are stamped."""
         lm.watch(self.settings.trained_dir)
         self.stamps = {name: _stamp(path) for name, path in lm.adapters.items()}
-        from laffi.backends import BackendConfig, use_backend
+        from laffi.inference.backends import BackendConfig, use_backend
 
         use_backend(lm, BackendConfig.from_settings(self.settings), log=print)  # LAFFI_BACKEND=vllm: a server answers
 

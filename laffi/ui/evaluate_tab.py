@@ -12,11 +12,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from laffi.data import ARTICLE_SPLITS, load_squad, sample_examples, select_articles
 from laffi.errors import LaffiError
-from laffi.evaluation import evaluate_variants
-from laffi.generation import GenerationConfig
-from laffi.report import UNIT_KEYS
+from laffi.evaluation.evaluate import evaluate_variants
+from laffi.evaluation.report import UNIT_KEYS
+from laffi.inference.generation import GenerationConfig
+from laffi.squad.data import ARTICLE_SPLITS, load_squad, sample_examples, select_articles
 from laffi.ui.context import data_path, ordered, upload_message
 from laffi.ui.text import error, name_range_errors, warning
 

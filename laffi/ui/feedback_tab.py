@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from laffi.errors import LaffiError
-from laffi.hub_sync import sync_status
+from laffi.feedback.hub_sync import sync_status
 from laffi.io import write_jsonl_atomic
 from laffi.ui.context import ordered, require
 from laffi.ui.text import error

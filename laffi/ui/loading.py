@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from laffi.models import BASE_VARIANT, ModelConfig, discover_adapters, embedded_gguf_path
+from laffi.inference.models import BASE_VARIANT, ModelConfig, discover_adapters, embedded_gguf_path
 
 WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity in 1952.",
            "When was the lighthouse lit?")
@@ -31,7 +31,7 @@ WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity 
 def config_on_disk(cfg: ModelConfig) -> dict | None:
     """The base model's config.json read as JSON (no transformers import), where it is already on this disk: a
     model folder, the embedded model's converted cache, or the Hugging Face cache; None when it is not there."""
-    from laffi.models import default_cache_dir
+    from laffi.inference.models import default_cache_dir
 
     base = os.path.expanduser(cfg.base)
     candidates = []
@@ -66,8 +66,8 @@ def config_on_disk(cfg: ModelConfig) -> dict | None:
 def warm_up(lm) -> float:
     """One short answer and one short feedback for every variant, so the first question's answer does not pay
     for first-call costs (the tokenizer's line-end token sets, oneDNN kernels' first shapes); returns seconds."""
-    from laffi.generation import GenerationConfig, answer_questions
-    from laffi.selffeedback import self_feedback
+    from laffi.inference.generation import GenerationConfig, answer_questions
+    from laffi.inference.selffeedback import self_feedback
 
     start = time.perf_counter()
     short = GenerationConfig(max_new_tokens=2)
@@ -125,7 +125,7 @@ class LazyModel:
             if self._load is not None:
                 lm = self._load()
             else:
-                from laffi.models import load_model
+                from laffi.inference.models import load_model
 
                 lm = load_model(self.config)
             self.timings["load_s"] = round(time.perf_counter() - start, 2)

@@ -6,7 +6,7 @@ Usage:  poll, outputs = build_train_tab(ctx, jobs, admin) inside a gr.Blocks (po
 
 Adapters never overwrite each other by accident: the name field starts with a name no adapter has, an empty name
 is refused, an existing name of an adapter trained in the app is replaced only when "Replace" is ticked (the old
-one stays until the new one is complete: laffi.training), and the shipped adapters can't be replaced from here.
+one stays until the new one is complete: laffi.training.trainer), and the shipped adapters can't be replaced from here.
 LoRA and optimiser defaults are TrainConfig's, as on the command line.
 """
 
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from laffi.data import ARTICLE_SPLITS, load_squad
-from laffi.distributed import batch_plan, default_processes
 from laffi.errors import LaffiError
-from laffi.jobs import JobSpec
-from laffi.models import ADAPTER_NAME_RE, BASE_VARIANT
-from laffi.training import TrainConfig
+from laffi.inference.models import ADAPTER_NAME_RE, BASE_VARIANT
+from laffi.pipeline.jobs import JobSpec
+from laffi.squad.data import ARTICLE_SPLITS, load_squad
+from laffi.training.distributed import batch_plan, default_processes
+from laffi.training.trainer import TrainConfig
 from laffi.ui.context import data_path, require, upload_message
 from laffi.ui.text import error, md_literal, name_range_errors
 
@@ -92,7 +92,7 @@ def describe(st: dict | None, data: str | None = None) -> str:
 def feedback_preview(store) -> tuple[str, list[list]]:
     """What "feedback collected here" will train on, before Start: counts (rows, sessions, raters, LaFFi and SFT
     rows, what is left out and why) and a table of the rows (plain text)."""
-    from laffi.annotation import feedback_examples
+    from laffi.feedback.annotation import feedback_examples
 
     records, report = feedback_examples(store.rows())
     if not records:

@@ -1,0 +1,12 @@
+"""Inference: one base model and its LoRA adapters as named variants, and everything they produce.
+
+    models        load the base (embedded GGUF, a Hub id or a folder) and every adapter in adapters/ onto it
+    generation    greedy generation for several variants in one mixed-adapter batch (streamed)
+    prompts       every prompt laffi sends and how answers are read back out
+    answerability each answer's best span and no-answer probability; thresholds chosen on validation
+    selffeedback  answer paths: direct, draft -> predicted feedback -> answer, verify, rank
+    attention     attention maps of one variant on one question
+    prefix, multilora, kernels   CPU speed: shared-prefix prefill, stacked LoRA, flat-cost linear layers
+    backends, vllm               what generates: this process (transformers) or a vLLM server
+    tiny          a tiny random Llama for tests (no download)
+"""

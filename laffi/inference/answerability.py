@@ -1,0 +1,204 @@
+"""Answerability: every variant's best span and how sure it is that the passage answers at all, with the threshold
+between the two chosen on validation questions - the standard SQuAD 2.0 set-up (predictions + na_prob file).
+
+Usage:
+    probe = FirstToken(abstain_token_ids(tokenizer), forbid=True)   # P(reply starts "no ...") and a forced span
+    shown = decide(span, na_prob, threshold)                         # "" when na_prob > threshold (official rule)
+    cal = choose_threshold(examples, spans, na_probs, how="p_abstain")   # on validation questions only
+    write_calibration(adapter_dir, cal); read_calibration(adapter_dir)    # calibration.json beside the weights
+    answerability_auc(examples, na_probs)                             # HasAns vs NoAns ranked by na_prob
+
+Why: greedy decoding turns a model's doubt into "no answer". A model that has learned to find spans but not when
+to answer then abstains on most questions and scores what the trivial always-"no answer" policy scores. So each
+variant gives two things per question: its best non-abstaining span (the reply with the abstaining first tokens
+forbidden) and a no-answer probability `na_prob` - for a direct variant, the probability that its reply starts
+with one of ABSTAIN_WORDS at the QA prompt; for a LaFFi variant judging candidates, from its predicted verdict
+(laffi.inference.selffeedback). The shown answer is the span unless na_prob exceeds the variant's threshold, chosen where
+it maximises F1 on the validation article and stored in the adapter folder (calibration.json; the base model's
+in <adapters_dir>/base-calibration.json). Without a calibration the threshold is 0.5, which is close to greedy.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from laffi.squad.metric import find_best_thresh, score_one
+
+# A reply whose first token is one of these words (any case, with or without a leading space) abstains: the QA
+# prompt asks for "no answer", and models also say "None", "Unknown", "Nothing". "Not" is left out: it starts real
+# answers ("not guilty") as often as abstentions.
+ABSTAIN_WORDS = ("no", "none", "nothing", "unknown")
+VERDICT_CORRECT = "Correct"  # how the LaFFi feedback format (laffi.feedback.annotation) starts on a right answer
+DEFAULT_THRESHOLD = 0.5
+ALWAYS_NO_ANSWER = "always no answer"  # the row of the policy that needs no model ("" for every question)
+# How a verifier's na_prob is made from its verdicts (chosen on validation, written in calibration.json):
+#   p_abstain   direct variants: P(the reply's first token abstains)
+#   span        1 - P(Correct | best span)
+#   contrast    P(Correct | "no answer") / (P(Correct | "no answer") + P(Correct | best span))
+#   rank        the share of "no answer" in the likelihood of all candidates (the 'rank' answer path)
+NA_PROB_KINDS = ("p_abstain", "span", "contrast", "rank")
+
+_TOKEN_SETS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _word_token_ids(tokenizer, words: tuple[str, ...], lower: bool) -> list[int]:
+    key = (words, lower)
+    per_tok = _TOKEN_SETS.setdefault(tokenizer, {})
+    if key not in per_tok:
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        ids = []
+        for i, p in enumerate(pieces):
+            text = tokenizer.convert_tokens_to_string([p]).strip() if p is not None else ""
+            if (text.lower() if lower else text) in words:
+                ids.append(i)
+        per_tok[key] = ids
+    return per_tok[key]
+
+
+def abstain_token_ids(tokenizer) -> list[int]:
+    """Token ids that start an abstaining reply (ABSTAIN_WORDS, any case, with or without a leading space)."""
+    return _word_token_ids(tokenizer, ABSTAIN_WORDS, lower=True)
+
+
+def correct_token_ids(tokenizer) -> list[int]:
+    """Token ids of a feedback that starts with the verdict "Correct" (not "Partly correct", not "Incorrect")."""
+    return _word_token_ids(tokenizer, (VERDICT_CORRECT,), lower=False)
+
+
+@dataclass(frozen=True)
+class FirstToken:
+    """What generation measures at a reply's first token: the probability that it is one of token_ids, and with
+    forbid=True those tokens are then ruled out (the reply must be something else: the best span)."""
+
+    token_ids: tuple[int, ...]
+    forbid: bool = False
+
+
+class FirstTokenProbe:
+    """A transformers logits processor for one batch: records P(first token in ids) per row, optionally forbids
+    them. Called once per decoding step; only the first step is touched."""
+
+    def __init__(self, spec: FirstToken, device):
+        import torch
+
+        self.ids = torch.tensor(spec.token_ids, dtype=torch.long, device=device)
+        self.forbid = spec.forbid
+        self.values: list[float] | None = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.values is None:
+            probs = torch.softmax(scores.float(), dim=-1)
+            self.values = probs[:, self.ids].sum(-1).tolist() if len(self.ids) else [0.0] * scores.shape[0]
+            if self.forbid and len(self.ids):
+                scores = scores.clone()
+                scores[:, self.ids] = float("-inf")
+        return scores
+
+
+def decide(span: str, na_prob: float | None, threshold: float | None) -> str:
+    """The shown answer: "" (no answer) when na_prob > threshold, as the official evaluation applies it."""
+    if na_prob is None:
+        return span
+    return "" if na_prob > (DEFAULT_THRESHOLD if threshold is None else threshold) else span
+
+
+def answerability_auc(examples, na_probs: list[float]) -> float | None:
+    """Probability that an unanswerable question gets a higher na_prob than an answerable one (ties count half);
+    0.5 is chance. None when one of the two kinds is missing."""
+    noans = [p for ex, p in zip(examples, na_probs) if not ex.answers]
+    hasans = [p for ex, p in zip(examples, na_probs) if ex.answers]
+    if not noans or not hasans:
+        return None
+    import numpy as np
+
+    a, b = np.asarray(noans)[:, None], np.asarray(hasans)[None, :]
+    return float(((a > b).sum() + 0.5 * (a == b).sum()) / (a.size * b.size))
+
+
+@dataclass
+class Calibration:
+    """A variant's no-answer threshold and how it was chosen (calibration.json)."""
+
+    threshold: float = field(metadata={"help": "Abstain when na_prob is above this."})
+    na_prob: str = field(default="p_abstain", metadata={"help": f"How na_prob is made: {', '.join(NA_PROB_KINDS)}."})
+    chosen_on: dict = field(default_factory=dict, metadata={"help": "Which questions chose it (data, articles, n)."})
+    validation: dict = field(default_factory=dict, metadata={"help": "F1 at the threshold, AUC, abstain rate there."})
+    base: str | None = field(default=None, metadata={"help": "The base model (for the base model's own file)."})
+
+
+def choose_threshold(examples, spans: list[str], na_probs: list[float], how: str = "p_abstain",
+                     chosen_on: dict | None = None) -> Calibration:
+    """The threshold that maximises SQuAD F1 on these (validation) questions, by the official search."""
+    f1s = {ex.qid: score_one(ex.answers, s)[1] for ex, s in zip(examples, spans)}
+    ems = {ex.qid: score_one(ex.answers, s)[0] for ex, s in zip(examples, spans)}
+    preds = {ex.qid: s for ex, s in zip(examples, spans)}
+    has_ans = {ex.qid: bool(ex.answers) for ex in examples}
+    probs = {ex.qid: p for ex, p in zip(examples, na_probs)}
+    best_f1, thresh = find_best_thresh(preds, f1s, probs, has_ans)
+    best_em, _ = find_best_thresh(preds, ems, probs, has_ans)
+    abstain = 100.0 * sum(p > thresh for p in na_probs) / max(len(na_probs), 1)
+    auc = answerability_auc(examples, na_probs)
+    return Calibration(threshold=thresh, na_prob=how, chosen_on=dict(chosen_on or {}, n=len(examples)),
+                       validation={"f1": round(best_f1, 2), "best_exact": round(best_em, 2),
+                                   "abstain": round(abstain, 2), "auc": None if auc is None else round(auc, 4)})
+
+
+def write_calibration(path: str | Path, cal: Calibration) -> Path:
+    """Write cal to an adapter folder (calibration.json) or to the file path given."""
+    from laffi.adapter_folder import CALIBRATION, AdapterFolder
+
+    target = Path(path)
+    folder, name = (AdapterFolder(target), CALIBRATION) if target.is_dir() else (AdapterFolder(target.parent),
+                                                                                  target.name)
+    return folder.write(name, asdict(cal))
+
+
+def read_calibration(path: str | Path | None, base: str | None = None) -> Calibration | None:
+    """An adapter folder's calibration (or a calibration file's); None when there is none or it is unreadable.
+    With `base`, a file written for another base model does not apply (None)."""
+    from laffi.adapter_folder import CALIBRATION, AdapterFolder
+
+    if path is None:
+        return None
+    target = Path(path)
+    raw = AdapterFolder(target).read(CALIBRATION) if target.is_dir() else AdapterFolder(target.parent).read(
+        target.name)
+    try:
+        cal = Calibration(**{k: raw[k] for k in raw if k in Calibration.__dataclass_fields__})
+    except (TypeError, KeyError):
+        return None
+    if base is not None and cal.base is not None and cal.base != base:
+        return None
+    return cal if cal.na_prob in NA_PROB_KINDS else None
+
+
+def base_calibration_path(lm) -> Path | None:
+    """Where the base model's calibration lives: beside the first adapters folder (base-calibration.json)."""
+    from laffi.adapter_folder import BASE_CALIBRATION
+    from laffi.inference.models import adapter_folders
+
+    folders = adapter_folders(lm.config.adapters_dir)
+    return folders[0] / BASE_CALIBRATION if folders else None
+
+
+def calibrations(lm, variants: list[str]) -> dict[str, Calibration | None]:
+    """Each variant's calibration: its adapter folder's, the base model's file for base (if it was written for
+    this base model), None where there is none."""
+    from laffi.inference.models import BASE_VARIANT
+
+    out = {}
+    for v in variants:
+        if v == BASE_VARIANT:
+            out[v] = read_calibration(base_calibration_path(lm), base=lm.config.base)
+        else:
+            out[v] = read_calibration(lm.adapters.get(v))
+    return out
+
+
+def direct_thresholds(lm, variants: list[str]) -> dict[str, float]:
+    """The thresholds that apply to variants' direct answers (calibrations of kind p_abstain)."""
+    return {v: c.threshold for v, c in calibrations(lm, variants).items() if c and c.na_prob == "p_abstain"}

@@ -1,0 +1,390 @@
+"""The LaFFi stages, written once: predict -> annotate -> train -> evaluate, over one run specification.
+
+Usage:
+    cfg = PipelineConfig.from_yaml("configs/laffi.yaml")
+    run = Stages(cfg, log=print)
+    run.all()                                # what `python -m laffi pipeline` does; returns the results dict
+    run.predict(); run.annotate(); run.train("laffi", seed=0); run.evaluate()    # or one stage at a time
+    print(run.commands("laffi"))             # the same stages as separate CLI commands (the Train tab shows these)
+
+Every stage's output lives under cfg.out_dir with a key of the settings it depends on; a stage whose output has
+the same key is reused (force=True redoes it). A trained adapter carries its key in training_config.json, so a
+pipeline run finds the shipped adapters it would train and only evaluates them. An adapter folder is replaced only
+when cfg.overwrite says so. The callers differ only in how they watch: `log` (messages), `progress(stage, done,
+total)`, `callbacks` (TRL callbacks, e.g. a Stop button's) and `resume` (training continues from a checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
+from laffi.errors import LaffiError
+from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from laffi.pipeline.steps import annotate_records, train_records
+from laffi.settings import DEFAULT_SQUAD
+
+METHOD_KEYS = ("sft", "laffi")  # the two runs a pipeline trains: plain SFT and LaFFi
+
+
+@dataclass
+class PipelineConfig:
+    """Everything one reproducible run depends on (a YAML file's keys; CLI flags of `pipeline` override them)."""
+
+    data: str = field(default=str(DEFAULT_SQUAD), metadata={"help": "SQuAD data: a JSON/JSONL file or dataset id."})
+    base: str = field(default="embedded", metadata={"help": "Base model (as --base)."})
+    train_articles: str = field(default="train", metadata={"help": "Split name or titles for training."})
+    eval_articles: str = field(default="eval", metadata={"help": "Split name or titles for evaluation ('validation' "
+                                                                  "while choosing settings)."})
+    train_limit: int | None = field(default=None, metadata={"help": "Training questions (seeded sample; none: all)."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Evaluation questions (seeded sample; none: all)."})
+    seed: int = field(default=0, metadata={"help": "Seed for sampling and annotation phrasing."})
+    annotator: str = field(default="reference", metadata={"help": "AI annotator: 'reference' or 'llm'."})
+    human_feedback: str | None = field(default=None, metadata={"help": "CSV/JSONL/SQLite of human feedback."})
+    human_fraction: float = field(default=0.0, metadata={"help": "Share of examples with human feedback (hybrid)."})
+    feedback_rows: str | None = field(default=None, metadata={
+        "help": "The app's feedback store (or its JSONL export): every row is a training row whatever its passage "
+                "(laffi.feedback.store.feedback_examples). With human_fraction 1 they are all the data; below 1 "
+                "they are mixed with AI feedback on SQuAD training questions so that they make up that share."})
+    drafts: str = field(default="own", metadata={"help": "Drafts LaFFi learns feedback on: 'own' (the base model's "
+                                                         "answers) or 'own+synthetic' (laffi.feedback.drafts)."})
+    synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
+    methods: list = field(default_factory=lambda: list(METHOD_KEYS), metadata={
+        "help": "Which runs to train: sft, laffi or both."})
+    sft_name: str = field(default="sft", metadata={"help": "Adapter name of the SFT run."})
+    laffi_name: str = field(default="laffi", metadata={"help": "Adapter name of the LaFFi run."})
+    train: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings shared by both runs."})
+    sft: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings for the SFT run only."})
+    laffi: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings for the LaFFi run only "
+                                                                "(method: laffi or laffi+sft)."})
+    laffi_answer_path: dict | None = field(default=None, metadata={
+        "help": "How the LaFFi adapter answers (laffi.inference.selffeedback.AnswerPath): {kind: direct|feedback, draft_by: "
+                "self|base}; written next to it as answer_path.json."})
+    seeds: list = field(default_factory=lambda: [0], metadata={
+        "help": "Training seeds; the first seed's adapters go to adapters_dir, the others to out_dir/seeds/."})
+    out_dir: str = field(default="runs/pipeline", metadata={"help": "Where stage outputs and results go."})
+    run_name: str = field(default="results", metadata={"help": "Sub-folder of out_dir for this run's evaluation."})
+    adapters_dir: str = field(default="adapters", metadata={"help": "Where the first seed's adapters are written."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace adapters of the same names that were "
+                                                             "trained with other settings."})
+    eval_batch_size: int | None = field(default=None, metadata={
+        "help": "Rows per generation batch (default: 16 on a GPU, 8 on a CPU)."})
+    eval_feedback: bool = field(default=True, metadata={"help": "Evaluate every variant's feedback too."})
+
+    def __post_init__(self):
+        from laffi.feedback.drafts import DRAFT_MIXES
+        from laffi.training.trainer import TrainConfig
+
+        if self.annotator not in ("reference", "llm"):
+            raise LaffiError(f"PipelineConfig.annotator must be 'reference' or 'llm', not {self.annotator!r}.")
+        from laffi.feedback.annotation import check_human_fraction
+
+        check_human_fraction(self.human_fraction, "PipelineConfig.human_fraction")
+        if self.drafts not in DRAFT_MIXES:
+            raise LaffiError(f"PipelineConfig.drafts must be one of {', '.join(DRAFT_MIXES)}, not {self.drafts!r}.")
+        if not set(self.methods) <= set(METHOD_KEYS) or not self.methods:
+            raise LaffiError(f"PipelineConfig.methods must list sft and/or laffi, not {self.methods!r}.")
+        if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
+            raise LaffiError(f"PipelineConfig.seeds must be a list of integers, not {self.seeds!r}.")
+        known = set(TrainConfig.__dataclass_fields__) - {"name", "base", "adapters_dir", "work_dir", "seed"}
+        for where in ("train", "sft", "laffi"):
+            bad = set(getattr(self, where) or {}) - known
+            if bad:
+                raise LaffiError(f"PipelineConfig.{where} has unknown setting(s): {', '.join(sorted(bad))}.")
+        if self.laffi_answer_path is not None:
+            from laffi.inference.selffeedback import AnswerPath
+
+            AnswerPath(**self.laffi_answer_path)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "PipelineConfig":
+        import yaml
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise LaffiError(f"The pipeline config {str(path)!r} does not exist.") from e
+        except yaml.YAMLError as e:
+            raise LaffiError(f"The pipeline config {path} is not valid YAML ({e}).") from e
+        if not isinstance(raw, dict):
+            raise LaffiError(f"The pipeline config {path} must be a mapping of PipelineConfig keys.")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise LaffiError(f"The pipeline config {path} has unknown key(s): {', '.join(sorted(unknown))}.")
+        return cls(**{**raw, **overrides})
+
+
+def key_of(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_stamp(path: str | None):
+    """A human-feedback file changes as people give feedback: its size and time belong in the annotate key."""
+    if not path or not Path(path).exists():
+        return None
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+PREDICT_CHUNK = 64  # base answers written to disk after every chunk
+
+
+class Stages:
+    def __init__(self, cfg: PipelineConfig, force: bool = False, log=print, progress=None, callbacks=(),
+                 resume: bool = True, backend=None):
+        self.cfg, self.force, self.log, self.callbacks, self.resume = cfg, force, log, list(callbacks), resume
+        self.backend = backend  # laffi.inference.backends.BackendConfig for the predict stage (None: transformers)
+        self.progress = progress or (lambda stage, done, total: None)
+        self.out = Path(cfg.out_dir)
+        self._examples: dict[str, list] = {}
+
+    # --- data -------------------------------------------------------------------------------------------------
+    def examples(self, which: str) -> list:
+        """The training or evaluation questions (fixed article split, seeded sample); skipped records logged."""
+        if which not in self._examples:
+            from laffi.squad.data import select_data
+
+            articles, limit = ((self.cfg.train_articles, self.cfg.train_limit) if which == "train"
+                               else (self.cfg.eval_articles, self.cfg.eval_limit))
+            examples, problems = select_data(self.cfg.data, articles, limit, self.cfg.seed)
+            for p in problems[:5]:
+                self.log(f"warning: skipped {p}")
+            self._examples[which] = examples
+        if "train" in self._examples and "eval" in self._examples:
+            shared = {e.context for e in self._examples["train"]} & {e.context for e in self._examples["eval"]}
+            if shared:
+                raise LaffiError("The training and evaluation articles share passages; choose disjoint articles.")
+        return self._examples[which]
+
+    def _cached(self, path: Path, key: str) -> bool:
+        meta = path.with_suffix(path.suffix + ".key")
+        return not self.force and path.is_file() and meta.is_file() and meta.read_text().strip() == key
+
+    def _ticker(self, stage: str):
+        return lambda done, total: self.progress(stage, done, total)
+
+    # --- stage 1: the base model answers the training questions ---------------------------------------------------
+    def selection_key(self) -> str:
+        c = self.cfg
+        return key_of("select", c.data, c.train_articles, c.train_limit, c.seed)
+
+    def predict(self) -> list[dict]:
+        """The base model's answer to every training question. Answers are kept per question in one file for this
+        data and base model, so a smaller, larger or other sample answers only the questions not yet answered."""
+        path, key = self.out / "predictions.jsonl", key_of("predict", self.cfg.data, self.cfg.base)
+        done = {r["qid"]: r for r in read_jsonl(path)} if self._cached(path, key) else {}
+        examples = self.examples("train")
+        missing = [e for e in examples if e.qid not in done]
+        if not missing:
+            self.log(f"predict: reusing {path} ({len(examples)} answers)")
+        else:
+            from laffi.feedback.drafts import own_drafts
+            from laffi.inference.generation import GenerationConfig
+            from laffi.inference.models import ModelConfig, load_model
+
+            self.log(f"predict: the base model answers {len(missing)} training questions"
+                     + (f" ({len(examples) - len(missing)} answered before)" if done else ""))
+            from laffi.inference.backends import use_backend
+
+            lm = use_backend(load_model(ModelConfig(base=self.cfg.base, adapters_dir=None)), self.backend, self.log)
+            gen, tick = GenerationConfig(batch_size=self.cfg.eval_batch_size), self._ticker("predict")
+            total = len(missing)
+            # Saved every chunk: a run stopped after an hour keeps that hour's answers.
+            for start in range(0, total, PREDICT_CHUNK):
+                chunk = missing[start:start + PREDICT_CHUNK]
+                for r in own_drafts(lm, chunk, gen, lambda d, _t, s=start: tick(s + d, total)):
+                    done[r["qid"]] = r
+                write_jsonl_atomic(path, done.values())
+                write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
+        return [done[e.qid] for e in examples]
+
+    # --- stage 2: feedback on every draft (AI, mixed with human) ---------------------------------------------------
+    def annotate_key(self) -> str:
+        c = self.cfg
+        return key_of(self.selection_key(), c.base, "annotate", c.annotator, c.human_feedback,
+                      _file_stamp(c.human_feedback), c.feedback_rows, _file_stamp(c.feedback_rows),
+                      c.human_fraction, c.drafts, c.synthetic_per_question)
+
+    def annotate(self) -> list[dict]:
+        path, key = self.out / "annotated.jsonl", self.annotate_key()
+        if self._cached(path, key):
+            self.log(f"annotate: reusing {path}")
+            return read_jsonl(path)
+        c = self.cfg
+        lm = None
+        if c.annotator == "llm":
+            from laffi.inference.models import ModelConfig, load_model
+
+            lm = load_model(ModelConfig(base=c.base, adapters_dir=None))
+        alone = c.feedback_rows and c.human_fraction >= 1  # the collected feedback alone: no SQuAD drafts needed
+        annotated, report = annotate_records(
+            [] if alone else self.predict(), c.annotator, c.seed, c.drafts, c.synthetic_per_question, lm=lm,
+            human=c.human_feedback, human_fraction=c.human_fraction, feedback_rows=c.feedback_rows,
+            progress=self._ticker("annotate"), log=self.log)
+        write_jsonl_atomic(path, annotated)
+        write_json_atomic(self.out / "annotation_report.json", report)
+        write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
+        return annotated
+
+    # --- stage 3: LoRA training -------------------------------------------------------------------------------
+    def adapter_name(self, which: str, seed: int) -> str:
+        name = self.cfg.sft_name if which == "sft" else self.cfg.laffi_name
+        return name if seed == self.cfg.seeds[0] else f"{name}-seed{seed}"
+
+    def adapters_dir(self, seed: int) -> Path:
+        return Path(self.cfg.adapters_dir) if seed == self.cfg.seeds[0] else self.out / "seeds"
+
+    def train_config(self, which: str, seed: int):
+        from laffi.training.trainer import TrainConfig
+
+        c = self.cfg
+        settings = {"method": which, **c.train, **getattr(c, which)}
+        name = self.adapter_name(which, seed)
+        return TrainConfig(**{**settings, "name": name, "base": c.base, "seed": seed, "overwrite": c.overwrite,
+                              "adapters_dir": str(self.adapters_dir(seed)),
+                              "work_dir": str(self.out / "train" / name)})
+
+    def train_key(self, which: str, seed: int) -> str:
+        tcfg = asdict(self.train_config(which, seed))
+        for volatile in ("name", "adapters_dir", "work_dir", "overwrite", "num_processes", "micro_batch_size",
+                         "deepspeed"):  # where and how it trains, not what it learns
+            tcfg.pop(volatile)
+        records_key = self.annotate_key() if tcfg["method"] != "sft" or self.cfg.feedback_rows else \
+            self.selection_key()
+        return key_of(records_key, "train", tcfg)
+
+    def trained(self, which: str, seed: int) -> Path | None:
+        """The adapter folder if it exists and was trained with exactly these settings."""
+        folder = self.adapters_dir(seed) / self.adapter_name(which, seed)
+        stored = AdapterFolder(folder).run_key()
+        return folder if stored is not None and stored == self.train_key(which, seed) and not self.force else None
+
+    def train(self, which: str, seed: int | None = None) -> Path | None:
+        """Train (or reuse) one adapter; None when training was stopped on request (resumable)."""
+        seed = self.cfg.seeds[0] if seed is None else seed
+        path = self.trained(which, seed)
+        tcfg = self.train_config(which, seed)
+        if path is not None:
+            self.log(f"train {which} (seed {seed}): reusing {path}")
+        else:
+            # SFT needs only the questions and gold answers; LaFFi needs the feedback (annotate, which predicts).
+            records = (self.annotate() if tcfg.method != "sft" or self.cfg.feedback_rows
+                       else [e.to_dict() for e in self.examples("train")])
+            self.log(f"train {which} (seed {seed}): {tcfg.method} on {len(records)} records -> "
+                     f"{tcfg.adapters_dir}/{tcfg.name}")
+            extra = {ANSWER_PATH: self.cfg.laffi_answer_path} if which == "laffi" and self.cfg.laffi_answer_path \
+                else None  # in the folder before it appears
+            result = train_records(lambda: records, tcfg, self.train_data_flags(tcfg), self.train_key(which, seed),
+                                   self.resume, self.callbacks, self.log, extra)
+            if not result.finished:  # stopped on request: resumable from its checkpoint
+                return None
+            path = result.path
+        if which == "laffi" and self.cfg.laffi_answer_path is not None:
+            from laffi.inference.selffeedback import AnswerPath, write_answer_path
+
+            write_answer_path(path, AnswerPath(**self.cfg.laffi_answer_path))
+        return path
+
+    # --- stage 4: evaluation -------------------------------------------------------------------------------------
+    def evaluate(self, trained: dict[str, dict[int, Path]] | None = None) -> dict:
+        """Base and every trained adapter (every seed) on the evaluation questions, in mixed batches; pooled rows
+        average each question's score over seeds; paired differences between the methods and the base."""
+        from laffi.evaluation.evaluate import base_answers_cache, evaluate_variants, read_base_answers
+        from laffi.evaluation.report import pooled_result, results_markdown
+        from laffi.inference.generation import GenerationConfig
+        from laffi.inference.models import ModelConfig, load_model
+
+        c = self.cfg
+        trained = trained or {w: {s: self.trained(w, s) for s in c.seeds} for w in c.methods}
+        missing = [f"{w} (seed {s})" for w, by_seed in trained.items() for s, p in by_seed.items() if p is None]
+        if missing:
+            raise LaffiError(f"Not trained yet: {', '.join(missing)}; run the train stage first.")
+        lm = load_model(ModelConfig(base=c.base, adapters_dir=None))
+        seeds_of = {}
+        for which, by_seed in trained.items():
+            seeds_of[which] = []
+            for seed, path in by_seed.items():
+                lm.attach(self.adapter_name(which, seed), path)
+                seeds_of[which].append(self.adapter_name(which, seed))
+        examples = self.examples("eval")
+        variants = ["base", *(v for names in seeds_of.values() for v in names)]
+        self.log(f"evaluate: {', '.join(variants)} on {len(examples)} {c.eval_articles} questions")
+        out = self.out / c.run_name
+        gen = GenerationConfig(batch_size=c.eval_batch_size)
+        asked = key_of(c.data, c.base, c.eval_articles, c.eval_limit, c.seed, asdict(gen))
+        cache = self.out / "answers" / f"base-{asked}.json"
+        from laffi.inference.answerability import direct_thresholds
+
+        # the base model's answers don't change between runs (its threshold may: decided again on reading)
+        cached = read_base_answers(cache, examples, direct_thresholds(lm, ["base"]).get("base"))
+        result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval", progress=self._ticker("evaluate"),
+                                   feedback=c.eval_feedback, direct={"base": cached} if cached else None)
+        if not cached:
+            write_json_atomic(cache, {ex.qid: base_answers_cache(a) for ex, a in zip(examples, result["direct"]["base"])})
+        named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
+        pooled = pooled_result(result, named)
+        pooled.update(eval_articles=c.eval_articles, train_articles=c.train_articles, config=asdict(c))
+        write_json_atomic(out / "results.json", pooled)
+        write_text_atomic(out / "results.md", results_markdown(pooled))
+        from laffi.training.logs import write_evaluation
+
+        for which, by_seed in trained.items():  # litgpt-style: metrics live next to the adapter they describe
+            for seed, path in by_seed.items():
+                name = self.adapter_name(which, seed)
+                write_evaluation(path, {"n": result["n"], "eval_articles": c.eval_articles,
+                                        **result["variants"][name]})
+        return pooled
+
+    def all(self) -> dict:
+        trained = {}
+        for which in self.cfg.methods:
+            trained[which] = {}
+            for seed in self.cfg.seeds:
+                path = self.train(which, seed)
+                if path is None:
+                    raise LaffiError(f"Training {which} (seed {seed}) was stopped; run again to resume it.")
+                trained[which][seed] = path
+        return self.evaluate(trained)
+
+    # --- the same stages as separate commands ---------------------------------------------------------------------
+    def commands(self, which: str, seed: int | None = None) -> str:
+        """The equivalent `python -m laffi` command lines for training `which` (shown beside every app run)."""
+        c, q = self.cfg, shlex.quote
+        seed = c.seeds[0] if seed is None else seed
+        tcfg = self.train_config(which, seed)
+        preds, ann = self.out / "predictions.jsonl", self.out / "annotated.jsonl"
+        select = (f"--data {q(c.data)} --articles {q(c.train_articles)}"
+                  + (f" --limit {c.train_limit}" if c.train_limit else "") + f" --seed {c.seed}")
+        lines = []
+        if c.feedback_rows and c.human_fraction >= 1:  # the collected feedback alone: no SQuAD question needed
+            from laffi.training.distributed import shown, train_launch
+
+            return shown(train_launch(tcfg, ["--data", c.feedback_rows]))
+        if tcfg.method != "sft" or c.feedback_rows:
+            lines.append(f"python -m laffi predict --base {q(c.base)} {select} --out {q(str(preds))}")
+            lines.append(f"python -m laffi annotate --predictions {q(str(preds))} --annotator {c.annotator} "
+                         f"--drafts {c.drafts} --seed {c.seed}"
+                         + (f" --human {q(c.human_feedback)} --human-fraction {c.human_fraction}"
+                            if c.human_feedback else "")
+                         + (f" --feedback-rows {q(c.feedback_rows)} --human-fraction {c.human_fraction}"
+                            if c.feedback_rows else "") + f" --out {q(str(ann))}")
+            data = f"--data {q(str(ann))}"
+        else:
+            data = select.replace(" --seed ", " --data-seed ")
+        from laffi.training.distributed import shown, train_launch
+
+        lines.append(shown(train_launch(tcfg, shlex.split(data))))  # `accelerate launch ...` for N processes
+        return "\n".join(lines)
+
+    def train_data_flags(self, tcfg) -> list[str]:  # `laffi train`'s data flags, as `commands` shows them
+        c = self.cfg
+        if c.feedback_rows and c.human_fraction >= 1:
+            return ["--data", c.feedback_rows]
+        return (["--data", str(self.out / "annotated.jsonl")] if tcfg.method != "sft" or c.feedback_rows else [
+                "--data", c.data,
+                "--articles", c.train_articles, *(["--limit", str(c.train_limit)] if c.train_limit else []),
+                "--data_seed", str(c.seed)])

@@ -1,0 +1,161 @@
+"""Choosing settings on the validation article: a list of trials, each a pipeline run that differs from a common
+base config, scored with intervals; reruns reuse every stage already done.
+
+Usage:
+    python -m laffi study --config configs/study.yaml           # runs every trial not yet run, then the summary
+    python -m laffi study --config configs/study.yaml --only s3  # one trial
+    rows = run_study(load_study("configs/study.yaml"))
+
+A study file has `base:` (PipelineConfig keys; eval_articles should be validation) and `trials:` (a list, each
+with a `name`, a one-line `why`, and the keys it changes). Adapters are named by the hash of what they were
+trained on (e.g. sft-3f2a9c1e), so trials that differ only in how a LaFFi adapter answers share one adapter.
+The summary (out_dir/study.md and study.json) has one row per trial and run: F1, HasAns F1, NoAns EM, abstain %,
+the feedback path, balanced verdict accuracy, each with its 95 % interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from laffi.errors import LaffiError
+from laffi.io import write_json_atomic, write_text_atomic
+
+SUMMARY_KEYS = (("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_exact"), ("abstain %", "abstain"),
+                ("F1 via feedback", "revised_f1"), ("HasAns F1 via feedback", "revised_HasAns_f1"),
+                ("balanced verdict acc.", "balanced_verdict_accuracy"))
+
+
+@dataclass
+class Study:
+    base: dict
+    trials: list[dict] = field(default_factory=list)
+
+
+def load_study(path: str | Path) -> Study:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as e:
+        raise LaffiError(f"The study file {str(path)!r} does not exist.") from e
+    if not isinstance(raw, dict) or set(raw) - {"base", "trials"}:
+        raise LaffiError(f"The study file {path} must have only 'base' (pipeline settings) and 'trials'.")
+    trials = raw.get("trials") or []
+    names = [t.get("name") for t in trials]
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise LaffiError(f"Every trial in {path} needs its own name.")
+    return Study(base=raw.get("base") or {}, trials=trials)
+
+
+def _merge(base: dict, trial: dict) -> dict:
+    """The trial's pipeline settings: the base with the trial's keys; dict-valued keys merge one level deep."""
+    out = dict(base)
+    for k, v in trial.items():
+        if k in ("name", "why"):
+            continue
+        out[k] = {**base.get(k, {}), **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def trial_stages(study: Study, trial: dict, log=print):
+    """The Stages of one trial, its adapters named by the hash of their training settings."""
+    from laffi.pipeline.stages import PipelineConfig, Stages
+
+    cfg = PipelineConfig(**{**_merge(study.base, trial), "run_name": trial["name"]})
+    stages = Stages(cfg, log=log)
+    seed = cfg.seeds[0]
+    cfg.sft_name = "sft-" + stages.train_key("sft", seed)[:8]
+    cfg.laffi_name = "laffi-" + stages.train_key("laffi", seed)[:8]
+    return stages
+
+
+def run_study(study: Study, only: list[str] | None = None, log=print) -> list[dict]:
+    """Run the trials (those in `only`, else all) and return the summary rows of every trial that has results."""
+    for trial in study.trials:
+        if only and trial["name"] not in only:
+            continue
+        log(f"study: trial {trial['name']}: {trial.get('why', '')}")
+        trial_stages(study, trial, log).all()
+    return summarize(study)
+
+
+def summarize(study: Study) -> list[dict]:
+    """One row per trial and run from the trials' results.json files; written as study.md and study.json."""
+    import json
+
+    rows = []
+    out_dir = None
+    for trial in study.trials:
+        stages = trial_stages(study, trial, log=lambda m: None)
+        out_dir = stages.out
+        path = stages.out / trial["name"] / "results.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        for run, m in result["pooled"].items():
+            if run == "base" and rows and any(r["run"] == "base" for r in rows):
+                continue
+            rows.append({"trial": trial["name"], "why": trial.get("why", ""), "run": run, "n": result["n"],
+                         "answer_path": m.get("answer_path"), "seeds": m.get("seeds"),
+                         **{k: m.get(k) for _, k in SUMMARY_KEYS}, "ci": m.get("ci", {})})
+    if out_dir is not None:
+        pairs = run_differences(out_dir, rows)
+        write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})
+        write_text_atomic(out_dir / "study.md", study_markdown(rows) + differences_markdown(pairs))
+    return rows
+
+
+def per_question(examples: list[dict]) -> dict[str, list[float]]:
+    """One run's scores per question (examples.jsonl rows, in qid order), as evaluation's intervals use them."""
+    rows = sorted(examples, key=lambda e: e["qid"])
+    has = [r for r in rows if r["gold_answers"]]
+    no = [r for r in rows if not r["gold_answers"]]
+    return {"f1": [r["f1"] for r in rows], "HasAns_f1": [r["f1"] for r in has],
+            "NoAns_exact": [r["em"] for r in no], "abstain": [float(r["prediction"] == "") for r in rows]}
+
+
+def run_differences(out_dir: Path, rows: list[dict]) -> list[dict]:
+    """Paired differences on the same validation questions between runs of different trials: every non-SFT run
+    (LaFFi, as it answers) against every SFT run, so "LaFFi beats SFT" is read from an interval, not two means."""
+    from laffi.evaluation.report import compare
+    from laffi.io import read_jsonl
+
+    def load(r):
+        path = Path(out_dir) / r["trial"] / "eval" / r["run"] / "examples.jsonl"
+        return {e["qid"]: e for e in read_jsonl(path)} if path.is_file() else {}
+
+    runs = [r for r in rows if r["run"] != "base"]
+    pairs = []
+    for a in (r for r in runs if not r["run"].startswith("sft")):
+        for b in (r for r in runs if r["run"].startswith("sft")):
+            ea, eb = load(a), load(b)
+            shared = sorted(set(ea) & set(eb))
+            if not shared:
+                continue
+            scores = {"a": per_question([ea[q] for q in shared]), "b": per_question([eb[q] for q in shared])}
+            for row in compare(scores, "a", "b"):
+                pairs.append({"a": f"{a['trial']}/{a['run']}", "b": f"{b['trial']}/{b['run']}", "n": len(shared),
+                              **row})
+    return pairs
+
+
+def differences_markdown(pairs: list[dict]) -> str:
+    if not pairs:
+        return ""
+    lines = ["", "Paired differences on the same questions (95 % bootstrap intervals):", "",
+             "| comparison | n | metric | difference | 95 % interval | reading |", "|---|---|---|---|---|---|"]
+    lines += [f"| {p['a']} − {p['b']} | {p['n']} | {p['metric']} | {p['diff']:+.1f} "
+              f"| [{p['lo']:+.1f}, {p['hi']:+.1f}] | {p['verdict']} |" for p in pairs]
+    return "\n".join(lines) + "\n"
+
+
+def study_markdown(rows: list[dict]) -> str:
+    from laffi.evaluation.report import cell
+
+    lines = ["| trial | run | answer | " + " | ".join(t for t, _ in SUMMARY_KEYS) + " | why |",
+             "|---" * (len(SUMMARY_KEYS) + 4) + "|"]
+    for r in rows:
+        lines.append(f"| {r['trial']} | {r['run']} | {r['answer_path']} | "
+                     + " | ".join(cell(r, k) for _, k in SUMMARY_KEYS) + f" | {r['why']} |")
+    return "\n".join(lines) + "\n"
