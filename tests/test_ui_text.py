@@ -83,7 +83,7 @@ def ctx(tmp_path):
         (folder / "adapter_model.safetensors").write_text("")
     folders = os.pathsep.join(map(str, (shipped, settings.trained_dir)))
     lm = SimpleNamespace(variants=["base", "sft", "laffi", "laffi-live"], adapters={}, watch=lambda folder: None,
-                         config=SimpleNamespace(adapters_dir=folders))
+                         use_generator=lambda generator: None, config=SimpleNamespace(adapters_dir=folders))
     return AppContext.create(lm, settings)
 
 

@@ -26,7 +26,7 @@ def test_each_row_asks_its_adapter_greedily_with_max_tokens_and_the_stop_rule():
         rows = [("P0", "base"), ("P1", "sft"), ("P2", "laffi"), ("P3", "sft")]
         seen = []
         texts = backend.generate(rows, GenerationConfig(max_new_tokens=7),
-                                 on_text=lambda k, text: seen.append(k))
+                                 on_event=lambda event: seen.append(event.index))
     assert texts == ["the-base on P0", "sft on P1", "laffi on P2", "sft on P3"]  # in row order, cut at the newline
     assert sorted(seen) == [0, 1, 2, 3]
     asked = {r["prompt"]: r for r in stub.rows}

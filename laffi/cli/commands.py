@@ -32,9 +32,11 @@ def chosen_variants(value: str | None, lm) -> list[str]:
 
 
 def stderr_bar(desc: str, total: int):
-    """A tqdm bar on stderr and the progress(done, total) callback that drives it (the callback's total wins:
-    how many rows a run generates can depend on the variants' answer paths)."""
+    """A tqdm bar on stderr and the on_event callback that drives it: one step per finished row (the events' total
+    wins: how many rows a run generates can depend on the variants' answer paths)."""
     from tqdm.auto import tqdm
+
+    from laffi.inference.events import count_done
 
     bar = tqdm(total=total, desc=desc, unit="row", file=sys.stderr)
 
@@ -42,7 +44,7 @@ def stderr_bar(desc: str, total: int):
         bar.total = total_now
         bar.update(done - bar.n)
 
-    return bar, progress
+    return bar, count_done(progress)
 
 
 def warn_problems(problems: list[str]) -> None:
@@ -61,6 +63,9 @@ def selected(data) -> list:
 
 
 # --- ask and eval ----------------------------------------------------------------------------------------------------
+LIVE_FIELDS = {"answer": "partial", "feedback": "partial_feedback"}  # what `ask --stream` shows of each stage
+
+
 class LiveBlock:
     """Lines redrawn in place on a terminal (ANSI: back to the block's first line, clear, rewrite), at most every
     50 ms; `ask --stream` shows each variant's reply growing this way."""
@@ -120,12 +125,13 @@ def ask(model_cfg, gen, backend, args) -> int:
     if args.stream and not args.json and sys.stdout.isatty():
         live = LiveBlock(sys.stdout)
 
-        def on_text(stage: str, variant: str, _index: int, text: str) -> None:
-            partial[variant]["partial" if stage == "answer" else "partial_feedback"] = first_line(text)
-            live.draw(answer_lines(partial, variants))
+        def on_event(event) -> None:  # the answers and feedback as they are written (not a chooser's scoring)
+            if event.stage in LIVE_FIELDS:
+                partial[event.variant][LIVE_FIELDS[event.stage]] = first_line(event.text)
+                live.draw(answer_lines(partial, variants))
 
     results = answer_all(lm, [(context, args.question)], variants, gen, feedback=args.feedback,
-                         on_text=on_text if live else None)
+                         on_event=on_event if live else None)
     out = {v: results[v][0].fields() for v in variants}
     if args.json:
         print(json.dumps({"answers": out}, ensure_ascii=False))
@@ -144,8 +150,8 @@ def evaluate(model_cfg, gen, backend, data, args) -> int:
     lm = load(model_cfg, backend)
     variants = chosen_variants(args.variants, lm)
     compared_pairs(args.compare, variants)  # a mistyped pair: said now, not after the evaluation
-    bar, progress = stderr_bar("eval", len(examples) * len(variants))
-    result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, progress=progress,
+    bar, on_event = stderr_bar("eval", len(examples) * len(variants))
+    result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, on_event=on_event,
                                feedback=args.feedback)
     bar.close()
     pairs = comparisons(result, variants, args.compare)
@@ -196,8 +202,8 @@ def predict(model_cfg, gen, backend, data, args) -> int:
 
     examples = selected(data)
     lm = load(model_cfg, backend)
-    bar, progress = stderr_bar("predict", len(examples))
-    records = run_predict(lm, examples, gen, progress, variant=args.variant)
+    bar, on_event = stderr_bar("predict", len(examples))
+    records = run_predict(lm, examples, gen, on_event, variant=args.variant)
     bar.close()
     write_jsonl_atomic(Path(args.out), records)
     print(f"laffi: wrote {len(records)} predictions to {args.out} (load with datasets.load_dataset('json', "
@@ -293,9 +299,9 @@ def calibrate(model_cfg, gen, backend, data, args) -> int:
     examples = selected(data)
     lm = load(model_cfg, backend)
     variants = chosen_variants(args.variants, lm)
-    bar, progress = stderr_bar("calibrate", len(examples) * len(variants))
+    bar, on_event = stderr_bar("calibrate", len(examples) * len(variants))
     chosen_on = {"data": str(data.data), "articles": data.articles, "limit": data.limit, "seed": data.seed}
-    cals = calibrate_variants(lm, examples, variants, gen, chosen_on, out_dir=args.out, progress=progress,
+    cals = calibrate_variants(lm, examples, variants, gen, chosen_on, out_dir=args.out, on_event=on_event,
                               write=not args.dry_run)
     bar.close()
     from dataclasses import asdict

@@ -36,12 +36,13 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from laffi.evaluation.stats import balanced_verdict_accuracy, bootstrap_ci
 from laffi.inference.answerability import ALWAYS_NO_ANSWER, answerability_auc
+from laffi.inference.events import OnEvent
 from laffi.inference.generation import GenerationConfig
 from laffi.inference.selffeedback import answer_all
+from laffi.inference.surface import LanguageModel
 from laffi.io import write_json_atomic, write_jsonl_atomic
 from laffi.squad.metric import score_one, squad_v2_scores
 
@@ -87,16 +88,16 @@ def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
             "revised_share": 100.0 * sum(fb.revised for fb in feedbacks) / n}
 
 
-def evaluate_variants(lm, examples, variants: list[str], gen: GenerationConfig | None = None,
-                      out_dir: str | os.PathLike | None = None,
-                      progress: Callable[[int, int], None] | None = None, feedback: bool = False,
-                      paths: dict | None = None, direct: dict | None = None) -> dict:
+def evaluate_variants(lm: LanguageModel, examples, variants: list[str], gen: GenerationConfig | None = None,
+                      out_dir: str | os.PathLike | None = None, on_event: OnEvent | None = None,
+                      feedback: bool = False, paths: dict | None = None, direct: dict | None = None) -> dict:
     """Score every variant on `examples`; returns {"n", "variants": {v: metrics}, "per_question": {v: values},
     "direct": {v: [Answer]}} and writes files if out_dir. feedback=True: every variant also predicts feedback on
-    its draft (else only variants whose path needs it). `direct` may bring direct answers already made."""
+    its draft (else only variants whose path needs it). `direct` may bring direct answers already made. on_event:
+    every generated row's events (laffi.inference.events; count_done makes a progress bar of them)."""
     gen = gen or GenerationConfig()
     pairs = [(ex.context, ex.question) for ex in examples]
-    results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, progress=progress, direct=direct)
+    results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, on_event=on_event, direct=direct)
     out = {"n": len(examples), "variants": {}, "per_question": {},
            "direct": {v: [r.direct for r in results[v]] for v in variants}, "results": results}
     for v in variants:
@@ -177,8 +178,9 @@ def _write_variant(folder: Path, examples, rows) -> None:
     write_jsonl_atomic(folder / "examples.jsonl", lines)
 
 
-def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig | None = None,
-                       chosen_on: dict | None = None, out_dir=None, progress=None, write: bool = True) -> dict:
+def calibrate_variants(lm: LanguageModel, examples, variants: list[str], gen: GenerationConfig | None = None,
+                       chosen_on: dict | None = None, out_dir=None, on_event: OnEvent | None = None,
+                       write: bool = True) -> dict:
     """Choose every variant's no-answer threshold on these (validation) questions and, with write, store it in
     its adapter folder (the base model's beside the adapters). A verify-path variant also chooses how its
     na_prob is made from its verdicts (laffi.inference.answerability.NA_PROB_KINDS), by the F1 it gives here.
@@ -187,7 +189,7 @@ def calibrate_variants(lm, examples, variants: list[str], gen: GenerationConfig 
     from laffi.inference.models import BASE_VARIANT
     from laffi.inference.selffeedback import candidates_na_prob
 
-    result = evaluate_variants(lm, examples, variants, gen, out_dir=out_dir, progress=progress)
+    result = evaluate_variants(lm, examples, variants, gen, out_dir=out_dir, on_event=on_event)
     chosen = {}
     for v in variants:
         rows = result["results"][v]

@@ -20,7 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 from laffi.errors import LaffiError
+from laffi.inference.events import OnEvent
 from laffi.inference.prompts import NO_ANSWER, extract_answer, first_line, parse_feedback, render
+from laffi.inference.surface import LanguageModel
 from laffi.squad.metric import compute_exact, compute_f1, get_tokens, gold_answers
 
 CATEGORIES = ("correct", "correct_abstain", "should_abstain", "wrong_abstain", "partial_sentence",
@@ -169,23 +171,25 @@ def llm_annotator_messages(rec: dict) -> list[dict]:
     ]
 
 
-def llm_feedback(records: list[dict], lm, variant: str = "base", max_new_tokens: int = 80,
-                 batch_size: int = 8, progress=None) -> list[str]:
-    """Feedback written by a causal LM (the paper's AI annotator), one line per record."""
+def llm_feedback(records: list[dict], lm: LanguageModel, variant: str = "base", max_new_tokens: int = 80,
+                 batch_size: int = 8, on_event: OnEvent | None = None) -> list[str]:
+    """Feedback written by a causal LM (the paper's AI annotator), one line per record; on_event: its events
+    (stage "annotate", index: the record's)."""
     from laffi.inference.generation import GenerationConfig, generate_grid
 
     prompts = [render(lm.tokenizer, llm_annotator_messages(r)) for r in records]
     out = generate_grid(lm, prompts, [variant], GenerationConfig(max_new_tokens=max_new_tokens,
-                                                                  batch_size=batch_size), progress)
+                                                                  batch_size=batch_size), on_event,
+                        stage="annotate")
     return [first_line(t) for t in out[variant]]
 
 
-def annotate(records: list[dict], annotator: str = "reference", seed: int = 0, lm=None,
-             on_fail: str = "replace", progress=None) -> tuple[list[dict], dict]:
+def annotate(records: list[dict], annotator: str = "reference", seed: int = 0, lm: LanguageModel | None = None,
+             on_fail: str = "replace", on_event: OnEvent | None = None) -> tuple[list[dict], dict]:
     """Add feedback, feedback_source, category (and llm_check for `llm`) to every record; returns a report."""
     rng = random.Random(seed)
     out, report = [], {"annotator": annotator, "n": len(records), "categories": {}}
-    llm_texts = llm_feedback(records, lm, progress=progress) if annotator == "llm" else None
+    llm_texts = llm_feedback(records, lm, on_event=on_event) if annotator == "llm" else None
     failures = Counter()
     for i, rec in enumerate(records):
         ref_text, category = reference_feedback(rec, rng)
@@ -265,14 +269,15 @@ def mix_feedback(ai_records: list[dict], human: dict[str, dict], human_fraction:
                  "requested_fraction": human_fraction, "available_human": len(candidates)}
 
 
-def annotate_with_human(records: list[dict], annotator: str = "reference", seed: int = 0, lm=None,
+def annotate_with_human(records: list[dict], annotator: str = "reference", seed: int = 0,
+                        lm: LanguageModel | None = None,
                         on_fail: str = "replace", human: str | None = None, human_fraction: float = 0.0,
-                        progress=None) -> tuple[list[dict], dict]:
+                        on_event: OnEvent | None = None) -> tuple[list[dict], dict]:
     """AI feedback on every record, then the hybrid mix with human feedback from `human` (CSV, JSONL or the app's
     SQLite store) when given; report["human_problems"] lists rows that were malformed or matched no question."""
     from laffi.feedback.store import read_human_feedback
 
-    annotated, report = annotate(records, annotator, seed=seed, lm=lm, on_fail=on_fail, progress=progress)
+    annotated, report = annotate(records, annotator, seed=seed, lm=lm, on_fail=on_fail, on_event=on_event)
     if human:
         rows, bad = read_human_feedback(human)
         matched, unmatched = match_human_feedback(annotated, rows)

@@ -30,6 +30,8 @@ import re
 from collections import Counter
 
 from laffi.errors import LaffiError
+from laffi.inference.events import OnEvent
+from laffi.inference.surface import LanguageModel
 from laffi.squad.metric import get_tokens
 
 DRAFT_MIXES = ("own", "own+synthetic", "synthetic")
@@ -154,9 +156,11 @@ def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1)
     return out, dict(Counter(r["draft_kind"] for r in out))
 
 
-def own_drafts(lm, examples, gen=None, progress=None, variant: str = "base") -> list[dict]:
-    """The model answers each question; records keep everything later stages need (a `datasets` JSON dataset)."""
+def own_drafts(lm: LanguageModel, examples, gen=None, on_event: OnEvent | None = None,
+               variant: str = "base") -> list[dict]:
+    """The model answers each question; records keep everything later stages need (a `datasets` JSON dataset).
+    on_event: the answers' events (laffi.inference.events)."""
     from laffi.inference.generation import answer_questions
 
-    answers = answer_questions(lm, [(e.context, e.question) for e in examples], [variant], gen, progress)[variant]
+    answers = answer_questions(lm, [(e.context, e.question) for e in examples], [variant], gen, on_event)[variant]
     return [dict(e.to_dict(), prediction=a.text, raw=a.raw, predicted_by=variant) for e, a in zip(examples, answers)]

@@ -6,8 +6,8 @@ Usage:
     use_backend(lm, BackendConfig.from_settings(Settings.from_env()))
     answer_questions(lm, pairs, variants)     # laffi.inference.generation, unchanged: now answered by the server
 
-The switch is one attribute of the loaded model (lm.backend), read by laffi.inference.generation.generate_batched, the one
-function every answer, draft and feedback goes through: `ask`, `eval`, the pipeline's predict stage and the app's
+The switch is the loaded model's generator (lm.use_generator: laffi.inference.surface.RowGenerator), which
+laffi.inference.generation.generate_batched asks, the one function every answer, draft and feedback goes through: `ask`, `eval`, the pipeline's predict stage and the app's
 Ask and Evaluate tabs all follow it, and get the same Answer objects either way. Prompts are still rendered by
 laffi.inference.prompts with the model's tokenizer, so both backends read identical prompts. Attention views always use the
 transformers model (vLLM does not return attention weights).
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from laffi.errors import LaffiError
+from laffi.inference.surface import LanguageModel
 from laffi.settings import BACKENDS
 
 
@@ -44,13 +45,14 @@ class BackendConfig:
         return cls(backend=settings.backend, vllm_url=settings.vllm_url)
 
 
-def use_backend(lm, cfg: BackendConfig | None, log=None):
+def use_backend(lm: LanguageModel, cfg: BackendConfig | None, log=None) -> LanguageModel:
     """Make `cfg.backend` generate for `lm` (a LoadedModel); returns lm. vllm: connect to cfg.vllm_url, or start
     `vllm serve` for lm's base model and adapters (minutes on a GPU) and stop it when this process ends."""
     if cfg is None or cfg.backend == "transformers":
-        lm.backend = None
+        lm.use_generator(None)
         return lm
     from laffi.inference.vllm import VllmBackend
 
-    lm.backend = VllmBackend.for_model(lm, url=cfg.vllm_url, extra_args=cfg.vllm_args, log=log)
+    server = VllmBackend.for_model(lm, url=cfg.vllm_url, extra_args=cfg.vllm_args, log=log)
+    lm.use_generator(server)
     return lm

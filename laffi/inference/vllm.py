@@ -5,7 +5,7 @@ Usage:
     backend = VllmBackend("http://127.0.0.1:8000", eos_token="<|im_end|>", adapters={"sft": Path(...)})
     backend = VllmBackend.for_model(lm)          # starts `vllm serve <base> --enable-lora --lora-modules ...`
     texts = backend.generate([(prompt, "sft"), (prompt, "base")], GenerationConfig())   # one reply per row
-    lm.backend = backend                          # what laffi.inference.backends.use_backend does: every answer goes here
+    lm.use_generator(backend)                     # what laffi.inference.backends.use_backend does: every answer goes here
 
 One request per variant (model = the adapter's name, or the base model's id for "base"), all sent at once, so
 the server batches rows of every adapter together. Prompts are the exact text laffi renders, sent with
@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from laffi.errors import LaffiError
+from laffi.inference.events import GenerationEvent, OnEvent, as_rows
 from laffi.inference.models import BASE_VARIANT  # laffi.inference.models imports torch only inside its functions
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values `vllm serve --max-lora-rank` accepts
@@ -108,7 +109,9 @@ class VllmServer:
 
 
 class VllmBackend:
-    """Generates laffi's rows on a vLLM server (see the module's docstring)."""
+    """Generates laffi's rows on a vLLM server (see the module's docstring): a laffi.inference.surface.RowGenerator."""
+
+    measures_first_token = False  # no token probabilities come back: answers are its greedy replies
 
     def __init__(self, url: str, eos_token: str | None = None, adapters: dict[str, Path] | None = None,
                  server: VllmServer | None = None, timeout: float = 600.0):
@@ -192,25 +195,24 @@ class VllmBackend:
                 break
         return out
 
-    def generate(self, rows: list[tuple[str, str]], cfg, progress=None, on_text=None) -> list[str]:
-        """One reply per (prompt, variant) row, in row order; progress(done, total) and on_text(row, text) as
-        laffi.inference.generation.generate_batched calls them (vLLM's replies arrive whole, so on_text fires once a row)."""
+    def generate(self, rows, cfg, on_event: OnEvent | None = None, first_token=None,
+                 first_probs: list | None = None) -> list[str]:
+        """One reply per row (Rows, or (prompt, variant) pairs), in row order (laffi.inference.surface.RowGenerator);
+        vLLM's replies arrive whole, so on_event gets one done event a row. first_token is not measured here."""
+        rows = as_rows(rows)
         by_variant: dict[str, list[int]] = {}
-        for k, (_, v) in enumerate(rows):
-            by_variant.setdefault(v, []).append(k)
+        for k, row in enumerate(rows):
+            by_variant.setdefault(row.variant, []).append(k)
         jobs = [(v, idx[i:i + PROMPTS_PER_REQUEST]) for v, idx in by_variant.items()
                 for i in range(0, len(idx), PROMPTS_PER_REQUEST)]
         models = {v: self.model_for(v) for v in by_variant}
-        out, done = [""] * len(rows), 0
+        out = [""] * len(rows)
         with ThreadPoolExecutor(max_workers=min(16, len(jobs)) or 1) as pool:  # in flight together: one batch
-            futures = [(idx, pool.submit(self.complete, models[v], [rows[k][0] for k in idx], cfg.max_new_tokens,
+            futures = [(idx, pool.submit(self.complete, models[v], [rows[k].prompt for k in idx], cfg.max_new_tokens,
                                          cfg.stop_at_newline)) for v, idx in jobs]
             for idx, future in futures:
                 for k, text in zip(idx, future.result()):
                     out[k] = text
-                    if on_text:
-                        on_text(k, text)
-                done += len(idx)
-                if progress:
-                    progress(done, len(rows))
+                    if on_event:
+                        on_event(GenerationEvent.of(rows[k], text, done=True, total=len(rows)))
         return out

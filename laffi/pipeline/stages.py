@@ -24,6 +24,7 @@ from pathlib import Path
 
 from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
 from laffi.errors import LaffiError
+from laffi.inference.events import count_done
 from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from laffi.pipeline.steps import annotate_records, train_records
 from laffi.settings import DEFAULT_SQUAD
@@ -191,12 +192,12 @@ class Stages:
             from laffi.inference.backends import use_backend
 
             lm = use_backend(load_model(ModelConfig(base=self.cfg.base, adapters_dir=None)), self.backend, self.log)
-            gen, tick = GenerationConfig(batch_size=self.cfg.eval_batch_size), self._ticker("predict")
-            total = len(missing)
+            gen = GenerationConfig(batch_size=self.cfg.eval_batch_size)
+            counted = count_done(self._ticker("predict"), total=len(missing))  # over every chunk
             # Saved every chunk: a run stopped after an hour keeps that hour's answers.
-            for start in range(0, total, PREDICT_CHUNK):
+            for start in range(0, len(missing), PREDICT_CHUNK):
                 chunk = missing[start:start + PREDICT_CHUNK]
-                for r in own_drafts(lm, chunk, gen, lambda d, _t, s=start: tick(s + d, total)):
+                for r in own_drafts(lm, chunk, gen, counted):
                     done[r["qid"]] = r
                 write_jsonl_atomic(path, done.values())
                 write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
@@ -224,7 +225,7 @@ class Stages:
         annotated, report = annotate_records(
             [] if alone else self.predict(), c.annotator, c.seed, c.drafts, c.synthetic_per_question, lm=lm,
             human=c.human_feedback, human_fraction=c.human_fraction, feedback_rows=c.feedback_rows,
-            progress=self._ticker("annotate"), log=self.log)
+            on_event=count_done(self._ticker("annotate")), log=self.log)
         write_jsonl_atomic(path, annotated)
         write_json_atomic(self.out / "annotation_report.json", report)
         write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
@@ -321,7 +322,7 @@ class Stages:
 
         # the base model's answers don't change between runs (its threshold may: decided again on reading)
         cached = read_base_answers(cache, examples, direct_thresholds(lm, ["base"]).get("base"))
-        result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval", progress=self._ticker("evaluate"),
+        result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval", on_event=count_done(self._ticker("evaluate")),
                                    feedback=c.eval_feedback, direct={"base": cached} if cached else None)
         if not cached:
             write_json_atomic(cache, {ex.qid: base_answers_cache(a) for ex, a in zip(examples, result["direct"]["base"])})

@@ -17,11 +17,12 @@ from laffi.io import read_jsonl
 
 def annotate_records(records: list[dict], annotator: str = "reference", seed: int = 0, drafts: str = "own",
                      synthetic_per_question: int = 1, lm=None, on_fail: str = "replace", human: str | None = None,
-                     human_fraction: float = 0.0, feedback_rows: str | None = None, progress=None,
+                     human_fraction: float = 0.0, feedback_rows: str | None = None, on_event=None,
                      log=print) -> tuple[list[dict], dict]:
     """Stage 2, written once (the pipeline, `laffi annotate` and the app's jobs): drafts to judge (laffi.feedback.drafts),
     AI feedback mixed with human feedback that matches a question, then the app's collected feedback rows at
-    the human fraction (laffi.feedback.annotation.mix_with_feedback). Returns (records, report)."""
+    the human fraction (laffi.feedback.annotation.mix_with_feedback). on_event: the LLM annotator's
+    GenerationEvents (laffi.inference.events). Returns (records, report)."""
     from laffi.feedback.annotation import annotate_with_human, mix_with_feedback
     from laffi.feedback.drafts import add_drafts
 
@@ -30,7 +31,7 @@ def annotate_records(records: list[dict], annotator: str = "reference", seed: in
         log(f"annotate: {annotator} annotator on {len(records)} drafts ({drafts}: {mix})"
             + (f", human fraction {human_fraction}" if human else ""))
     annotated, report = annotate_with_human(records, annotator, seed=seed, lm=lm, on_fail=on_fail, human=human,
-                                            human_fraction=human_fraction, progress=progress)
+                                            human_fraction=human_fraction, on_event=on_event)
     report["drafts"] = {"mix": drafts, "per_kind": mix}
     for p in report.get("human_problems", [])[:10]:
         log(f"warning: human feedback {p}")

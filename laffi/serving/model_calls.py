@@ -6,7 +6,7 @@ Usage:
                                                               # registers GPU functions then)
     direct = calls.answer(pairs, variants, cfg)                      # {variant: [Answer]}, one mixed batch
     results = calls.answer_all(pairs, variants, cfg, paths, direct)  # + self-feedback: {variant: [Result]}
-    calls.answer(pairs, variants, cfg, on_text=show)   # streams show(variant, pair index, text so far) ...
+    calls.answer(pairs, variants, cfg, on_event=show)  # streams show(GenerationEvent) ...
     calls.streams                                      # ... where that is possible: False on ZeroGPU
     view = calls.attention(context, question, answer, variant)      # AttentionView (numpy arrays)
 
@@ -14,7 +14,7 @@ The model stays in the closures (placed on the device at start-up); the argument
 small config dataclasses, earlier results), because on ZeroGPU they are pickled into a worker process and the
 results pickled back. Anything that changes the model (attaching an adapter) happens before these calls, in the
 app's process: a change made inside one would stay in the worker. A streaming callback can't cross that process
-boundary either, so on ZeroGPU on_text is dropped (`streams` is False) and the call returns its whole result.
+boundary either, so on ZeroGPU on_event is dropped (`streams` is False) and the call returns its whole result.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from laffi.inference.surface import LanguageModel
 from laffi.serving.gpu import attention_seconds, generation_seconds, gpu_task
 
 
@@ -41,26 +42,26 @@ class ModelCalls:
     answer: Callable
     answer_all: Callable
     attention: Callable
-    streams: bool = True  # whether on_text callbacks are honoured (not on ZeroGPU)
+    streams: bool = True  # whether on_event callbacks are honoured (not on ZeroGPU)
 
     @classmethod
-    def wrap(cls, lm, zero_gpu: bool = False) -> "ModelCalls":
+    def wrap(cls, lm: LanguageModel, zero_gpu: bool = False) -> "ModelCalls":
         from laffi.inference.attention import attention_view
         from laffi.inference.generation import answer_questions
         from laffi.inference.selffeedback import answer_all
 
-        def answer(pairs, variants, cfg, on_text=None):
-            return answer_questions(lm, pairs, variants, cfg, on_text=on_text)
+        def answer(pairs, variants, cfg, on_event=None):
+            return answer_questions(lm, pairs, variants, cfg, on_event=on_event)
 
-        def answer_with_feedback(pairs, variants, cfg, paths=None, direct=None, on_text=None):
-            return answer_all(lm, pairs, variants, cfg, feedback=True, paths=paths, direct=direct, on_text=on_text)
+        def answer_with_feedback(pairs, variants, cfg, paths=None, direct=None, on_event=None):
+            return answer_all(lm, pairs, variants, cfg, feedback=True, paths=paths, direct=direct, on_event=on_event)
 
         def streaming(plain, duration):
             """The GPU task without a callback; with one (and not on ZeroGPU) the plain call, which streams."""
             task = gpu_task(duration=duration)(plain)
 
-            def call(*args, on_text=None):
-                return task(*args) if on_text is None or zero_gpu else plain(*args, on_text=on_text)
+            def call(*args, on_event=None):
+                return task(*args) if on_event is None or zero_gpu else plain(*args, on_event=on_event)
 
             return call
 

@@ -5,8 +5,8 @@ Usage:  last, asked, saved, session = build_ask_tab(ctx) inside a gr.Blocks (las
         last question's result; asked, saved: the events, to chain updates of other tabs on; session: where
         session_text shows this browser's session id on load).
         for result in run_ask(ctx, passage, question): ...   # what /ask streams; the last one is the API's result
-Every card fills token by token (the model call runs in a worker thread, its on_text feeds a queue, the request
-sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback can't cross into the GPU worker, the
+Every card fills token by token (laffi.inference.events.streamed: the model call runs in a worker thread, its
+GenerationEvents reach the request, which sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback can't cross into the GPU worker, the
 answers and then the feedback arrive whole.
 Everything the model or a user wrote is shown in Textboxes (plain text), never rendered as HTML.
 """
@@ -14,14 +14,13 @@ Everything the model or a user wrote is shown in Textboxes (plain text), never r
 from __future__ import annotations
 
 import copy
-import queue
-import threading
 import time
 
 import gradio as gr
 
 from laffi.errors import LaffiError
 from laffi.inference.answerability import DEFAULT_THRESHOLD, direct_thresholds
+from laffi.inference.events import streamed
 from laffi.inference.generation import GenerationConfig
 from laffi.inference.prompts import first_line, fit_context
 from laffi.inference.selffeedback import answer_paths, drafters
@@ -83,48 +82,6 @@ def self_feedback_caveat(lm, variant: str) -> str:
             "(balanced accuracy: 50% is a coin toss).")
 
 
-def streamed(work, interval: float, show):
-    """Generator: runs work(on_text) in a worker thread (the model call) and, as its on_text reports, yields
-    show(updates) - the on_text arguments since the last yield - at most every `interval` seconds (the first at
-    once, as the first token is what the audience waits for; interval 0: one yield per update). Returns work's
-    value (`value = yield from streamed(...)`); raises its exception."""
-    updates: queue.Queue = queue.Queue()
-    end, box = object(), {}
-
-    def run():
-        try:
-            box["value"] = work(lambda *args: updates.put(args))
-        except BaseException as e:  # re-raised in the request's thread, where Gradio shows it
-            box["error"] = e
-        finally:
-            updates.put(end)
-
-    worker = threading.Thread(target=run, name="laffi-ask-stream", daemon=True)
-    worker.start()
-    try:
-        pending, last = [], None
-        while True:
-            wait = None if not pending or last is None else max(0.0, last + interval - time.perf_counter())
-            try:
-                item = updates.get(timeout=wait)
-            except queue.Empty:  # the interval passed with text not shown yet
-                item = None
-            if item is end:
-                break
-            if item is not None:
-                pending.append(item)
-            if item is None or last is None or interval <= 0 or time.perf_counter() - last >= interval:
-                last = time.perf_counter()
-                shown, pending = show(pending), []
-                if shown is not None:
-                    yield shown
-    finally:  # one request uses the model at a time: a stream closed early (the page left) waits for its worker
-        worker.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     """Generator of result dicts (result["phase"]): "loading" while the model loads (then it waits for it),
     "answering" as every variant's answer streams in (where calls stream: not on ZeroGPU), "answered" once all
@@ -147,14 +104,13 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     start = time.perf_counter()
 
     def show(stage: str, field_name: str):
-        def apply(updates):
+        def apply(events):
             changed = False
-            for update in updates:  # (variant, pair, text), or (stage, variant, pair, text) from answer_all
-                *where, variant, _pair, text = update
-                row = result["variants"].get(variant) if where in ([], [stage]) else None
+            for event in events:  # GenerationEvents: this stage's rows fill their cards (a chooser's are not shown)
+                row = result["variants"].get(event.variant) if event.stage == stage else None
                 # a character split over several tokens decodes as U+FFFD until its last byte: held back, as
                 # transformers' TextStreamer does, so a card never shows a glyph that then changes
-                text = first_line(text).rstrip("\ufffd")
+                text = first_line(event.text).rstrip("\ufffd")
                 if row is None or row.get(field_name) == text:
                     continue
                 row[field_name], changed = text, True
@@ -166,7 +122,7 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     drafting = drafters(variants, paths, feedback=True)
     try:  # first every direct answer (and the base model's drafts), in one mixed batch ...
         if ctx.calls.streams:
-            direct = yield from streamed(lambda on_text: ctx.calls.answer(pair, drafting, cfg, on_text=on_text),
+            direct = yield from streamed(lambda on_event: ctx.calls.answer(pair, drafting, cfg, on_event=on_event),
                                          interval, show("answer", "answer"))
         else:
             direct = ctx.calls.answer(pair, drafting, cfg)
@@ -186,8 +142,8 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     result["phase"] = "feedback"
     start = time.perf_counter()  # ... then every variant's feedback on its draft, in one more
     if ctx.calls.streams:
-        results = yield from streamed(lambda on_text: ctx.calls.answer_all(pair, variants, cfg, paths, direct,
-                                                                           on_text=on_text),
+        results = yield from streamed(lambda on_event: ctx.calls.answer_all(pair, variants, cfg, paths, direct,
+                                                                            on_event=on_event),
                                       interval, show("feedback", "feedback"))
     else:
         results = ctx.calls.answer_all(pair, variants, cfg, paths, direct)

@@ -15,6 +15,7 @@ import gradio as gr
 from laffi.errors import LaffiError
 from laffi.evaluation.evaluate import evaluate_variants
 from laffi.evaluation.report import UNIT_KEYS
+from laffi.inference.events import count_done
 from laffi.inference.generation import GenerationConfig
 from laffi.squad.data import ARTICLE_SPLITS, load_squad, sample_examples, select_articles
 from laffi.ui.context import data_path, ordered, upload_message
@@ -122,7 +123,7 @@ def build_evaluate_tab(ctx, admin):
         out = s.runs_dir / "eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
         progress(0, desc="answering")
         result = evaluate_variants(ctx.lm, examples, chosen, GenerationConfig(), out_dir=out, feedback=self_feedback,
-                                   progress=lambda done, total: progress(done / total, desc="evaluating"))
+                                   on_event=count_done(lambda done, total: progress(done / total, desc="evaluating")))
         archive = shutil.make_archive(str(out), "zip", out)
         rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}  # the model variants, not the policy
         return metrics_table(result), bar_chart(result), archive, rows, _detail(rows, "wrong answers")

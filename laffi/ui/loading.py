@@ -71,8 +71,8 @@ def warm_up(lm) -> float:
 
     start = time.perf_counter()
     short = GenerationConfig(max_new_tokens=2)
-    direct = answer_questions(lm, [WARM_UP], lm.variants, short, on_text=lambda *a: None)
-    self_feedback(lm, [WARM_UP], direct, short, on_text=lambda *a: None)
+    direct = answer_questions(lm, [WARM_UP], lm.variants, short, on_event=lambda event: None)  # the streamed path
+    self_feedback(lm, [WARM_UP], direct, short, on_event=lambda event: None)
     return time.perf_counter() - start
 
 
