@@ -2,8 +2,8 @@
 Everything is in laffi/ui/; the model and settings come from the environment (README, "Deploying")."""
 
 import laffi.serving.gpu  # noqa: F401  (first: on a ZeroGPU Space `spaces` must be imported before torch)
-from laffi.ui import build_demo, launch, launch_options
+from laffi.ui import build_app, launch, launch_options
 
 if __name__ == "__main__":
     options = launch_options()  # --help prints the options and exits here, before any model work
-    launch(build_demo(defer_load=True), **options)  # the page is served first; the model loads behind it
+    launch(build_app(defer_load=True), **options)  # the page is served first; the model loads behind it

@@ -4,9 +4,9 @@ Usage:  python -m laffi --help        (CLI)
         python app.py                 (Gradio demo)
 
 What is where (the README's "Layout" table says more):
-- the model: models (base + adapters), kernels, multilora, prefix, generation, attention, answerability (best
-  span and no-answer probability, thresholds), selffeedback (feedback and the answer paths), backends/ (vLLM),
-  gpu, model_calls;
+- the model: models (base + adapters), surface (its typed protocol), kernels, multilora, prefix, generation,
+  events (what generation reports), attention, answerability (best span and no-answer probability,
+  thresholds), selffeedback (feedback and the answer paths), backends/ (vLLM), gpu, model_calls;
 - the stages: data, prompts, drafts (stage 1), annotation (stage 2; the app's feedback as training records),
   training, packing, train_logs, distributed (stage 3), evaluation, squad_metric, metric/, stats, report
   (stage 4), stages (all four, written once), study;

@@ -93,7 +93,7 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
 
     from laffi.inference.models import ModelConfig, load_model
     from laffi.settings import Settings
-    from laffi.ui import build_demo, launch
+    from laffi.ui import build_app, launch
 
     if adapters is not None:
         shutil.copytree(adapters, root / "adapters")
@@ -101,8 +101,9 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
         lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root / "adapters") if adapters else None))
     settings = Settings.from_env(data_dir=root / "data", runs_dir=root / "runs",
                                  **({"queue_size": queue_size} if queue_size else {}), **settings)
-    demo = build_demo(lm=lm, settings=settings)
-    launch(demo, settings, server_port=None, prevent_thread_lock=True, quiet=True)
+    app = build_app(lm=lm, settings=settings)
+    launch(app, settings, server_port=None, prevent_thread_lock=True, quiet=True)
+    demo = app.demo
     demo.laffi_settings, demo.laffi_lm = settings, lm
     return demo
 

@@ -140,3 +140,18 @@ def test_cli_commands_call_the_stages_not_training_or_annotation():
     """The CLI's annotate and train are the stages' own bodies (laffi.pipeline.steps), not a second copy."""
     used = {m for m, _ in imports(PACKAGE / "cli" / "commands.py", set(modules()))}
     assert not used & {"laffi.training.trainer", "laffi.feedback.annotation"}, used
+
+
+def test_the_model_surface_is_declared_not_poked():
+    """No module sets or reads an attribute stuck onto the model from outside (lm.backend, demo.laffi_model,
+    getattr(lm, ...)) and no layer re-maps row numbers to (variant, question): rows carry their labels
+    (laffi.inference.events), and one on_event callback replaces on_text and progress."""
+    import re
+
+    checks = {"attribute poked onto the model": r"\blm\.backend\b|getattr\((?:ctx\.|self\.)?lm\b|laffi_model",
+              "row re-mapped by index arithmetic":  # k % n, k // n, [j::n] (rounding a size down is fine)
+                  r"%\s*len\(variants\)|//\s*len\(variants\)(?!\s*\*)|::\s*len\(variants\)",
+              "a callback other than on_event": r"\bon_text\b"}
+    bad = [f"{m}: {what}" for m, path in modules().items() for what, pattern in checks.items()
+           if re.search(pattern, path.read_text())]
+    assert not bad, bad

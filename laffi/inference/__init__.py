@@ -2,6 +2,8 @@
 
     models        load the base (embedded GGUF, a Hub id or a folder) and every adapter in adapters/ onto it
     generation    greedy generation for several variants in one mixed-adapter batch (streamed)
+    events        GenerationEvent: what every generated row reports (stage, variant, question index, text)
+    surface       the typed model every caller uses (LanguageModel) and what generates its rows (RowGenerator)
     prompts       every prompt laffi sends and how answers are read back out
     answerability each answer's best span and no-answer probability; thresholds chosen on validation
     selffeedback  answer paths: direct, draft -> predicted feedback -> answer, verify, rank

@@ -6,16 +6,22 @@ Usage:
                                                 # model loads in a background thread while the page is served
     demo = build_demo(lm=lm, settings=Settings.from_env(data_dir=tmp))   # tests: a loaded model, ready at once
     demo = build_demo(lm=LazyModel(settings, load=fn), settings=settings)  # tests: a loader of their own
-    launch(build_demo(defer_load=True))         # as `python app.py` does: the page first, then the model loads
+    launch(build_app(defer_load=True))          # as `python app.py` does: the page first, then the model loads
+    app = build_app(lm=lm, settings=settings); app.demo, app.lm   # the page and the model behind it
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from laffi.settings import Settings
+
+if TYPE_CHECKING:
+    from laffi.ui.loading import LazyModel
 
 # Variant cards sit in a grid whose column count follows the number of variants (set by the Ask tab's render):
 # 4 variants are 2 x 2, never 3 + 1 with the last card stretched over the whole row.
@@ -34,13 +40,16 @@ LOADING = ("⏳ **Loading the model…** The page works meanwhile: a question as
 def status_text(lm, variants: list[str] | None = None) -> str:
     """The header: the model, its variants (by default those loaded) and what is missing; while the model loads
     (a laffi.ui.loading.LazyModel not ready yet), that it is loading."""
+    from laffi.ui.loading import LazyModel
+
     variants = variants or lm.variants
-    if getattr(lm, "failed", None) is not None:
+    lazy = lm if isinstance(lm, LazyModel) else None  # a LoadedModel is ready and did not fail
+    if lazy is not None and lazy.failed is not None:
         from laffi.ui.text import md_literal
 
-        why = (str(lm.failed).strip().splitlines() or [type(lm.failed).__name__])[0][:300]
+        why = (str(lazy.failed).strip().splitlines() or [type(lazy.failed).__name__])[0][:300]
         return f"⚠️ **The model failed to load:** {md_literal(why)}"
-    if not getattr(lm, "ready", True):
+    if lazy is not None and not lazy.ready:
         return f"**Model:** `{lm.config.base}` · **variants:** " + ", ".join(f"`{v}`" for v in variants) + \
             "\n\n" + LOADING
     dtype = str(next(lm.model.parameters()).dtype).replace("torch.", "")
@@ -56,7 +65,20 @@ def status_text(lm, variants: list[str] | None = None) -> str:
     return "\n\n".join(lines)
 
 
-def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = False) -> gr.Blocks:
+@dataclass(frozen=True)
+class App:
+    """The page and the model behind it: what `launch` serves, and starts loading once the server is up."""
+
+    demo: gr.Blocks
+    lm: "LazyModel"
+
+
+def build_demo(lm=None, settings: Settings | None = None) -> gr.Blocks:
+    """The page of build_app, its model loading (or loaded) already."""
+    return build_app(lm, settings).demo
+
+
+def build_app(lm=None, settings: Settings | None = None, defer_load: bool = False) -> App:
     """The whole app around one model: `lm` loaded already (ready at once), a LazyModel (started here, after the
     page is built), or None: loaded from the settings in the background - except on ZeroGPU, where the model must
     be on (emulated) CUDA before `spaces` registers the GPU functions, so it is loaded here first. defer_load:
@@ -132,10 +154,9 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
         if train:
             demo.load(train[0], None, train[1], api_name=False)  # a refreshed page re-attaches to the running job
     lm.on_ready = ctx.model_loaded
-    demo.laffi_model = lm  # for launch, when the load is deferred to it
     if not defer_load:
         lm.start()  # after the page is built: it is served while the model loads
-    return demo
+    return App(demo, lm)
 
 
 def launch_options(argv: list[str] | None = None) -> dict:
@@ -158,22 +179,20 @@ def launch_options(argv: list[str] | None = None) -> dict:
     return {"server_name": args.host, "server_port": args.port, "share": args.share}
 
 
-def launch(demo: gr.Blocks, settings: Settings | None = None, **kwargs):
-    """Queue (one model worker; LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860)
+def launch(app: App, settings: Settings | None = None, **kwargs):
+    """Serve app.demo and start loading app.lm (a no-op when build_app started it). Queue (one model worker; LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860)
     with the app's CSS; keyword arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True).
     Served beyond this machine, the room's address is recorded for every page to show (laffi.ui.room)."""
     from laffi.ui.room import room_url, set_room
 
-    settings = settings or Settings.from_env()
+    settings, demo = settings or Settings.from_env(), app.demo
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     options = {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")), "css": CSS}
     block = not kwargs.pop("prevent_thread_lock", False)
     served = demo.launch(**{**options, **kwargs, "prevent_thread_lock": True})
     set_room(room_url(demo.server_name, demo.server_port, getattr(demo, "share_url", None)))
-    lm = getattr(demo, "laffi_model", None)
-    if lm is not None:
-        lm.start()  # the page is served now; a no-op when build_demo started the load already
+    app.lm.start()  # the page is served now; a no-op when build_app started the load already
     if block:
         demo.block_thread()  # what demo.launch does by default: serve until interrupted
     return served

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from laffi.inference.models import BASE_VARIANT, ModelConfig, discover_adapters, embedded_gguf_path
+from laffi.inference.surface import RowGenerator
 
 WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity in 1952.",
            "When was the lighthouse lit?")
@@ -88,7 +89,8 @@ class _PendingBase:
 
 
 class LazyModel:
-    """A LoadedModel that may still be loading (see the module's usage)."""
+    """A LoadedModel that may still be loading (see the module's usage): a laffi.inference.surface.LanguageModel
+    whose every member is declared here, answered from disk or waiting for the model."""
 
     def __init__(self, settings, load=None, warm: bool = True):
         self.settings = settings
@@ -184,7 +186,42 @@ class LazyModel:
         config = config_on_disk(self.config)
         return _PendingBase(self, config) if config else self.wait().model
 
-    def __getattr__(self, name):
-        if name.startswith("__") or name in ("_lm", "_ready", "_error"):  # copy/pickle probes; half-built object
-            raise AttributeError(name)
-        return getattr(self.wait(), name)
+    # The rest of laffi.inference.surface.LanguageModel: the loaded model's, once it is ready (waiting till then).
+    @property
+    def tokenizer(self):
+        return self.wait().tokenizer
+
+    @property
+    def device(self):
+        return self.wait().device
+
+    @property
+    def generator(self) -> RowGenerator | None:
+        return self.wait().generator
+
+    def use_generator(self, generator: RowGenerator | None) -> None:
+        self.wait().use_generator(generator)
+
+    def peft_names(self, variants: list[str]) -> list[str]:
+        return self.wait().peft_names(variants)
+
+    def can_mix(self, variants: list[str]) -> bool:
+        return self.wait().can_mix(variants)
+
+    def rows(self, variants: list[str]):
+        return self.wait().rows(variants)
+
+    def untouched_layers(self, variants: list[str]) -> int:
+        return self.wait().untouched_layers(variants)
+
+    def max_context_tokens(self, cap: int) -> int:
+        return self.wait().max_context_tokens(cap)
+
+    def refresh_adapters(self) -> list[str]:
+        return self.wait().refresh_adapters()
+
+    def attach(self, name: str, path: str | Path) -> bool:
+        return self.wait().attach(name, path)
+
+    def watch(self, folder: str | Path) -> None:
+        self.wait().watch(folder)
