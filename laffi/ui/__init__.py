@@ -1,6 +1,12 @@
 """The laffi app (Gradio Blocks): one base model and its LoRA adapters side by side, with self-feedback, attention
 views, live feedback capture, training and evaluation. One module per tab; this one lays them out.
 
+    ask, attention_tab, feedback_tab, train_tab, evaluate_tab   the tabs (thin callbacks over the library)
+    context    what the tabs share (AppContext: the model, the feedback store, the settings; the admin unlock)
+    loading    the model loading behind a served page (LazyModel), the status line
+    text       pop-ups and user text as text, never HTML
+    room       the room's address and QR code when the app serves a room
+
 Usage:
     demo = build_demo()                         # model and settings from the environment (laffi.settings); the
                                                 # model loads in a background thread while the page is served
@@ -82,7 +88,7 @@ def build_demo(lm=None, settings: Settings | None = None, defer_load: bool = Fal
     js = ensure_js()
     if js:
         gr.set_static_paths([str(js)])
-    jobs = JobManager(settings.runs_dir / "jobs") if settings.enable_training else None
+    jobs = JobManager(settings.runs_dir / "jobs", settings.stop_grace_seconds) if settings.enable_training else None
     with gr.Blocks(title="LaFFi — natural-language feedback for fine-tuning") as demo:
         gr.Markdown("# LaFFi: natural-language feedback for fine-tuning\n"
                     "One base model with LoRA adapters trained by plain SFT and by LaFFi (learning to predict an "
