@@ -10,3 +10,10 @@ It subclasses ValueError so config validation (`__post_init__`) reads like TRL's
 
 class LaffiError(ValueError):
     """A problem with the user's input or environment, described in a sentence that says what to do."""
+
+
+def check_at_least_one(**values) -> None:
+    """Flags that count things (a limit, processes, drafts): None is "not set", anything else must be >= 1."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise LaffiError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")

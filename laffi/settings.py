@@ -160,7 +160,7 @@ class Settings:
     def model_kwargs(self) -> dict:
         """ModelConfig's fields that the environment sets: `ModelConfig(**settings.model_kwargs())`."""
         kwargs = {"base": self.base, "adapters_dir": self.adapters_dir, "quantize": self.quantize,
-                  "cpu_kernels": self.cpu_kernels}
+                  "cpu_kernels": self.cpu_kernels, "cache_dir": str(self.cache)}
         if self.zero_gpu:  # the model goes on cuda at start-up (ZeroGPU's emulated CUDA); its GPUs do bfloat16
             kwargs.update(device="cuda", dtype="bfloat16")
         return kwargs

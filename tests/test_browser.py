@@ -225,7 +225,7 @@ def test_train_tab_upload_box_and_a_refreshed_page_shows_the_jobs_settings(app, 
                    for name in ("r", "alpha", "batch", "epochs")}
         assert numbers == {"r": "6", "alpha": "12", "batch": "1", "epochs": "2"}
         assert pg.locator("#train-source input[value=upload]").is_checked()
-        assert pg.locator("#train-upload").is_visible()
+        pg.locator("#train-upload").wait_for(state="visible", timeout=10_000)  # the source's change event shows it
         pg.locator("#train-source").get_by_text("shared SQuAD file").click()
         pg.locator("#train-upload").wait_for(state="hidden")
         pg.screenshot(path=str(ARTIFACTS / "9-train-reattached.png"), full_page=True)

@@ -173,3 +173,37 @@ def test_out_of_memory_is_shown_failed_and_the_checkpoint_resumes(spec, tmp_path
     assert st["state"] == "finished", st
     config = json.loads((tmp_path / "adapters" / "live" / "training_config.json").read_text())
     assert config["stats"]["resumed_from"].endswith("checkpoint-2")
+
+
+def test_a_job_learns_its_phase_from_progress_events_not_from_its_log(tmp_path, monkeypatch):
+    """The runner's status follows the stages' progress events; the log is for people and its wording can
+    change (a message that reads like the training stage's moves nothing)."""
+    import json
+    from dataclasses import asdict
+
+    from laffi.pipeline import job_runner
+
+    phases = []
+
+    def phase():
+        return json.loads((tmp_path / "status.json").read_text())["phase"]
+
+    class Stages:
+        def __init__(self, log, progress, **_):
+            self.log, self.progress = log, progress
+
+        def train(self, which):
+            self.log("train laffi (seed 0): laffi on 3 records -> adapters/live")
+            phases.append(phase())
+            self.progress("annotate", 2, 3)
+            phases.append(phase())
+            self.progress("train", 0, 3)
+            phases.append(phase())
+            return tmp_path / "adapters" / "live"
+
+    (tmp_path / "spec.json").write_text(json.dumps(asdict(JobSpec(name="live", data="squad.json"))))
+    real = JobSpec.stages  # still what validates a spec; the runner's own call gets the stand-in
+    monkeypatch.setattr(JobSpec, "stages", lambda self, work, **kw: Stages(**kw) if "progress" in kw
+                        else real(self, work, **kw))
+    assert job_runner.run(tmp_path) == 0
+    assert phases == ["starting", "annotating", "training"] and phase() == "finished"

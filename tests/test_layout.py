@@ -155,3 +155,63 @@ def test_the_model_surface_is_declared_not_poked():
     bad = [f"{m}: {what}" for m, path in modules().items() for what, pattern in checks.items()
            if re.search(pattern, path.read_text())]
     assert not bad, bad
+
+
+# The modules that are entry points: each reads the environment once (Settings.from_env) and passes what it read.
+ENTRY_POINTS = {"laffi.cli", "laffi.cli.commands", "laffi.pipeline.job_runner", "laffi.ui",
+                "laffi.ui.context"}  # the last two until app.py passes its settings in
+
+
+def from_env_callers() -> set[str]:
+    found = set()
+    for m, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "from_env"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "Settings"):
+                found.add(m)
+    return found
+
+
+def test_settings_are_read_from_the_environment_only_at_entry_points():
+    """Library code takes its settings as arguments; only the CLI, the app's launch and a job's process read the
+    environment (`python app.py` passes it in too)."""
+    assert from_env_callers() <= ENTRY_POINTS, from_env_callers() - ENTRY_POINTS
+    assert "Settings.from_env(" in (REPO / "app.py").read_text()
+
+
+def test_the_entry_point_check_sees_a_call(tmp_path, monkeypatch):
+    fake = tmp_path / "laffi"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "library.py").write_text("from laffi.settings import Settings\n\ndef f():\n    return Settings.from_env()\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert from_env_callers() == {"laffi.library"}
+
+
+def test_the_package_top_is_a_few_modules_and_role_folders_that_say_what_they_hold():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 10, top
+    for folder in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text())) or ""
+        assert doc, f"{folder.name}/__init__.py has no docstring"
+        unnamed = [p.stem for p in folder.glob("*.py") if p.stem != "__init__" and p.stem not in doc]
+        assert not unnamed, f"{folder.name}/__init__.py does not name {unnamed}"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for folder in ("inference", "feedback", "squad", "training", "evaluation", "pipeline", "serving"):
+        assert f"laffi/{folder}/" in readme, folder
+
+
+def test_command_lines_are_built_in_one_place():
+    """`python -m laffi ...` lines come from laffi.commandline (config dataclasses -> flags); the launcher alone
+    wraps them. No stage, job or CLI command spells a flag of its own."""
+    spelled = []
+    for m, path in modules().items():
+        if m.startswith("laffi.pipeline") or m == "laffi.cli.commands" or m == "laffi.training.distributed":
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("--") \
+                        and node.value[2:].replace("_", "").replace("-", "").isalpha():
+                    spelled.append(f"{m}: {node.value}")
+    launcher = {"laffi.training.distributed: --config_file", "laffi.training.distributed: --num_processes",
+                "laffi.training.distributed: --main_process_port"}  # accelerate's own flags
+    assert set(spelled) <= launcher, sorted(set(spelled) - launcher)

@@ -64,3 +64,28 @@ def test_the_equivalent_commands_parse_as_real_commands(cfg):
         assert parsed
     train_cfg = parse("train", shlex.split(lines[-1])[4:])[0]
     assert train_cfg == run.train_config("laffi", 0)
+
+
+def test_the_train_stage_runs_on_the_objects_its_command_line_shows(cfg, monkeypatch):
+    """What Stages.train hands the stage body (the TrainConfig and the data it reads) is what `commands` renders:
+    the shown line parses back into exactly those objects; and the stage says it began (progress done=0) before
+    any model loads."""
+    from pathlib import Path
+
+    import laffi.pipeline.stages as stages_module
+    from laffi.adapter_folder import TrainResult
+    from laffi.cli import parse
+
+    got, events = {}, []
+
+    def body(records, tcfg, data, callbacks, log, extra, settings):
+        got.update(tcfg=tcfg, data=data, n=len(records()))
+        return TrainResult("stopped", Path(tcfg.work_dir))
+
+    monkeypatch.setattr(stages_module, "train_records", body)
+    run = Stages(cfg(methods=["sft"], train_limit=3), progress=lambda *e: events.append(e), log=lambda m: None)
+    assert run.train("sft") is None  # stopped: resumable
+    assert events == [("train", 0, 3)]
+    tcfg, data = parse("train", shlex.split(run.commands("sft"))[4:])
+    assert tcfg == got["tcfg"]
+    assert data.data == got["data"].data and data.articles == got["data"].articles and data.limit == 3

@@ -3,7 +3,12 @@
 Usage:
     python -m laffi bench                         # embedded model + shipped adapters; JSON + table on stdout
     python -m laffi bench --out bench/last_run.json --quick   # fewer repeats and questions (a smoke run)
-    report = run_bench(BenchConfig(...)); print(table(report))
+    report = run_bench(BenchConfig(...), settings); print(table(report))
+
+    common       BenchConfig, the timer and the result rows, the bench's SQuAD sample
+    measures     side-by-side generation, whole passages, start-up, memory, attention
+    work         evaluation speed, the quality guard, training speed
+    app_timing   the app as a user meets it: server start to first answer, an Ask's latency
 
 Each ratio compares two ways of doing the same work in this process, one right after the other, as the median
 of several repeats after a warm-up, so the machine's speed cancels out. Nothing here asserts a timing: the
@@ -22,8 +27,9 @@ from laffi.bench.common import BenchConfig, result, timed
 __all__ = ["BenchConfig", "run_bench", "table", "result", "timed"]
 
 
-def run_bench(cfg: BenchConfig, log=print) -> dict:
-    """Every measurement in turn; returns the JSON-able report."""
+def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
+    """Every measurement in turn; returns the JSON-able report. settings: the entry point's (laffi.settings: the
+    model cache, the app's environment for the Ask timing); defaults where none are passed."""
     import torch
 
     from laffi.bench.app_timing import app_start, ask_latency
@@ -31,8 +37,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
     from laffi.inference.kernels import routed
     from laffi.inference.models import ModelConfig, load_model, resolve_device_dtype
+    from laffi.settings import Settings
 
-    lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir))
+    settings = settings or Settings()
+    lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache)))
     device, dtype = resolve_device_dtype(lm.config)
     onednn = any(map(routed, lm.model.modules()))
     report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
@@ -41,10 +49,10 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
               "config": cfg.__dict__, "results": []}
     steps = [("side_by_side", lambda: side_by_side(lm, cfg)),
              ("side_by_side_passages", lambda: side_by_side_passages(lm, cfg)),
-             ("ask_latency", lambda: ask_latency(lm, cfg)), ("attention", lambda: attention(lm, cfg)),
+             ("ask_latency", lambda: ask_latency(lm, cfg, settings)), ("attention", lambda: attention(lm, cfg)),
              ("evaluation", lambda: evaluation_speed(lm, cfg)), ("quality", lambda: quality_guard(lm, cfg)),
-             ("startup", lambda: startup(cfg)), ("memory", lambda: memory(cfg)),
-             ("training", lambda: training_speed(cfg))]
+             ("startup", lambda: startup(lm.config, cfg.repeats)), ("memory", lambda: memory(cfg, lm.config.cache_dir)),
+             ("training", lambda: training_speed(cfg, settings))]
     if cfg.app:  # last: the app's process then has the machine to itself
         steps.append(("server_ready, app_first_answer", lambda: app_start(cfg)))
     for name, step in steps:

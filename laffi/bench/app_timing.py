@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result
 
@@ -106,17 +108,17 @@ def app_start(cfg: BenchConfig) -> list[dict]:
                             "served: it waits for the model)")]
 
 
-def ask_latency(lm, cfg: BenchConfig) -> dict:
+def ask_latency(lm, cfg: BenchConfig, settings) -> dict:
     """The Ask tab's work as the app does it (laffi.ui.ask.run_ask, streaming): seconds from the question to the
     first visible token of any variant, to every answer, and to the end of every variant's self-feedback; the
     median of `repeats` Asks after a warm-up one."""
     from laffi.inference.prompts import qa_prompt
-    from laffi.settings import Settings
     from laffi.ui.ask import run_ask
     from laffi.ui.context import AppContext
 
     with tempfile.TemporaryDirectory() as data:
-        settings = Settings.from_env(base=cfg.base, adapters_dir=cfg.adapters_dir, data_dir=data)
+        settings = replace(settings, base=cfg.base, adapters_dir=cfg.adapters_dir, data_dir=Path(data),
+                           runs_dir=Path(data) / "runs")  # this Ask's feedback and runs: a scratch folder
         ctx = AppContext.create(lm, settings)
         runs = []
         for _ in range(cfg.repeats + 1):

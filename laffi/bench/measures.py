@@ -78,12 +78,14 @@ def side_by_side_passages(lm, cfg: BenchConfig) -> dict:
                   same_answers=same, max_new_tokens=gen.max_new_tokens)
 
 
-def startup(cfg: BenchConfig) -> dict:
+def startup(model_cfg, repeats: int) -> dict:
     """Loading the embedded model from its safetensors cache vs dequantising the GGUF again."""
-    from laffi.inference.models import ModelConfig, embedded_gguf_path, load_base, resolve_source
+    from dataclasses import replace
 
-    mcfg = ModelConfig(base=cfg.base, adapters_dir=None)
-    gguf = embedded_gguf_path() if cfg.base == "embedded" else Path(cfg.base) if cfg.base.endswith(".gguf") else None
+    from laffi.inference.models import embedded_gguf_path, load_base, resolve_source
+
+    mcfg, base = replace(model_cfg, adapters_dir=None), model_cfg.base
+    gguf = embedded_gguf_path() if base == "embedded" else Path(base) if base.endswith(".gguf") else None
     if gguf is None:
         return result("startup", None, ">= 10", None, reason="the base is not a GGUF file: nothing to dequantise")
     resolve_source(mcfg)  # make sure the cache exists before timing it
@@ -94,7 +96,7 @@ def startup(cfg: BenchConfig) -> dict:
         AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
     gguf_s = timed(from_gguf, 1)  # ~20 s each on a laptop: one timed repeat after the warm-up
-    cached_s = timed(lambda: load_base(mcfg), cfg.repeats)
+    cached_s = timed(lambda: load_base(mcfg), repeats)
     ratio = gguf_s / cached_s
     return result("startup", ratio, ">= 10", ratio >= 10, gguf_s=round(gguf_s, 2), cached_s=round(cached_s, 2))
 
@@ -103,7 +105,7 @@ _RSS_SCRIPT = """
 import json, re, resource, sys
 from laffi.inference.models import ModelConfig, load_model
 from laffi.inference.generation import generate_rows
-lm = load_model(ModelConfig(base=sys.argv[1], adapters_dir=sys.argv[2] or None))
+lm = load_model(ModelConfig(base=sys.argv[1], adapters_dir=sys.argv[2] or None, cache_dir=sys.argv[3] or None))
 generate_rows(lm, ["Passage: a b c\\nQuestion: what?\\nAnswer:"] * len(lm.variants), lm.variants, 4)
 now = int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss_kb": now,
@@ -111,11 +113,11 @@ print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_max
 """
 
 
-def memory(cfg: BenchConfig) -> dict:
+def memory(cfg: BenchConfig, cache_dir: str | None = None) -> dict:
     """Peak RSS of a fresh process with base + every adapter (after one mixed batch) vs base alone (the peak
     comes from loading; the resident size after the batch is reported beside it)."""
     def peak(adapters_dir: str) -> dict:
-        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, cfg.base, adapters_dir], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, cfg.base, adapters_dir, cache_dir or ""], capture_output=True,
                              text=True, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
         return json.loads(out.stdout.strip().splitlines()[-1])
 

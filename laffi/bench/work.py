@@ -65,7 +65,7 @@ def quality_guard(lm, cfg: BenchConfig) -> dict:
                            f"{batch_size_for(lm, GenerationConfig())}) vs plain float32 batch 1 ({verdict})", f1=f1)
 
 
-def timed_training(records, cfg: BenchConfig, **settings) -> dict:
+def timed_training(records, cfg: BenchConfig, settings=None, **train) -> dict:
     """One epoch of SFT over `records` with these TrainConfig settings: seconds inside optimiser steps, and the
     examples' own tokens (prompt + completion, no padding, passages counted once per example) per second - the
     same work measure whichever way the batches are laid out."""
@@ -88,15 +88,15 @@ def timed_training(records, cfg: BenchConfig, **settings) -> dict:
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
         tcfg = TrainConfig(method="sft", name="bench", base=cfg.base, adapters_dir=f"{tmp}/adapters",
-                           work_dir=f"{tmp}/work", epochs=1, save_steps=10_000, heldout=0, **settings)
-        folder = train_adapter(records, tcfg, resume=False, extra_callbacks=[clock]).path
+                           work_dir=f"{tmp}/work", epochs=1, save_steps=10_000, heldout=0, **train)
+        folder = train_adapter(records, tcfg, resume=False, extra_callbacks=[clock], settings=settings).path
         manifest = AdapterFolder(folder).manifest()
     tokens = manifest["prompt_plus_completion_tokens"]
     return {"seconds": clock.seconds, "steps": clock.steps, "example_tokens": tokens,
             "computed_tokens": manifest["tokens_computed"], "tokens_per_s": tokens / clock.seconds}
 
 
-def training_speed(cfg: BenchConfig) -> dict:
+def training_speed(cfg: BenchConfig, settings=None) -> dict:
     """Example tokens/s of `train` as shipped (packed: each passage computed once per step, laffi.training.packing) vs
     before (TRL's padded batches of similar lengths) and vs padding every batch to max_length: the same
     questions in file order (whole passages, as training reads the split), the same LoRA, batch of 16."""
@@ -104,9 +104,9 @@ def training_speed(cfg: BenchConfig) -> dict:
     examples, source = squad_sample(cfg, "train", n, seed=None)
     records = [ex.to_dict() for ex in examples]
     common = {"batch_size": 16, "target_modules": "all-linear", "dropout": 0.0}
-    packed = timed_training(records, cfg, pack=True, **common)
-    padded = timed_training(records, cfg, pack=False, group_by_length=True, **common)
-    to_max = timed_training(records, cfg, pack=False, group_by_length=False, pad_to_max_length=True, **common)
+    packed = timed_training(records, cfg, settings, pack=True, **common)
+    padded = timed_training(records, cfg, settings, pack=False, group_by_length=True, **common)
+    to_max = timed_training(records, cfg, settings, pack=False, group_by_length=False, pad_to_max_length=True, **common)
     ratio = packed["tokens_per_s"] / padded["tokens_per_s"]
     return result("training", ratio, ">= 1.5", ratio >= 1.5, examples=len(records), data=source,
                   tokens_per_s=round(packed["tokens_per_s"], 1), before_tokens_per_s=round(padded["tokens_per_s"], 1),

@@ -5,6 +5,9 @@ Usage:
     python -m laffi eval --data ../shared/data/squad_v2/dev-12-articles.json --articles eval --json --out runs/eval
     python -m laffi predict|annotate|train|pipeline|study|bench ...     (python -m laffi <command> --help)
 
+    args       the options of each command that no library dataclass holds already
+    commands   one handler per command, over the stages and the library (laffi.pipeline.steps for annotate/train)
+
 Every command's flags come from the dataclasses it takes - ModelConfig, GenerationConfig, TrainConfig,
 BenchConfig and the small ones in laffi.cli.args - through TRL's TrlParser (transformers' HfArgumentParser plus a
 `--config FILE.yaml` of the same keys), so each flag's help lives once, beside its default. Model defaults come
@@ -36,14 +39,16 @@ def dataclasses_of(name: str) -> tuple:
     from laffi.inference.backends import BackendConfig
     from laffi.inference.generation import GenerationConfig
     from laffi.inference.models import ModelConfig
+    from laffi.pipeline.steps import AnnotateArgs, PredictArgs, TrainDataArgs
+    from laffi.squad.data import DataArgs
     from laffi.training.trainer import TrainConfig
 
     return {"ask": (ModelConfig, GenerationConfig, BackendConfig, a.AskArgs),
-            "eval": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.EvalArgs),
-            "calibrate": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.CalibrateArgs),
-            "predict": (ModelConfig, GenerationConfig, BackendConfig, a.DataArgs, a.PredictArgs),
-            "annotate": (ModelConfig, a.AnnotateArgs),
-            "train": (TrainConfig, a.TrainDataArgs),
+            "eval": (ModelConfig, GenerationConfig, BackendConfig, DataArgs, a.EvalArgs),
+            "calibrate": (ModelConfig, GenerationConfig, BackendConfig, DataArgs, a.CalibrateArgs),
+            "predict": (ModelConfig, GenerationConfig, BackendConfig, DataArgs, PredictArgs),
+            "annotate": (ModelConfig, AnnotateArgs),
+            "train": (TrainConfig, TrainDataArgs),
             "pipeline": (a.PipelineArgs, BackendConfig), "study": (a.StudyArgs,),
             "bench": (BenchConfig, a.BenchArgs)}[name]
 

@@ -55,9 +55,7 @@ def warn_problems(problems: list[str]) -> None:
 
 
 def selected(data) -> list:
-    from laffi.squad.data import select_data
-
-    examples, problems = select_data(data.data, data.articles, data.limit, data.seed, split=data.split)
+    examples, problems = data.select()
     warn_problems(problems)
     return examples
 
@@ -223,11 +221,8 @@ def annotate(model_cfg, args) -> int:
         source = [e.to_dict() for e in examples]
     else:
         source = read_jsonl(args.predictions)
-    annotated, report = annotate_records(
-        source, args.annotator, args.seed, args.drafts, args.synthetic_per_question,
-        lm=load(model_cfg) if args.annotator == "llm" else None, on_fail=args.on_fail, human=args.human,
-        human_fraction=args.human_fraction, feedback_rows=args.feedback_rows,
-        log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    annotated, report = annotate_records(source, args, lm=load(model_cfg) if args.annotator == "llm" else None,
+                                         log=lambda m: print(f"laffi: {m}", file=sys.stderr))
     write_jsonl_atomic(Path(args.out), annotated)
     write_json_atomic(Path(args.out).with_suffix(".report.json"), report)
     print(json.dumps(report), file=sys.stdout if args.json else sys.stderr)
@@ -236,18 +231,15 @@ def annotate(model_cfg, args) -> int:
 
 def train(tcfg, data) -> int:
     from laffi.pipeline.steps import records_for_training, train_records
-    from laffi.training.distributed import inside_launch, stop_everywhere_callback
+    from laffi.settings import Settings
+    from laffi.training.distributed import stop_everywhere_callback
 
-    # N processes: this same command again under `accelerate launch`, one per rank, with these data flags
-    flags = ["--data", str(data.data)] + [f for name in ("articles", "limit") if getattr(data, name) is not None
-                                          for f in (f"--{name}", str(getattr(data, name)))]
-    def records():
-        return records_for_training(data.data, data.articles, data.limit, data.data_seed,
-                                    log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    def log(m):
+        print(f"laffi: {m}", file=sys.stderr)
 
-    result = train_records(records, tcfg, flags + ["--data_seed", str(data.data_seed)],
-                           data.run_key, not data.no_resume, [stop_everywhere_callback()] if inside_launch() else [],
-                           log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+    settings = Settings.from_env()  # WORLD_SIZE > 1: this process is one rank of `accelerate launch`
+    result = train_records(lambda: records_for_training(data, log), tcfg, data,
+                           [stop_everywhere_callback()] if settings.world_size > 1 else [], log, settings=settings)
     print(f"laffi: adapter written to {result.path}" if result.finished else
           f"laffi: training stopped; resume with the same command (checkpoints in {result.path})", file=sys.stderr)
     return 0
@@ -256,21 +248,23 @@ def train(tcfg, data) -> int:
 def pipeline(args, backend) -> int:
     from laffi.evaluation.report import results_markdown
     from laffi.pipeline.stages import PipelineConfig, Stages
+    from laffi.settings import Settings
 
     cfg = PipelineConfig.from_yaml(args.config, **({"overwrite": True} if args.overwrite else {}))
     if args.num_processes:
         cfg.train = {**cfg.train, "num_processes": args.num_processes}
     result = Stages(cfg, force=args.force, log=lambda m: print(f"laffi: {m}", file=sys.stderr),
-                    backend=backend).all()
+                    backend=backend, settings=Settings.from_env()).all()
     print(json.dumps({k: v for k, v in result.items() if k != "config"}) if args.json else results_markdown(result))
     return 0
 
 
 def study(args) -> int:
     from laffi.pipeline.study import load_study, run_study, study_markdown
+    from laffi.settings import Settings
 
     rows = run_study(load_study(args.config), only=args.only.split(",") if args.only else None,
-                     log=lambda m: print(f"laffi: {m}", file=sys.stderr))
+                     log=lambda m: print(f"laffi: {m}", file=sys.stderr), settings=Settings.from_env())
     print(json.dumps(rows) if args.json else study_markdown(rows))
     return 0
 
@@ -282,7 +276,9 @@ def bench(cfg, args) -> int:
 
     if args.quick:
         cfg = replace(cfg, repeats=1, eval_questions=8, quality_questions=10, train_steps=2)
-    report = run_bench(cfg, log=lambda m: print(m, file=sys.stderr))
+    from laffi.settings import Settings
+
+    report = run_bench(cfg, Settings.from_env(), log=lambda m: print(m, file=sys.stderr))
     text = json.dumps(report, indent=2)
     if args.out:
         from laffi.io import write_text_atomic

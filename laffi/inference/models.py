@@ -35,9 +35,15 @@ ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: PE
 
 
 def default_cache_dir() -> Path:
+    """The cache a ModelConfig without cache_dir uses: Settings' default. LAFFI_CACHE reaches a load through
+    ModelConfig.cache_dir, which the entry points fill (Settings.model_kwargs); library code reads no environment."""
     from laffi.settings import Settings
 
-    return Settings.from_env().cache
+    return Settings().cache
+
+
+def cache_dir_of(cfg: ModelConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
 
 @dataclass
@@ -150,7 +156,7 @@ def gguf_to_cached_folder(gguf: Path, cache_dir: Path) -> Path:
 
 def resolve_source(cfg: ModelConfig) -> str:
     """Turn ModelConfig.base into something from_pretrained accepts: a local folder or a hub id."""
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    cache_dir = cache_dir_of(cfg)
     base = os.path.expanduser(cfg.base)
     if base == "embedded":
         return str(gguf_to_cached_folder(embedded_gguf_path(), cache_dir))

@@ -25,6 +25,8 @@ from pathlib import Path  # noqa: E402
 from laffi.errors import LaffiError  # noqa: E402
 from laffi.io import write_json_atomic  # noqa: E402
 
+PHASES = {"predict": "predicting", "annotate": "annotating", "train": "training"}  # status.json's words
+
 
 class Stopped(Exception):
     """Raised between stages when a stop was asked for before training began."""
@@ -40,27 +42,28 @@ def run(job: Path) -> int:
         state.update(kw)
         write_json_atomic(job / "status.json", state)
 
-    def progress(stage: str, done: int, total: int) -> None:
-        status(phase={"predict": "predicting", "annotate": "annotating"}.get(stage, stage),
-               detail=f"{done}/{total} {'answers' if stage == 'predict' else 'rows'}")
+    def progress(stage: str, done: int, total: int) -> None:  # the stages' progress events (done=0: it began)
+        if stage == "train":  # training reports its steps itself (report, below); until then it loads
+            status(phase=PHASES[stage], detail="loading the model and the data")
+            return
+        status(phase=PHASES.get(stage, stage), detail=f"{done}/{total} {'answers' if stage == 'predict' else 'rows'}")
         if STOP["requested"]:
             raise Stopped
 
     def log(message: str) -> None:
-        print(message, flush=True)  # into job.log
-        if message.startswith("train "):
-            status(phase="training", detail="loading the model and the data")
+        print(message, flush=True)  # into job.log: for people, never parsed
 
     try:
         if STOP["requested"]:
             raise Stopped
         status(phase="starting", detail="loading")
+        from laffi.settings import Settings
         from laffi.training.distributed import stop_callback
 
         def report(st):  # each step, for the app's status line
             status(phase="training", detail="", step=st.global_step, max_steps=st.max_steps)
 
-        stages = spec.stages(job / "work", log=log, progress=progress,
+        stages = spec.stages(job / "work", log=log, progress=progress, settings=Settings.from_env(),
                              callbacks=[stop_callback(lambda: STOP["requested"], report)])
         out = stages.train(spec.which)
         if out is None:

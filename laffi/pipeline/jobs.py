@@ -62,7 +62,8 @@ class JobSpec:
         if not 1 <= int(self.limit) <= 100_000:
             raise LaffiError(f"JobSpec.limit must be at least 1, not {self.limit}.")
         self.pipeline(Path("."))  # validates the method, name, drafts, fraction and every training setting
-        self.stages(Path(".")).train_config(self.which, self.seed)
+        tcfg = self.stages(Path(".")).train_config(self.which, self.seed)
+        self.train = {k: getattr(tcfg, k) for k in self.train}  # as TrainConfig's types (a form gives 16.0 for 16)
 
     @property
     def which(self) -> str:
@@ -102,8 +103,12 @@ def spec_work_log(job: Path, name: str) -> Path:
 
 
 class JobManager:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, stop_grace_seconds: float | None = None):
+        from laffi.settings import Settings
+
         self.root = Path(root)
+        # how long a Stop waits before SIGKILL: the entry point's setting (the app: LAFFI_STOP_GRACE_SECONDS)
+        self.stop_grace_seconds = Settings().stop_grace_seconds if stop_grace_seconds is None else stop_grace_seconds
         self.root.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -188,13 +193,12 @@ class JobManager:
     def stop(self, grace: float | None = None) -> dict:
         """SIGTERM to the job's process group and every process below it (the ranks of an accelerate launch live
         in sessions of their own): each saves a checkpoint at the end of its step. What is still alive after
-        `grace` seconds (LAFFI_STOP_GRACE_SECONDS) gets SIGKILL; Resume continues from the last checkpoint."""
+        `grace` seconds (default: the manager's, LAFFI_STOP_GRACE_SECONDS in the app) gets SIGKILL; Resume continues from the last checkpoint."""
         from laffi.processes import stop_tree
-        from laffi.settings import Settings
 
         st = self.status()
         if not st or st["state"] != "running":
             raise LaffiError("No training job is running.")
         (Path(st["dir"]) / STOP_REQUESTED).touch()
-        stop_tree(st["pid"], Settings.from_env().stop_grace_seconds if grace is None else grace)
+        stop_tree(st["pid"], self.stop_grace_seconds if grace is None else grace)
         return st

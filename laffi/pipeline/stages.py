@@ -11,23 +11,30 @@ Every stage's output lives under cfg.out_dir with a key of the settings it depen
 the same key is reused (force=True redoes it). A trained adapter carries its key in training_config.json, so a
 pipeline run finds the shipped adapters it would train and only evaluates them. An adapter folder is replaced only
 when cfg.overwrite says so. The callers differ only in how they watch: `log` (messages), `progress(stage, done,
-total)`, `callbacks` (TRL callbacks, e.g. a Stop button's) and `resume` (training continues from a checkpoint).
+total)` (a stage's work so far; done=0 when it begins: the app's jobs show their phase from it), `callbacks` (TRL
+callbacks, e.g. a Stop button's) and `resume` (training continues from a checkpoint); `settings` are their entry
+point's (laffi.settings: the model cache, a launch's world size).
+
+Each stage's inputs are the dataclasses its CLI command parses (DataArgs, AnnotateArgs, TrainDataArgs, TrainConfig),
+made from the PipelineConfig in one method each; the stage runs on them and `commands` renders the same objects as
+command lines (laffi.commandline), so what runs and what is shown cannot drift apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
+from laffi.commandline import flags, laffi_argv
 from laffi.errors import LaffiError
 from laffi.inference.events import count_done
 from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from laffi.pipeline.steps import annotate_records, train_records
-from laffi.settings import DEFAULT_SQUAD
+from laffi.pipeline.steps import AnnotateArgs, PredictArgs, TrainDataArgs, annotate_records, train_records
+from laffi.settings import DEFAULT_SQUAD, Settings
+from laffi.squad.data import DataArgs
 
 METHOD_KEYS = ("sft", "laffi")  # the two runs a pipeline trains: plain SFT and LaFFi
 
@@ -136,22 +143,31 @@ PREDICT_CHUNK = 64  # base answers written to disk after every chunk
 
 class Stages:
     def __init__(self, cfg: PipelineConfig, force: bool = False, log=print, progress=None, callbacks=(),
-                 resume: bool = True, backend=None):
+                 resume: bool = True, backend=None, settings: Settings | None = None):
         self.cfg, self.force, self.log, self.callbacks, self.resume = cfg, force, log, list(callbacks), resume
+        self.settings = settings or Settings()  # defaults unless the entry point passes the environment's
         self.backend = backend  # laffi.inference.backends.BackendConfig for the predict stage (None: transformers)
         self.progress = progress or (lambda stage, done, total: None)
         self.out = Path(cfg.out_dir)
         self._examples: dict[str, list] = {}
 
     # --- data -------------------------------------------------------------------------------------------------
-    def examples(self, which: str) -> list:
-        """The training or evaluation questions (fixed article split, seeded sample); skipped records logged."""
-        if which not in self._examples:
-            from laffi.squad.data import select_data
+    def selection(self, which: str) -> DataArgs:
+        """Which training or evaluation questions: the fixed article split, a seeded sample."""
+        c = self.cfg
+        articles, limit = (c.train_articles, c.train_limit) if which == "train" else (c.eval_articles, c.eval_limit)
+        return DataArgs(data=c.data, articles=articles, limit=limit, seed=c.seed)
 
-            articles, limit = ((self.cfg.train_articles, self.cfg.train_limit) if which == "train"
-                               else (self.cfg.eval_articles, self.cfg.eval_limit))
-            examples, problems = select_data(self.cfg.data, articles, limit, self.cfg.seed)
+    def model_config(self):
+        """The base model every stage loads (adapters attached by name where needed), from the settings' cache."""
+        from laffi.inference.models import ModelConfig
+
+        return ModelConfig(base=self.cfg.base, adapters_dir=None, cache_dir=str(self.settings.cache))
+
+    def examples(self, which: str) -> list:
+        """The training or evaluation questions; skipped records logged."""
+        if which not in self._examples:
+            examples, problems = self.selection(which).select()
             for p in problems[:5]:
                 self.log(f"warning: skipped {p}")
             self._examples[which] = examples
@@ -185,13 +201,14 @@ class Stages:
         else:
             from laffi.feedback.drafts import own_drafts
             from laffi.inference.generation import GenerationConfig
-            from laffi.inference.models import ModelConfig, load_model
+            from laffi.inference.models import load_model
 
+            self.progress("predict", 0, len(missing))
             self.log(f"predict: the base model answers {len(missing)} training questions"
                      + (f" ({len(examples) - len(missing)} answered before)" if done else ""))
             from laffi.inference.backends import use_backend
 
-            lm = use_backend(load_model(ModelConfig(base=self.cfg.base, adapters_dir=None)), self.backend, self.log)
+            lm = use_backend(load_model(self.model_config()), self.backend, self.log)
             gen = GenerationConfig(batch_size=self.cfg.eval_batch_size)
             counted = count_done(self._ticker("predict"), total=len(missing))  # over every chunk
             # Saved every chunk: a run stopped after an hour keeps that hour's answers.
@@ -210,22 +227,33 @@ class Stages:
                       _file_stamp(c.human_feedback), c.feedback_rows, _file_stamp(c.feedback_rows),
                       c.human_fraction, c.drafts, c.synthetic_per_question)
 
+    def annotate_args(self) -> AnnotateArgs:
+        """How stage 2 annotates: `laffi annotate`'s settings, from this config."""
+        c = self.cfg
+        return AnnotateArgs(predictions=str(self.out / "predictions.jsonl"), out=str(self.out / "annotated.jsonl"),
+                            annotator=c.annotator, human=c.human_feedback, human_fraction=c.human_fraction,
+                            feedback_rows=c.feedback_rows, drafts=c.drafts,
+                            synthetic_per_question=c.synthetic_per_question, seed=c.seed)
+
+    def feedback_alone(self) -> bool:
+        """The app's collected feedback is all the data: no SQuAD question is predicted or annotated."""
+        return bool(self.cfg.feedback_rows and self.cfg.human_fraction >= 1)
+
     def annotate(self) -> list[dict]:
-        path, key = self.out / "annotated.jsonl", self.annotate_key()
+        args = self.annotate_args()
+        path, key = Path(args.out), self.annotate_key()
         if self._cached(path, key):
             self.log(f"annotate: reusing {path}")
             return read_jsonl(path)
-        c = self.cfg
         lm = None
-        if c.annotator == "llm":
-            from laffi.inference.models import ModelConfig, load_model
+        if args.annotator == "llm":
+            from laffi.inference.models import load_model
 
-            lm = load_model(ModelConfig(base=c.base, adapters_dir=None))
-        alone = c.feedback_rows and c.human_fraction >= 1  # the collected feedback alone: no SQuAD drafts needed
-        annotated, report = annotate_records(
-            [] if alone else self.predict(), c.annotator, c.seed, c.drafts, c.synthetic_per_question, lm=lm,
-            human=c.human_feedback, human_fraction=c.human_fraction, feedback_rows=c.feedback_rows,
-            on_event=count_done(self._ticker("annotate")), log=self.log)
+            lm = load_model(self.model_config())
+        records = [] if self.feedback_alone() else self.predict()
+        self.progress("annotate", 0, len(records))
+        annotated, report = annotate_records(records, args, lm=lm, on_event=count_done(self._ticker("annotate")),
+                                             log=self.log)
         write_jsonl_atomic(path, annotated)
         write_json_atomic(self.out / "annotation_report.json", report)
         write_text_atomic(path.with_suffix(".jsonl.key"), key + "\n")
@@ -254,9 +282,24 @@ class Stages:
         for volatile in ("name", "adapters_dir", "work_dir", "overwrite", "num_processes", "micro_batch_size",
                          "deepspeed"):  # where and how it trains, not what it learns
             tcfg.pop(volatile)
-        records_key = self.annotate_key() if tcfg["method"] != "sft" or self.cfg.feedback_rows else \
-            self.selection_key()
+        records_key = self.annotate_key() if self.needs_feedback(tcfg["method"]) else self.selection_key()
         return key_of(records_key, "train", tcfg)
+
+    def needs_feedback(self, method: str) -> bool:
+        """SFT needs only the questions and gold answers; LaFFi (and any run on collected feedback) the annotations."""
+        return method != "sft" or bool(self.cfg.feedback_rows)
+
+    def train_data(self, tcfg, run_key: str | None = None) -> TrainDataArgs:
+        """What `laffi train --data` reads for this run: the annotations, the collected feedback alone, or (SFT)
+        the training questions themselves."""
+        c = self.cfg
+        resume = {"run_key": run_key, "no_resume": not self.resume}
+        if self.feedback_alone():
+            return TrainDataArgs(data=c.feedback_rows, **resume)
+        if self.needs_feedback(tcfg.method):
+            return TrainDataArgs(data=self.annotate_args().out, **resume)
+        sel = self.selection("train")
+        return TrainDataArgs(data=sel.data, articles=sel.articles, limit=sel.limit, data_seed=sel.seed, **resume)
 
     def trained(self, which: str, seed: int) -> Path | None:
         """The adapter folder if it exists and was trained with exactly these settings."""
@@ -272,15 +315,15 @@ class Stages:
         if path is not None:
             self.log(f"train {which} (seed {seed}): reusing {path}")
         else:
-            # SFT needs only the questions and gold answers; LaFFi needs the feedback (annotate, which predicts).
-            records = (self.annotate() if tcfg.method != "sft" or self.cfg.feedback_rows
+            records = (self.annotate() if self.needs_feedback(tcfg.method)
                        else [e.to_dict() for e in self.examples("train")])
+            self.progress("train", 0, len(records))
             self.log(f"train {which} (seed {seed}): {tcfg.method} on {len(records)} records -> "
                      f"{tcfg.adapters_dir}/{tcfg.name}")
             extra = {ANSWER_PATH: self.cfg.laffi_answer_path} if which == "laffi" and self.cfg.laffi_answer_path \
                 else None  # in the folder before it appears
-            result = train_records(lambda: records, tcfg, self.train_data_flags(tcfg), self.train_key(which, seed),
-                                   self.resume, self.callbacks, self.log, extra)
+            result = train_records(lambda: records, tcfg, self.train_data(tcfg, self.train_key(which, seed)),
+                                   self.callbacks, self.log, extra, self.settings)
             if not result.finished:  # stopped on request: resumable from its checkpoint
                 return None
             path = result.path
@@ -297,14 +340,14 @@ class Stages:
         from laffi.evaluation.evaluate import base_answers_cache, evaluate_variants, read_base_answers
         from laffi.evaluation.report import pooled_result, results_markdown
         from laffi.inference.generation import GenerationConfig
-        from laffi.inference.models import ModelConfig, load_model
+        from laffi.inference.models import load_model
 
         c = self.cfg
         trained = trained or {w: {s: self.trained(w, s) for s in c.seeds} for w in c.methods}
         missing = [f"{w} (seed {s})" for w, by_seed in trained.items() for s, p in by_seed.items() if p is None]
         if missing:
             raise LaffiError(f"Not trained yet: {', '.join(missing)}; run the train stage first.")
-        lm = load_model(ModelConfig(base=c.base, adapters_dir=None))
+        lm = load_model(self.model_config())
         seeds_of = {}
         for which, by_seed in trained.items():
             seeds_of[which] = []
@@ -322,8 +365,9 @@ class Stages:
 
         # the base model's answers don't change between runs (its threshold may: decided again on reading)
         cached = read_base_answers(cache, examples, direct_thresholds(lm, ["base"]).get("base"))
-        result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval", on_event=count_done(self._ticker("evaluate")),
-                                   feedback=c.eval_feedback, direct={"base": cached} if cached else None)
+        result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval",
+                                   on_event=count_done(self._ticker("evaluate")), feedback=c.eval_feedback,
+                                   direct={"base": cached} if cached else None)
         if not cached:
             write_json_atomic(cache, {ex.qid: base_answers_cache(a) for ex, a in zip(examples, result["direct"]["base"])})
         named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
@@ -353,39 +397,20 @@ class Stages:
 
     # --- the same stages as separate commands ---------------------------------------------------------------------
     def commands(self, which: str, seed: int | None = None) -> str:
-        """The equivalent `python -m laffi` command lines for training `which` (shown beside every app run)."""
-        c, q = self.cfg, shlex.quote
-        seed = c.seeds[0] if seed is None else seed
-        tcfg = self.train_config(which, seed)
-        preds, ann = self.out / "predictions.jsonl", self.out / "annotated.jsonl"
-        select = (f"--data {q(c.data)} --articles {q(c.train_articles)}"
-                  + (f" --limit {c.train_limit}" if c.train_limit else "") + f" --seed {c.seed}")
-        lines = []
-        if c.feedback_rows and c.human_fraction >= 1:  # the collected feedback alone: no SQuAD question needed
-            from laffi.training.distributed import shown, train_launch
-
-            return shown(train_launch(tcfg, ["--data", c.feedback_rows]))
-        if tcfg.method != "sft" or c.feedback_rows:
-            lines.append(f"python -m laffi predict --base {q(c.base)} {select} --out {q(str(preds))}")
-            lines.append(f"python -m laffi annotate --predictions {q(str(preds))} --annotator {c.annotator} "
-                         f"--drafts {c.drafts} --seed {c.seed}"
-                         + (f" --human {q(c.human_feedback)} --human-fraction {c.human_fraction}"
-                            if c.human_feedback else "")
-                         + (f" --feedback-rows {q(c.feedback_rows)} --human-fraction {c.human_fraction}"
-                            if c.feedback_rows else "") + f" --out {q(str(ann))}")
-            data = f"--data {q(str(ann))}"
-        else:
-            data = select.replace(" --seed ", " --data-seed ")
+        """The equivalent `python -m laffi` command lines for training `which` (shown beside every app run): the
+        stage inputs above, rendered as flags (laffi.commandline); a launch shows its `accelerate launch` line."""
         from laffi.training.distributed import shown, train_launch
 
-        lines.append(shown(train_launch(tcfg, shlex.split(data))))  # `accelerate launch ...` for N processes
-        return "\n".join(lines)
+        seed = self.cfg.seeds[0] if seed is None else seed
+        tcfg = self.train_config(which, seed)
+        data = TrainDataArgs(**{**self.train_data(tcfg).__dict__, "no_resume": False})  # as a person would type it
+        lines = [shown(train_launch(tcfg, flags(data, changed=True)))]
+        if self.needs_feedback(tcfg.method) and not self.feedback_alone():
+            annotate = self.annotate_args()
+            from laffi.inference.models import ModelConfig
 
-    def train_data_flags(self, tcfg) -> list[str]:  # `laffi train`'s data flags, as `commands` shows them
-        c = self.cfg
-        if c.feedback_rows and c.human_fraction >= 1:
-            return ["--data", c.feedback_rows]
-        return (["--data", str(self.out / "annotated.jsonl")] if tcfg.method != "sft" or c.feedback_rows else [
-                "--data", c.data,
-                "--articles", c.train_articles, *(["--limit", str(c.train_limit)] if c.train_limit else []),
-                "--data_seed", str(c.seed)])
+            # the base by name; the reader's own environment says where its cache is
+            predict = laffi_argv("predict", ModelConfig(base=self.cfg.base), self.selection("train"),
+                                 PredictArgs(out=annotate.predictions), changed=True, keep=("base", "split"))
+            lines[:0] = [shown(predict), shown(laffi_argv("annotate", annotate, changed=True))]
+        return "\n".join(lines)

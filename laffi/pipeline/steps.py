@@ -1,47 +1,109 @@
-"""The stage bodies, each written once: annotate (drafts, AI and human feedback, the app's collected feedback) and
-train (here, or on several processes), and what `train --data` reads. laffi.pipeline.stages orders and caches them for a
-pipeline, a study or an app job; `laffi annotate` and `laffi train` call them directly.
+"""The stage bodies, each written once, and their inputs: annotate (drafts, AI and human feedback, the app's collected
+feedback) and train (here, or on several processes), and what `train --data` reads. The input dataclasses are also
+the flags of `laffi predict|annotate|train` (laffi.cli) and render back into them (laffi.commandline), so the
+pipeline's shown commands, a launch's ranks and the CLI all read the same fields. laffi.pipeline.stages orders and
+caches the stages for a pipeline, a study or an app job; `laffi annotate` and `laffi train` call them directly.
 
 Usage:
-    records, report = annotate_records(predictions, "reference", seed=0, drafts="own+synthetic")
-    records = records_for_training("data/feedback.sqlite")       # or annotated JSONL, or SQuAD questions
-    result = train_records(lambda: records, TrainConfig(method="laffi"), data_flags=[...])  # TrainResult
+    records, report = annotate_records(predictions, AnnotateArgs(predictions="p.jsonl", out="a.jsonl"))
+    data = TrainDataArgs(data="data/feedback.sqlite")             # or annotated JSONL, or SQuAD questions
+    result = train_records(lambda: records_for_training(data), TrainConfig(method="laffi"), data)  # TrainResult
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from laffi.commandline import flags
+from laffi.errors import LaffiError, check_at_least_one
 from laffi.io import read_jsonl
 
 
-def annotate_records(records: list[dict], annotator: str = "reference", seed: int = 0, drafts: str = "own",
-                     synthetic_per_question: int = 1, lm=None, on_fail: str = "replace", human: str | None = None,
-                     human_fraction: float = 0.0, feedback_rows: str | None = None, on_event=None,
+@dataclass
+class PredictArgs:
+    out: str = field(metadata={"help": "Output JSONL (a dataset loadable with `datasets`)."})
+    variant: str = field(default="base", metadata={"help": "Which variant answers."})
+
+
+@dataclass
+class AnnotateArgs:
+    predictions: str = field(metadata={"help": "JSONL written by `predict`; with --drafts synthetic also SQuAD data "
+                                               "(a file or dataset id; no prediction needed)."})
+    out: str = field(metadata={"help": "Output JSONL."})
+    articles: str | None = field(default=None, metadata={"help": "With SQuAD data: a split name or titles."})
+    annotator: Literal["reference", "llm"] = field(default="reference", metadata={
+        "help": "AI annotator: deterministic reference, or an LLM (--base) whose feedback is checked."})
+    on_fail: Literal["replace", "flag"] = field(default="replace", metadata={
+        "help": "LLM feedback that fails the check: replaced by the reference feedback, or kept and flagged."})
+    human: str | None = field(default=None, metadata={
+        "help": "Human feedback: CSV/JSONL (qid or question, prediction, feedback, annotator) or the app's "
+                "feedback .sqlite."})
+    human_fraction: float = field(default=0.0, metadata={"help": "Share of examples with human feedback."})
+    feedback_rows: str | None = field(default=None, metadata={
+        "help": "The app's feedback store or its JSONL export: every row a training row, mixed in at "
+                "--human-fraction (1: the feedback alone)."})
+    drafts: Literal["own", "own+synthetic", "synthetic"] = field(default="own", metadata={
+        "help": "Feedback on the model's own answers only, also on synthetic drafts (gold, near-miss, other span, "
+                "'no answer', plausible answer) so every verdict is learned, or on synthetic drafts only."})
+    synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
+    seed: int = field(default=0, metadata={"help": "Seed for drafts and phrasing."})
+    json: bool = field(default=False, metadata={"help": "Print the report on stdout."})
+
+    def __post_init__(self):
+        check_at_least_one(synthetic_per_question=self.synthetic_per_question)
+        from laffi.feedback.annotation import check_human_fraction
+
+        check_human_fraction(self.human_fraction)
+        if self.human_fraction and not (self.human or self.feedback_rows):
+            raise LaffiError("--human-fraction needs --human FILE (CSV, JSONL or the app's feedback .sqlite) or "
+                             "--feedback-rows.")
+
+
+@dataclass
+class TrainDataArgs:
+    data: str = field(metadata={"help": "JSONL written by `annotate` (or `predict`); the app's feedback store "
+                                        "(data/feedback.sqlite) or its JSONL export (every feedback row a training "
+                                        "row); or for SFT a SQuAD file / dataset id."})
+    articles: str | None = field(default=None, metadata={"help": "With SQuAD --data: a split name or titles."})
+    limit: int | None = field(default=None, metadata={"help": "With SQuAD --data: a seeded sample of N questions."})
+    data_seed: int = field(default=0, metadata={"help": "With SQuAD --data: the sampling seed."})
+    no_resume: bool = field(default=False, metadata={"help": "Start over even if checkpoints exist."})
+    run_key: str | None = field(default=None, metadata={
+        "help": "Written into the adapter's training_config.json; `pipeline` and the app set it to recognise the "
+                "adapter they asked for (leave it unset)."})
+
+    def __post_init__(self):
+        check_at_least_one(limit=self.limit)
+
+
+def annotate_records(records: list[dict], args: AnnotateArgs, lm=None, on_event=None,
                      log=print) -> tuple[list[dict], dict]:
-    """Stage 2, written once (the pipeline, `laffi annotate` and the app's jobs): drafts to judge (laffi.feedback.drafts),
-    AI feedback mixed with human feedback that matches a question, then the app's collected feedback rows at
-    the human fraction (laffi.feedback.annotation.mix_with_feedback). on_event: the LLM annotator's
-    GenerationEvents (laffi.inference.events). Returns (records, report)."""
+    """Stage 2, written once (the pipeline, `laffi annotate` and the app's jobs): drafts to judge
+    (laffi.feedback.drafts), AI feedback mixed with human feedback that matches a question, then the app's
+    collected feedback rows at the human fraction (laffi.feedback.annotation.mix_with_feedback). `args` says how
+    (its predictions/out paths are the caller's business). on_event: the LLM annotator's GenerationEvents
+    (laffi.inference.events). Returns (records, report)."""
     from laffi.feedback.annotation import annotate_with_human, mix_with_feedback
     from laffi.feedback.drafts import add_drafts
 
-    records, mix = add_drafts(records, drafts, seed=seed, k=synthetic_per_question)
+    records, mix = add_drafts(records, args.drafts, seed=args.seed, k=args.synthetic_per_question)
     if records:
-        log(f"annotate: {annotator} annotator on {len(records)} drafts ({drafts}: {mix})"
-            + (f", human fraction {human_fraction}" if human else ""))
-    annotated, report = annotate_with_human(records, annotator, seed=seed, lm=lm, on_fail=on_fail, human=human,
-                                            human_fraction=human_fraction, on_event=on_event)
-    report["drafts"] = {"mix": drafts, "per_kind": mix}
+        log(f"annotate: {args.annotator} annotator on {len(records)} drafts ({args.drafts}: {mix})"
+            + (f", human fraction {args.human_fraction}" if args.human else ""))
+    annotated, report = annotate_with_human(records, args.annotator, seed=args.seed, lm=lm, on_fail=args.on_fail,
+                                            human=args.human, human_fraction=args.human_fraction,
+                                            on_event=on_event)
+    report["drafts"] = {"mix": args.drafts, "per_kind": mix}
     for p in report.get("human_problems", [])[:10]:
         log(f"warning: human feedback {p}")
-    if feedback_rows:
-        annotated = mix_with_feedback(feedback_rows, annotated, human_fraction, seed, log)
+    if args.feedback_rows:
+        annotated = mix_with_feedback(args.feedback_rows, annotated, args.human_fraction, args.seed, log)
     return annotated, report
 
 
-def records_for_training(data: str, articles: str | None = None, limit: int | None = None, seed: int = 0,
-                         log=print) -> list[dict]:
+def records_for_training(data: TrainDataArgs, log=print) -> list[dict]:
     """What `train --data` reads: the app's feedback store or its export (every feedback row a training row),
     records written by `predict`/`annotate` (JSONL with a prediction per row), or SQuAD questions (a file or
     dataset id, narrowed by articles/limit) for SFT, which needs no prediction."""
@@ -49,28 +111,29 @@ def records_for_training(data: str, articles: str | None = None, limit: int | No
     from laffi.feedback.store import is_feedback_file
     from laffi.squad.data import select_data
 
-    if is_feedback_file(data):  # the collected feedback alone
-        return mix_with_feedback(data, [], 1.0, seed, log)
-    if str(data).endswith(".jsonl") and Path(data).is_file():
-        rows = read_jsonl(data)
+    if is_feedback_file(data.data):  # the collected feedback alone
+        return mix_with_feedback(data.data, [], 1.0, data.data_seed, log)
+    if str(data.data).endswith(".jsonl") and Path(data.data).is_file():
+        rows = read_jsonl(data.data)
         if rows and isinstance(rows[0], dict) and ("prediction" in rows[0] or "feedback" in rows[0]):
             return rows
-    examples, problems = select_data(data, articles, limit, seed)
+    examples, problems = select_data(data.data, data.articles, data.limit, data.data_seed)
     for p in problems[:10]:
         log(f"warning: skipped {p}")
     return [e.to_dict() for e in examples]
 
 
-def train_records(records, tcfg, data_flags: list[str], run_key: str | None = None, resume: bool = True,
-                  callbacks=(), log=print, extra_files: dict | None = None):
+def train_records(records, tcfg, data: TrainDataArgs, callbacks=(), log=print, extra_files: dict | None = None,
+                  settings=None):
     """Stage 3, written once: one TrainConfig trained here (records() gives the records), or on several
-    processes through `accelerate launch`, which runs `laffi train` with data_flags on every rank. Settings the
-    model can't use are refused first (laffi.training.trainer.preflight). Returns the TrainResult."""
+    processes through `accelerate launch`, which runs `laffi train` with the flags of `data` and `tcfg` on every
+    rank (laffi.commandline). settings: the entry point's (the model cache; world_size > 1 in a launch's rank).
+    Settings the model can't use are refused first (laffi.training.trainer.preflight). Returns the TrainResult."""
     from laffi.training.distributed import needs_launch, run_training
     from laffi.training.trainer import preflight, train_adapter
 
-    preflight(tcfg)
-    if needs_launch(tcfg):  # Stop reaches every rank
-        return run_training(tcfg, data_flags, run_key, resume, log)
-    return train_adapter(records(), tcfg, resume=resume, extra_callbacks=callbacks, run_key=run_key,
-                         extra_files=extra_files)
+    preflight(tcfg, settings)
+    if needs_launch(tcfg, settings.world_size if settings else 1):  # Stop reaches every rank
+        return run_training(tcfg, flags(data), data.run_key, log)
+    return train_adapter(records(), tcfg, resume=not data.no_resume, extra_callbacks=callbacks, run_key=data.run_key,
+                         extra_files=extra_files, settings=settings)

@@ -58,25 +58,26 @@ def _merge(base: dict, trial: dict) -> dict:
     return out
 
 
-def trial_stages(study: Study, trial: dict, log=print):
+def trial_stages(study: Study, trial: dict, log=print, settings=None):
     """The Stages of one trial, its adapters named by the hash of their training settings."""
     from laffi.pipeline.stages import PipelineConfig, Stages
 
     cfg = PipelineConfig(**{**_merge(study.base, trial), "run_name": trial["name"]})
-    stages = Stages(cfg, log=log)
+    stages = Stages(cfg, log=log, settings=settings)
     seed = cfg.seeds[0]
     cfg.sft_name = "sft-" + stages.train_key("sft", seed)[:8]
     cfg.laffi_name = "laffi-" + stages.train_key("laffi", seed)[:8]
     return stages
 
 
-def run_study(study: Study, only: list[str] | None = None, log=print) -> list[dict]:
-    """Run the trials (those in `only`, else all) and return the summary rows of every trial that has results."""
+def run_study(study: Study, only: list[str] | None = None, log=print, settings=None) -> list[dict]:
+    """Run the trials (those in `only`, else all) and return the summary rows of every trial that has results.
+    settings: the entry point's (laffi.settings), passed to every trial's stages."""
     for trial in study.trials:
         if only and trial["name"] not in only:
             continue
         log(f"study: trial {trial['name']}: {trial.get('why', '')}")
-        trial_stages(study, trial, log).all()
+        trial_stages(study, trial, log, settings).all()
     return summarize(study)
 
 

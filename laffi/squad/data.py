@@ -4,6 +4,7 @@ Usage:
     examples, problems = load_squad("../shared/data/squad_v2/dev-12-articles.json")
     eval_set = select_articles(examples, "eval")            # the fixed split below, or "Title_A,Title_B"
     sample = sample_examples(eval_set, limit=50, seed=0)
+    examples, problems = DataArgs(data="squad.json", articles="eval", limit=50).select()   # all three at once
 
 Accepted inputs: the official nested SQuAD JSON (v1.1 or v2.0), flat JSON/JSONL records in the Hugging Face
 `squad_v2` layout (id, title, context, question, answers{text, answer_start}), or a dataset id loaded through
@@ -17,7 +18,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 
-from laffi.errors import LaffiError
+from laffi.errors import LaffiError, check_at_least_one
 from laffi.io import parse_jsonl
 
 # The fixed article split of ../shared/data/squad_v2/dev-12-articles.json used for the shipped adapters and the
@@ -204,3 +205,22 @@ def select_data(source: str, articles: str | None = None, limit: int | None = No
     (a split name or titles), draw a seeded sample of `limit`. Returns (examples, problems with skipped records)."""
     examples, problems = load_squad(source, split=split)
     return sample_examples(select_articles(examples, articles), limit, seed), problems
+
+
+@dataclass
+class DataArgs:
+    """Which questions: what select_data takes (the `--data --articles --limit --seed` flags of every command that
+    reads questions)."""
+
+    data: str = field(metadata={"help": "SQuAD JSON/JSONL file, or a HF dataset id (needs the hub)."})
+    split: str = field(default="validation", metadata={"help": "Split of a HF dataset id."})
+    articles: str | None = field(default=None, metadata={"help": "A split name (train, validation, eval) or "
+                                                                 "comma-separated titles."})
+    limit: int | None = field(default=None, metadata={"help": "A seeded random sample of N questions."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+
+    def __post_init__(self):
+        check_at_least_one(limit=self.limit)
+
+    def select(self) -> tuple[list[QAExample], list[str]]:
+        return select_data(self.data, self.articles, self.limit, self.seed, split=self.split)

@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from laffi.commandline import flags
 from laffi.errors import LaffiError
 from laffi.settings import REPO
 
@@ -139,46 +140,29 @@ def run_launched(cmd: list[str], log=None) -> int:
 
 
 # --- laffi's training commands on N processes --------------------------------------------------------------------
-def inside_launch() -> bool:
-    """Whether this process is one rank of a launch (accelerate/torchrun set WORLD_SIZE): then it trains."""
-    from laffi.settings import Settings
-
-    return Settings.from_env().world_size > 1
-
-
 def processes_for(tcfg) -> int:
     return tcfg.num_processes or default_processes()
 
 
-def train_flags(tcfg) -> list[str]:
-    """Every TrainConfig setting as `laffi train` flags (None left out), so the ranks train exactly this config."""
-    from dataclasses import fields
-
-    out = []
-    for f in fields(tcfg):
-        value = getattr(tcfg, f.name)
-        if value is not None:
-            out += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return out
+def train_launch(tcfg, data_flags: list[str]) -> list[str]:
+    """The command that trains `tcfg` on its processes: `python -m laffi train ...` or `accelerate launch ...`, with
+    every TrainConfig setting as a flag (laffi.commandline) so the ranks train exactly this config."""
+    return launch_command(["train", *data_flags, *flags(tcfg)], processes_for(tcfg), tcfg.deepspeed)
 
 
-def train_launch(tcfg, data_flags: list[str], extra: list[str] = ()) -> list[str]:
-    """The command that trains `tcfg` on its processes: `python -m laffi train ...` or `accelerate launch ...`."""
-    return launch_command(["train", *data_flags, *train_flags(tcfg), *extra], processes_for(tcfg), tcfg.deepspeed)
+def needs_launch(tcfg, world_size: int = 1) -> bool:
+    """Whether training `tcfg` here means launching processes: it asks for several, and this process is not
+    already one rank of a launch (world_size > 1: accelerate/torchrun set WORLD_SIZE; the entry point reads it)."""
+    return processes_for(tcfg) > 1 and world_size <= 1
 
 
-def needs_launch(tcfg) -> bool:
-    return processes_for(tcfg) > 1 and not inside_launch()
-
-
-def run_training(tcfg, data_flags: list[str], run_key: str | None = None, resume: bool = True, log=None):
+def run_training(tcfg, data_flags: list[str], run_key: str | None = None, log=None):
     """Train `tcfg` through `accelerate launch` and wait: a TrainResult, "finished" with the adapter folder, or
     "stopped" with tcfg.work_dir when a Stop ended it (resumable: the ranks saved a checkpoint). A launch that
-    fails otherwise is a LaffiError."""
+    fails otherwise is a LaffiError. data_flags carry the run key and whether to resume (TrainDataArgs)."""
     from laffi.adapter_folder import AdapterFolder, TrainResult
 
-    extra = (["--run_key", run_key] if run_key else []) + ([] if resume else ["--no_resume", "true"])
-    cmd = train_launch(tcfg, data_flags, extra)
+    cmd = train_launch(tcfg, data_flags)
     stopped = []
     try:  # a Stop (SIGTERM) meanwhile: note it, and let whoever handled it before still see it
         previous = signal.getsignal(signal.SIGTERM)

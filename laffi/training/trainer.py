@@ -28,6 +28,7 @@ from laffi.adapter_folder import CARD, CONFIG, LOSS_LOG, MANIFEST, AdapterFolder
 from laffi.errors import LaffiError
 from laffi.inference.models import ADAPTER_NAME_RE, BASE_VARIANT, ModelConfig
 from laffi.inference.prompts import NO_ANSWER, feedback_prompt, qa_prompt
+from laffi.settings import Settings
 
 METHODS = ("sft", "laffi", "laffi+sft")
 
@@ -90,6 +91,7 @@ class TrainConfig:
                 "`pip install deepspeed`)."})
 
     def __post_init__(self):
+        self._as_declared_types()
         if self.method not in METHODS:
             raise LaffiError(f"TrainConfig.method must be 'sft', 'laffi' or 'laffi+sft', not {self.method!r}.")
         self.name = self.name or self.method.replace("+", "-")
@@ -117,6 +119,26 @@ class TrainConfig:
 
             batch_plan(self.batch_size, self.num_processes or 1, self.micro_batch_size)
         self.work_dir = self.work_dir or str(Path("runs") / "train" / self.name)
+
+    def _as_declared_types(self) -> None:
+        """Every number as its field's type, whoever made the config: a form's slider gives 16.0 for r, YAML reads
+        1e-3 as text. The one place a setting is converted; a value that is no number is a sentence."""
+        import typing
+
+        for name, declared in typing.get_type_hints(type(self)).items():  # not Field.type: argparse rewrites it
+            args = set(typing.get_args(declared)) or {declared}
+            kind = next((k for k in (int, float) if k in args), None)
+            value = getattr(self, name)
+            if kind is None or (value is None and type(None) in args) or isinstance(value, bool):
+                continue
+            try:
+                number = float(value) if isinstance(value, str) else value
+                if kind is int and number != int(number):
+                    raise ValueError
+                setattr(self, name, kind(number))
+            except (TypeError, ValueError) as e:
+                raise LaffiError(f"TrainConfig.{name} must be {'a whole number' if kind is int else 'a number'}, "
+                                 f"not {value!r}.") from e
 
     def modules(self) -> list[str] | str:
         t = self.target_modules.strip()
@@ -197,7 +219,13 @@ def check_destination(cfg: TrainConfig) -> None:
                          "or ask to replace it (--overwrite; in the app, tick 'Replace').")
 
 
-def preflight(cfg: TrainConfig) -> None:
+def base_config(cfg: TrainConfig, settings: Settings | None = None, **kwargs) -> ModelConfig:
+    """The base model a run trains on: cfg.base without adapters, from the model cache the entry point's settings
+    name (defaults where none were passed)."""
+    return ModelConfig(base=cfg.base, adapters_dir=None, cache_dir=str((settings or Settings()).cache), **kwargs)
+
+
+def preflight(cfg: TrainConfig, settings: Settings | None = None) -> None:
     """Reject settings the model can't use before any real work: an adapter name already taken (unless
     overwrite), target modules the architecture lacks (checked on a weightless copy) and a max_length shorter than
     the prompt with an empty passage."""
@@ -207,7 +235,7 @@ def preflight(cfg: TrainConfig) -> None:
 
     from laffi.inference.models import resolve_source
 
-    source = resolve_source(ModelConfig(base=cfg.base, adapters_dir=None))
+    source = resolve_source(base_config(cfg, settings))
     with torch.device("meta"):  # the module tree without allocating a single weight
         skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
     _check_target_modules(skeleton, cfg)
@@ -254,9 +282,11 @@ def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype, per_s
 
 
 def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, extra_callbacks=(),
-                  run_key: str | None = None, extra_files: dict | None = None) -> TrainResult:
+                  run_key: str | None = None, extra_files: dict | None = None,
+                  settings: Settings | None = None) -> TrainResult:
     """Train one LoRA adapter on `records` and write adapters/<name>/ with its config, manifest and loss log.
     extra_files ({file name: JSON}, e.g. answer_path.json) are written into the folder before it is published.
+    settings: the entry point's (the model cache; world_size, this rank's share of a launch).
     Returns a TrainResult: "finished" with the adapter folder, or "stopped" on request with cfg.work_dir
     (resumable from its checkpoint)."""
     check_destination(cfg)
@@ -266,18 +296,17 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     from trl import SFTConfig, SFTTrainer
 
     from laffi.inference.models import load_base
-    from laffi.settings import Settings
     from laffi.training.distributed import batch_plan
     from laffi.training.logs import LossLogger
 
     # float32 on a CPU whatever the hardware offers: this torch's CPU bfloat16 matmuls run ~6x slower than float32
     # here (no oneDNN bf16 kernel for these shapes; measured in the bench), and LoRA updates are small.
-    model, tokenizer = load_base(ModelConfig(base=cfg.base, adapters_dir=None,
-                                             dtype="auto" if torch.cuda.is_available() else "float32"))
+    settings = settings or Settings()
+    model, tokenizer = load_base(base_config(cfg, settings, dtype="auto" if torch.cuda.is_available() else "float32"))
     _check_target_modules(model, cfg)
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
     # under accelerate launch each rank sees WORLD_SIZE; batch_size stays the examples per optimiser step
-    plan = batch_plan(cfg.batch_size, Settings.from_env().world_size, cfg.micro_batch_size)
+    plan = batch_plan(cfg.batch_size, settings.world_size, cfg.micro_batch_size)
     train_rows, held = heldout_split(training_rows(records, cfg.method, tokenizer), cfg.heldout, cfg.seed)
     dataset, collator, rows, too_long = training_dataset(train_rows, cfg, tokenizer, model.dtype, plan.per_device)
     heldout = training_dataset(held, cfg, tokenizer, model.dtype, plan.per_device)[0] if held else None

@@ -1,6 +1,12 @@
 """The laffi app (Gradio Blocks): one base model and its LoRA adapters side by side, with self-feedback, attention
 views, live feedback capture, training and evaluation. One module per tab; this one lays them out.
 
+    ask, attention_tab, feedback_tab, train_tab, evaluate_tab   the tabs (thin callbacks over the library)
+    context    what the tabs share (AppContext: the model, the feedback store, the settings; the admin unlock)
+    loading    the model loading behind a served page (LazyModel), the status line
+    text       pop-ups and user text as text, never HTML
+    room       the room's address and QR code when the app serves a room
+
 Usage:
     demo = build_demo()                         # model and settings from the environment (laffi.settings); the
                                                 # model loads in a background thread while the page is served
@@ -104,7 +110,7 @@ def build_app(lm=None, settings: Settings | None = None, defer_load: bool = Fals
     js = ensure_js()
     if js:
         gr.set_static_paths([str(js)])
-    jobs = JobManager(settings.runs_dir / "jobs") if settings.enable_training else None
+    jobs = JobManager(settings.runs_dir / "jobs", settings.stop_grace_seconds) if settings.enable_training else None
     with gr.Blocks(title="LaFFi — natural-language feedback for fine-tuning") as demo:
         gr.Markdown("# LaFFi: natural-language feedback for fine-tuning\n"
                     "One base model with LoRA adapters trained by plain SFT and by LaFFi (learning to predict an "
@@ -180,8 +186,9 @@ def launch_options(argv: list[str] | None = None) -> dict:
 
 
 def launch(app: App, settings: Settings | None = None, **kwargs):
-    """Serve app.demo and start loading app.lm (a no-op when build_app started it). Queue (one model worker; LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860)
-    with the app's CSS; keyword arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True).
+    """Serve app.demo and start loading app.lm (a no-op when build_app started it). Queue (one model worker;
+    LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860) with the app's CSS; keyword
+    arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True).
     Served beyond this machine, the room's address is recorded for every page to show (laffi.ui.room)."""
     from laffi.ui.room import room_url, set_room
 

@@ -32,7 +32,7 @@ WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity 
 def config_on_disk(cfg: ModelConfig) -> dict | None:
     """The base model's config.json read as JSON (no transformers import), where it is already on this disk: a
     model folder, the embedded model's converted cache, or the Hugging Face cache; None when it is not there."""
-    from laffi.inference.models import default_cache_dir
+    from laffi.inference.models import cache_dir_of
 
     base = os.path.expanduser(cfg.base)
     candidates = []
@@ -45,7 +45,7 @@ def config_on_disk(cfg: ModelConfig) -> dict | None:
             return None
         # content-addressed by the GGUF's digest, which takes seconds to hash: any conversion of this file name
         # has the same shape, and the newest is the one the loader is about to use
-        cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        cache = cache_dir_of(cfg)
         candidates += sorted(cache.glob(f"models/{stem}-*/config.json"), key=lambda p: p.stat().st_mtime)[::-1]
     else:
         try:

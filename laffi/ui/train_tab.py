@@ -31,10 +31,13 @@ from laffi.ui.text import error, md_literal, name_range_errors
 SHARED, UPLOAD, FEEDBACK = "shared SQuAD file", "upload", "feedback collected here"
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the CLI's defaults (`python -m laffi train`)
 JOB_DEFAULTS = {f.name: f.default for f in fields(JobSpec)}
-# TrainConfig's field names in its error sentences -> the labels a user sees in this tab.
-LABELS = {"TrainConfig.r": "LoRA r", "TrainConfig.alpha": "LoRA alpha", "TrainConfig.lr": "Learning rate",
-          "TrainConfig.epochs": "Epochs", "TrainConfig.batch_size": "Batch size",
-          "TrainConfig.max_length": "Max length", "TrainConfig.target_modules": "Target modules"}
+# The training settings on the form: TrainConfig fields, in the form's order, with the word a user sees for each
+# (in TrainConfig's error sentences too). The form, the job it starts and a refreshed page's form read this one table;
+# the values go to the job as they are ({field: value}) and TrainConfig makes them its types.
+TRAIN_FIELDS = {"r": "LoRA r", "alpha": "LoRA alpha", "target_modules": "Target modules", "lr": "Learning rate",
+                "epochs": "Epochs", "batch_size": "Batch size", "max_length": "Max length",
+                "num_processes": "Processes", "early_stopping": "Early stopping"}
+LABELS = {f"TrainConfig.{name}": label for name, label in TRAIN_FIELDS.items()}
 
 
 def loss_figure(rows: list[dict]):
@@ -226,8 +229,8 @@ def build_train_tab(ctx, jobs, admin):
     plot = gr.Plot(label="Loss", elem_id="train-plot")
     cli = gr.Code(label="Equivalent command lines", language="shell", interactive=False)
     timer = gr.Timer(2.0)
-    form = [method, name, replace, source, articles, limit, use_human, fraction, r, alpha, modules, lr, epochs,
-            batch, max_length, processes, patience]
+    knobs = [r, alpha, modules, lr, epochs, batch, max_length, processes, patience]  # TRAIN_FIELDS, in order
+    form = [method, name, replace, source, articles, limit, use_human, fraction, *knobs]
 
     def poll():
         st = jobs.status()
@@ -235,19 +238,18 @@ def build_train_tab(ctx, jobs, admin):
         return (describe(st, spec.data if spec else None), loss_figure(st.get("loss") or []) if st else None,
                 (st or {}).get("cli", ""))
 
+    def train_values(train: dict) -> list:
+        t = {**DEFAULTS, "num_processes": procs, **{k: v for k, v in train.items() if v is not None}}
+        return [t[name] for name in TRAIN_FIELDS]
+
     def form_values(spec: JobSpec | None) -> list:
         """The form as the job `spec` was started (a refreshed page shows what runs), or fresh defaults."""
         if spec is None:
             return ["laffi", fresh_name("laffi", taken_names(ctx)), False, SHARED, JOB_DEFAULTS["articles"],
-                    JOB_DEFAULTS["limit"], True, 0.5, DEFAULTS["r"], DEFAULTS["alpha"], DEFAULTS["target_modules"],
-                    DEFAULTS["lr"], DEFAULTS["epochs"], DEFAULTS["batch_size"], DEFAULTS["max_length"], procs,
-                    DEFAULTS["early_stopping"]]
-        t = {**DEFAULTS, **spec.train}
+                    JOB_DEFAULTS["limit"], True, 0.5, *train_values({})]
         return [spec.method, spec.name, spec.overwrite,
                 FEEDBACK if spec.feedback else SHARED if spec.data == str(s.squad) else UPLOAD,
-                spec.articles or "all", spec.limit, bool(spec.human), spec.human_fraction, t["r"], t["alpha"],
-                t["target_modules"], t["lr"], t["epochs"], t["batch_size"], t["max_length"],
-                t.get("num_processes") or procs, t["early_stopping"]]
+                spec.articles or "all", spec.limit, bool(spec.human), spec.human_fraction, *train_values(spec.train)]
 
     def attach():
         st = jobs.status()
@@ -280,10 +282,8 @@ def build_train_tab(ctx, jobs, admin):
                            human=str(ctx.store.path) if use_app_feedback and not feedback else None,
                            human_fraction=float(human_fraction), feedback=feedback, base=ctx.lm.config.base,
                            adapters_dir=str(s.trained_dir), overwrite=bool(replace_existing),
-                           train={"r": int(lora_r), "alpha": int(lora_alpha), "target_modules": target_modules,
-                                  "lr": float(learning_rate or 0), "epochs": float(epochs),
-                                  "batch_size": int(batch_size), "max_length": int(max_length),
-                                  "num_processes": int(processes), "early_stopping": int(early_stopping or 0)})
+                           train=dict(zip(TRAIN_FIELDS, (lora_r, lora_alpha, target_modules, learning_rate, epochs,
+                                                         batch_size, max_length, processes, early_stopping or 0))))
             jobs.start(spec)
         except LaffiError as e:
             raise error(re.sub("|".join(map(re.escape, LABELS)), lambda m: LABELS[m.group(0)], str(e))) from e
