@@ -3,15 +3,17 @@
 Usage:  python -m laffi --help        (CLI)
         python app.py                 (Gradio demo)
 
-What is where (the README's "Layout" table says more):
-- the model: models (base + adapters), surface (its typed protocol), kernels, multilora, prefix, generation,
-  events (what generation reports), attention, answerability (best span and no-answer probability,
-  thresholds), selffeedback (feedback and the answer paths), backends/ (vLLM), gpu, model_calls;
-- the stages: data, prompts, drafts (stage 1), annotation (stage 2; the app's feedback as training records),
-  training, packing, train_logs, distributed (stage 3), evaluation, squad_metric, metric/, stats, report
-  (stage 4), stages (all four, written once), study;
-- people and machines: cli/, ui/, jobs/, feedback_store, hub_sync, space, webassets, bench/, settings, io, errors,
-  tiny.
+What is where: role folders, each building only on those before it (each folder's __init__ names its modules;
+the README's "Layout" says more):
+- foundations here: settings (every environment variable), errors, io, adapter_folder (every file of an adapter
+  folder), commandline (config dataclasses <-> CLI flags), processes (stopping a process tree);
+- squad/ (the data and the official metric) -> inference/ (a base model and its adapters as variants: surface,
+  the typed protocol they implement; generation and the one event it reports; answerability, the answer paths,
+  attention, CPU speed, vLLM) -> feedback/ (drafts, annotators, the feedback
+  store), training/ (LoRA with TRL, packing, launches), evaluation/ (runs, intervals, tables) -> pipeline/ (the
+  stages written once, the study, the app's training jobs);
+- for people and machines: ui/ (the app), serving/ (ZeroGPU, a Space's folder), cli/, bench/.
+Settings are read from the environment only at the entry points (the CLI, app.py, a job's process) and passed in.
 Heavy imports (torch, transformers) happen inside functions, not at import, so `import laffi` stays cheap.
 """
 

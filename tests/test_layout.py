@@ -158,8 +158,7 @@ def test_the_model_surface_is_declared_not_poked():
 
 
 # The modules that are entry points: each reads the environment once (Settings.from_env) and passes what it read.
-ENTRY_POINTS = {"laffi.cli", "laffi.cli.commands", "laffi.pipeline.job_runner", "laffi.ui",
-                "laffi.ui.context"}  # the last two until app.py passes its settings in
+ENTRY_POINTS = {"laffi.cli", "laffi.cli.commands", "laffi.pipeline.job_runner"}  # and app.py
 
 
 def from_env_callers() -> set[str]:

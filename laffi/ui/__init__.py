@@ -8,11 +8,11 @@ views, live feedback capture, training and evaluation. One module per tab; this 
     room       the room's address and QR code when the app serves a room
 
 Usage:
-    demo = build_demo()                         # model and settings from the environment (laffi.settings); the
-                                                # model loads in a background thread while the page is served
+    settings = Settings.from_env()              # read by the entry point (app.py), passed to everything here
+    launch(build_app(settings=settings, defer_load=True), settings)   # as `python app.py`: the page, then the model
+    demo = build_demo(settings=settings)        # the model loads in a background thread while the page is served
     demo = build_demo(lm=lm, settings=Settings.from_env(data_dir=tmp))   # tests: a loaded model, ready at once
     demo = build_demo(lm=LazyModel(settings, load=fn), settings=settings)  # tests: a loader of their own
-    launch(build_app(defer_load=True))          # as `python app.py` does: the page first, then the model loads
     app = build_app(lm=lm, settings=settings); app.demo, app.lm   # the page and the model behind it
 """
 
@@ -79,12 +79,12 @@ class App:
     lm: "LazyModel"
 
 
-def build_demo(lm=None, settings: Settings | None = None) -> gr.Blocks:
+def build_demo(lm=None, *, settings: Settings) -> gr.Blocks:
     """The page of build_app, its model loading (or loaded) already."""
-    return build_app(lm, settings).demo
+    return build_app(lm, settings=settings).demo
 
 
-def build_app(lm=None, settings: Settings | None = None, defer_load: bool = False) -> App:
+def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
     """The whole app around one model: `lm` loaded already (ready at once), a LazyModel (started here, after the
     page is built), or None: loaded from the settings in the background - except on ZeroGPU, where the model must
     be on (emulated) CUDA before `spaces` registers the GPU functions, so it is loaded here first. defer_load:
@@ -100,7 +100,6 @@ def build_app(lm=None, settings: Settings | None = None, defer_load: bool = Fals
     from laffi.ui.loading import LazyModel
     from laffi.ui.train_tab import build_train_tab
 
-    settings = settings or Settings.from_env()
     if lm is None and settings.zero_gpu:
         from laffi.inference.models import ModelConfig, load_model
 
@@ -185,14 +184,14 @@ def launch_options(argv: list[str] | None = None) -> dict:
     return {"server_name": args.host, "server_port": args.port, "share": args.share}
 
 
-def launch(app: App, settings: Settings | None = None, **kwargs):
+def launch(app: App, settings: Settings, **kwargs):
     """Serve app.demo and start loading app.lm (a no-op when build_app started it). Queue (one model worker;
     LAFFI_QUEUE_SIZE may wait) and serve on GRADIO_SERVER_NAME/PORT (loopback:7860) with the app's CSS; keyword
     arguments go to demo.launch (tests: server_port=None, prevent_thread_lock=True).
     Served beyond this machine, the room's address is recorded for every page to show (laffi.ui.room)."""
     from laffi.ui.room import room_url, set_room
 
-    settings, demo = settings or Settings.from_env(), app.demo
+    demo = app.demo
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     options = {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")), "css": CSS}

@@ -2,7 +2,7 @@
 variants are shown in, and keeping the adapter lists current while adapters are trained.
 
 Usage:
-    ctx = AppContext.create(lm)          # a loaded model; settings from LAFFI_* environment variables
+    ctx = AppContext.create(lm, settings)   # a loaded model; the entry point's settings (laffi.settings)
     ctx = AppContext.create(LazyModel(settings), settings); ctx.lm.on_ready = ctx.model_loaded; ctx.lm.start()
                                          # the app: the model loads in the background (laffi.ui.loading); ctx.lm
                                          # waits for it
@@ -52,8 +52,7 @@ class AppContext:
     sync: object = None  # laffi.feedback.hub_sync.FeedbackSync while feedback is pushed to a Hub dataset, else None
 
     @classmethod
-    def create(cls, lm, settings: Settings | None = None) -> "AppContext":
-        settings = settings or Settings.from_env()
+    def create(cls, lm, settings: Settings) -> "AppContext":
         from laffi.feedback.hub_sync import start_feedback_sync
         from laffi.serving.model_calls import ModelCalls
         from laffi.ui.loading import LazyModel
