@@ -24,6 +24,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from laffi.inference.surface import LanguageModel
 from laffi.squad.metric import find_best_thresh, score_one
 
 # A reply whose first token is one of these words (any case, with or without a leading space) abstains: the QA
@@ -176,7 +177,7 @@ def read_calibration(path: str | Path | None, base: str | None = None) -> Calibr
     return cal if cal.na_prob in NA_PROB_KINDS else None
 
 
-def base_calibration_path(lm) -> Path | None:
+def base_calibration_path(lm: LanguageModel) -> Path | None:
     """Where the base model's calibration lives: beside the first adapters folder (base-calibration.json)."""
     from laffi.adapter_folder import BASE_CALIBRATION
     from laffi.inference.models import adapter_folders
@@ -185,7 +186,7 @@ def base_calibration_path(lm) -> Path | None:
     return folders[0] / BASE_CALIBRATION if folders else None
 
 
-def calibrations(lm, variants: list[str]) -> dict[str, Calibration | None]:
+def calibrations(lm: LanguageModel, variants: list[str]) -> dict[str, Calibration | None]:
     """Each variant's calibration: its adapter folder's, the base model's file for base (if it was written for
     this base model), None where there is none."""
     from laffi.inference.models import BASE_VARIANT
@@ -199,6 +200,6 @@ def calibrations(lm, variants: list[str]) -> dict[str, Calibration | None]:
     return out
 
 
-def direct_thresholds(lm, variants: list[str]) -> dict[str, float]:
+def direct_thresholds(lm: LanguageModel, variants: list[str]) -> dict[str, float]:
     """The thresholds that apply to variants' direct answers (calibrations of kind p_abstain)."""
     return {v: c.threshold for v, c in calibrations(lm, variants).items() if c and c.na_prob == "p_abstain"}

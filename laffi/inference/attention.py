@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from laffi.inference.prompts import NO_ANSWER, qa_prompt
+from laffi.inference.surface import LanguageModel
 
 HEATMAP_TOKENS = 160  # a T x T heatmap beyond this is unreadable and heavy in the browser
 BERTVIZ_TOKENS = 40  # bertviz embeds layers x heads x T x T numbers as JSON in the page
@@ -69,7 +70,7 @@ def _token_spans(tok, text: str):
     return enc["input_ids"], enc["offset_mapping"]
 
 
-def attention_view(lm, context: str, question: str, answer: str, variant: str) -> AttentionView:
+def attention_view(lm: LanguageModel, context: str, question: str, answer: str, variant: str) -> AttentionView:
     import torch
 
     prompt = qa_prompt(lm.tokenizer, context, question)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from laffi.inference.surface import LanguageModel
+
 MIN_SHARED = 16  # a prefix shorter than this is not worth a second forward pass
 
 
@@ -84,7 +86,7 @@ def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN
     return groups
 
 
-def shared_prefix_inputs(lm, ids: list[list[int]], variants: list[str],
+def shared_prefix_inputs(lm: LanguageModel, ids: list[list[int]], variants: list[str],
                          min_shared: int = MIN_SHARED) -> dict | None:
     """generate() inputs for these rows with every shared prefix computed once; None if nothing is shared.
     Where the batch's adapters all leave the lowest layers alone (LoRA on the upper layers only), a prefix is read
@@ -153,7 +155,7 @@ def _decoder(lm):
     return decoder if isinstance(getattr(decoder, "layers", None), torch.nn.ModuleList) else None
 
 
-def split_prefill(lm, prefix_ids, prefix_mask, positions, owner, variants: list[str], lower: int):
+def split_prefill(lm: LanguageModel, prefix_ids, prefix_mask, positions, owner, variants: list[str], lower: int):
     """Key/value cache of each group's prefix, read through the lowest `lower` layers ONCE per distinct prefix
     (rows of prefix_ids) and through the rest once per group (owner[g]: its prefix, variants[g]: its adapter).
 

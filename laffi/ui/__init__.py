@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from laffi.inference.surface import LanguageModel
 from laffi.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ LOADING = ("⏳ **Loading the model…** The page works meanwhile: a question as
            "model is ready.")
 
 
-def status_text(lm, variants: list[str] | None = None) -> str:
+def status_text(lm: LanguageModel, variants: list[str] | None = None) -> str:
     """The header: the model, its variants (by default those loaded) and what is missing; while the model loads
     (a laffi.ui.loading.LazyModel not ready yet), that it is loading."""
     from laffi.ui.loading import LazyModel

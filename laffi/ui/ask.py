@@ -24,6 +24,7 @@ from laffi.inference.events import streamed
 from laffi.inference.generation import GenerationConfig
 from laffi.inference.prompts import first_line, fit_context
 from laffi.inference.selffeedback import answer_paths, drafters
+from laffi.inference.surface import LanguageModel
 from laffi.ui.context import ordered
 from laffi.ui.text import error
 
@@ -62,7 +63,7 @@ def validate_question(context: str, question: str, max_chars: int) -> None:
                     "Paste the part the question is about.")
 
 
-def self_feedback_caveat(lm, variant: str) -> str:
+def self_feedback_caveat(lm: LanguageModel, variant: str) -> str:
     """What the audience should know next to a predicted self-feedback: it is the model's guess, and how often
     its verdicts were right when that was measured (balanced_verdict_accuracy in the adapter's metrics.json)."""
     from laffi.adapter_folder import AdapterFolder

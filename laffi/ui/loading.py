@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from laffi.inference.models import BASE_VARIANT, ModelConfig, discover_adapters, embedded_gguf_path
-from laffi.inference.surface import RowGenerator
+from laffi.inference.surface import LanguageModel, RowGenerator
 
 WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity in 1952.",
            "When was the lighthouse lit?")
@@ -64,7 +64,7 @@ def config_on_disk(cfg: ModelConfig) -> dict | None:
     return None
 
 
-def warm_up(lm) -> float:
+def warm_up(lm: LanguageModel) -> float:
     """One short answer and one short feedback for every variant, so the first question's answer does not pay
     for first-call costs (the tokenizer's line-end token sets, oneDNN kernels' first shapes); returns seconds."""
     from laffi.inference.generation import GenerationConfig, answer_questions
