@@ -37,7 +37,12 @@ def flags(*configs, changed: bool = False, keep: tuple[str, ...] = ()) -> list[s
     return out
 
 
+def python_laffi(args: list[str]) -> list[str]:
+    """`python -m laffi ARGS` with this interpreter."""
+    return [sys.executable, "-m", "laffi", *args]
+
+
 def laffi_argv(command: str, *configs, changed: bool = False, keep: tuple[str, ...] = ()) -> list[str]:
     """The argv of `python -m laffi <command>` with the flags of `configs` (run on one process; N processes:
     laffi.training.distributed.launch_command wraps the same flags)."""
-    return [sys.executable, "-m", "laffi", command, *flags(*configs, changed=changed, keep=keep)]
+    return python_laffi([command, *flags(*configs, changed=changed, keep=keep)])

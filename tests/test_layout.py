@@ -64,14 +64,20 @@ def test_the_import_graph_has_no_cycles():
             visit(m)
 
 
-def test_the_cycle_check_can_fail(tmp_path, monkeypatch):
-    """The check above finds a cycle when there is one (two throw-away modules that import each other)."""
+def throwaway_package(tmp_path, monkeypatch, files: dict[str, str]) -> None:
+    """The checks here then read a package of these files instead of laffi/ (to see that each can fail)."""
     pkg = tmp_path / "laffi"
     pkg.mkdir()
-    (pkg / "a.py").write_text("from laffi.b import x\n")
-    (pkg / "b.py").write_text("def f():\n    from laffi.a import y\n")
+    for name, text in files.items():
+        (pkg / name).write_text(text)
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+
+
+def test_the_cycle_check_can_fail(tmp_path, monkeypatch):
+    """The check above finds a cycle when there is one (two throw-away modules that import each other)."""
+    throwaway_package(tmp_path, monkeypatch, {"a.py": "from laffi.b import x\n",
+                                              "b.py": "def f():\n    from laffi.a import y\n"})
     with pytest.raises(AssertionError, match="import cycle"):
         test_the_import_graph_has_no_cycles()
 
@@ -179,12 +185,8 @@ def test_settings_are_read_from_the_environment_only_at_entry_points():
 
 
 def test_the_entry_point_check_sees_a_call(tmp_path, monkeypatch):
-    fake = tmp_path / "laffi"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("")
-    (fake / "library.py").write_text("from laffi.settings import Settings\n\ndef f():\n    return Settings.from_env()\n")
-    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
-    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    throwaway_package(tmp_path, monkeypatch, {
+        "__init__.py": "", "library.py": "from laffi.settings import Settings\n\ndef f():\n    return Settings.from_env()\n"})
     assert from_env_callers() == {"laffi.library"}
 
 

@@ -61,7 +61,7 @@ def run(job: Path) -> int:
         from laffi.training.distributed import stop_callback
 
         def report(st):  # each step, for the app's status line
-            status(phase="training", detail="", step=st.global_step, max_steps=st.max_steps)
+            status(phase=PHASES["train"], detail="", step=st.global_step, max_steps=st.max_steps)
 
         stages = spec.stages(job / "work", log=log, progress=progress, settings=Settings.from_env(),
                              callbacks=[stop_callback(lambda: STOP["requested"], report)])

@@ -61,8 +61,7 @@ class JobSpec:
     def __post_init__(self):
         if not 1 <= int(self.limit) <= 100_000:
             raise LaffiError(f"JobSpec.limit must be at least 1, not {self.limit}.")
-        self.pipeline(Path("."))  # validates the method, name, drafts, fraction and every training setting
-        tcfg = self.stages(Path(".")).train_config(self.which, self.seed)
+        tcfg = self.train_config(Path("."))  # validates the method, name, drafts, fraction and every setting
         self.train = {k: getattr(tcfg, k) for k in self.train}  # as TrainConfig's types (a form gives 16.0 for 16)
 
     @property

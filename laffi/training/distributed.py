@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from laffi.commandline import flags
+from laffi.commandline import flags, python_laffi
 from laffi.errors import LaffiError
 from laffi.settings import REPO
 
@@ -105,7 +105,7 @@ def launch_command(laffi_args: list[str], processes: int = 1, use_deepspeed: boo
     """The argv that runs `python -m laffi <laffi_args>` on `processes` processes: plain Python for one, else
     `accelerate launch` with the repo's config (the ranks re-run the same laffi command and see WORLD_SIZE)."""
     if processes <= 1:
-        return [sys.executable, "-m", "laffi", *laffi_args]
+        return python_laffi(laffi_args)
     cmd = [accelerate_program(), "launch", "--config_file", str(config_file(use_deepspeed)),
            "--num_processes", str(processes)]
     if port:  # two launches on one machine need two rendezvous ports (tests run them side by side)
