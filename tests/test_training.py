@@ -97,7 +97,8 @@ def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(path)).eval()
     with torch.no_grad():
         logits = reloaded(input_ids=input_ids).logits
-    # equal up to float32 summation order: the trained model ran laffi.inference.kernels' oneDNN layers, this one torch's
+    # equal up to float32 summation order: the trained model ran laffi.inference.kernels' oneDNN layers, this one
+    # torch's own
     torch.testing.assert_close(logits, snap.logits, rtol=1e-5, atol=1e-4)
     plain = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
     with torch.no_grad():

@@ -5,8 +5,8 @@ Usage:
     metrics = evaluate_variants(lm, examples, ["base", "sft", "laffi"], GenerationConfig(), out_dir="runs/eval",
                                 feedback=True)   # also every variant's feedback: F1 via feedback, verdicts
 
-Each variant's *shown* answer follows its AnswerPath (laffi.inference.selffeedback): direct for most, draft -> feedback ->
-named answer for LaFFi adapters that ask for it. Both paths are scored whenever both ran:
+Each variant's *shown* answer follows its AnswerPath (laffi.inference.selffeedback): direct for most, draft -> feedback
+-> named answer for LaFFi adapters that ask for it. Both paths are scored whenever both ran:
     exact, f1, HasAns_f1, NoAns_exact, abstain           the shown answer (what the app shows)
     direct_*                                             the reply to the QA prompt
     revised_*                                            the answer the feedback names ("F1 via feedback")

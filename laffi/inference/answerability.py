@@ -13,9 +13,9 @@ to answer then abstains on most questions and scores what the trivial always-"no
 variant gives two things per question: its best non-abstaining span (the reply with the abstaining first tokens
 forbidden) and a no-answer probability `na_prob` - for a direct variant, the probability that its reply starts
 with one of ABSTAIN_WORDS at the QA prompt; for a LaFFi variant judging candidates, from its predicted verdict
-(laffi.inference.selffeedback). The shown answer is the span unless na_prob exceeds the variant's threshold, chosen where
-it maximises F1 on the validation article and stored in the adapter folder (calibration.json; the base model's
-in <adapters_dir>/base-calibration.json). Without a calibration the threshold is 0.5, which is close to greedy.
+(laffi.inference.selffeedback). The shown answer is the span unless na_prob exceeds the variant's threshold, chosen
+where it maximises F1 on the validation article and stored in the adapter folder (calibration.json; the base model's in
+<adapters_dir>/base-calibration.json). Without a calibration the threshold is 0.5, which is close to greedy.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ Usage:
     answer_questions(lm, pairs, variants)     # laffi.inference.generation, unchanged: now answered by the server
 
 The switch is the loaded model's generator (lm.use_generator: laffi.inference.surface.RowGenerator), which
-laffi.inference.generation.generate_batched asks, the one function every answer, draft and feedback goes through: `ask`, `eval`, the pipeline's predict stage and the app's
-Ask and Evaluate tabs all follow it, and get the same Answer objects either way. Prompts are still rendered by
-laffi.inference.prompts with the model's tokenizer, so both backends read identical prompts. Attention views always use the
-transformers model (vLLM does not return attention weights).
+laffi.inference.generation.generate_batched asks, the one function every answer, draft and feedback goes through: `ask`,
+`eval`, the pipeline's predict stage and the app's Ask and Evaluate tabs all follow it, and get the same Answer objects
+either way. Prompts are still rendered by laffi.inference.prompts with the model's tokenizer, so both backends read
+identical prompts. Attention views always use the transformers model (vLLM does not return attention weights).
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ Usage:
     answer_questions(lm, pairs, variants, cfg, on_event=print)   # streamed: GenerationEvent per row and step
 
 Every row of a batch carries its own adapter, so base + N adapters share the base model's weights and each
-forward pass: decoding a few rows costs little more than one (on a GPU, or a CPU with laffi.inference.kernels' oneDNN layers).
-The adapters are applied stacked (laffi.inference.multilora: two small matmuls per layer, not four kernels per adapter);
-adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. `schedule` decides
-the batches: the questions of one passage go together and read the passage once (laffi.inference.prefix), rows of one
-variant together, and variants mix only to fill a batch (one question for every variant, as in the app's Ask).
+forward pass: decoding a few rows costs little more than one (on a GPU, or a CPU with laffi.inference.kernels' oneDNN
+layers). The adapters are applied stacked (laffi.inference.multilora: two small matmuls per layer, not four kernels per
+adapter); adapters that can't be stacked (DoRA, bitsandbytes layers) get one batch per variant instead. `schedule`
+decides the batches: the questions of one passage go together and read the passage once (laffi.inference.prefix), rows
+of one variant together, and variants mix only to fill a batch (one question for every variant, as in the app's Ask).
 Every stage can stream: an on_event callback gets each row's text after every decoding step and once it is done
-(laffi.inference.events.GenerationEvent: stage, variant, question index, text). What generates is the model's
-generator (laffi.inference.surface.RowGenerator): LocalGenerator here, or a vLLM server (laffi.inference.backends).
+(laffi.inference.events.GenerationEvent: stage, variant, question index, text). What generates is the model's generator
+(laffi.inference.surface.RowGenerator): LocalGenerator here, or a vLLM server (laffi.inference.backends).
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def batch_size_for(lm: LanguageModel, cfg: GenerationConfig) -> int:
 
 def schedule(ids: list[list[int]], variants: list[str], size: int) -> list[list[int]]:
     """Batches (lists of row indices) for rows of token ids and variants. A passage's prefill is shared only by
-    rows of one variant (laffi.inference.prefix: an adapter changes every layer's keys), so rows of one variant go together,
-    questions on one passage next to each other (order_rows); mixing variants in a batch pays only where a
+    rows of one variant (laffi.inference.prefix: an adapter changes every layer's keys), so rows of one variant go
+    together, questions on one passage next to each other (order_rows); mixing variants in a batch pays only where a
     variant has too few rows to fill a batch (an Ask: one question, every variant): those remainders are batched
     together, where the variants share the decoding steps."""
     by_variant: dict[str, list[int]] = {}

@@ -1,7 +1,7 @@
 """The process behind one training job: the pipeline's predict -> annotate -> train stages for one adapter
 (laffi.pipeline.stages), reporting into JOB/status.json.
 
-Usage:  python -m laffi.pipeline.job_runner JOB_DIR        (started by laffi.pipeline.jobs.JobManager; JOB_DIR holds spec.json)
+Usage:  python -m laffi.pipeline.job_runner JOB_DIR     (started by laffi.pipeline.jobs.JobManager; JOB_DIR: spec.json)
 
 SIGTERM asks for a stop, whenever it comes: the handler is installed before anything slow is imported, so a Stop
 a second after Start is a stop, not a crash. During training the trainer saves a checkpoint at the end of the

@@ -22,7 +22,8 @@ import re
 import string
 from pathlib import Path
 
-# The same scorer as an `evaluate` metric module: evaluate.load(METRIC_PATH) works offline (laffi_squad_v2.py beside this file).
+# The same scorer as an `evaluate` metric module: evaluate.load(METRIC_PATH) works offline (laffi_squad_v2.py beside
+# this file).
 METRIC_PATH = str(Path(__file__).parent / "laffi_squad_v2.py")
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)

@@ -6,9 +6,9 @@ Usage:  last, asked, saved, session = build_ask_tab(ctx) inside a gr.Blocks (las
         session_text shows this browser's session id on load).
         for result in run_ask(ctx, passage, question): ...   # what /ask streams; the last one is the API's result
 Every card fills token by token (laffi.inference.events.streamed: the model call runs in a worker thread, its
-GenerationEvents reach the request, which sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback can't cross into the GPU worker, the
-answers and then the feedback arrive whole.
-Everything the model or a user wrote is shown in Textboxes (plain text), never rendered as HTML.
+GenerationEvents reach the request, which sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback
+can't cross into the GPU worker, the answers and then the feedback arrive whole. Everything the model or a user wrote is
+shown in Textboxes (plain text), never rendered as HTML.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ mean over heads), the answer's attention over the passage text, a difference vie
 bertviz's head and model views in a sandboxed iframe whose scripts the app serves itself.
 
 Usage:  refresh, lists = build_attention_tab(ctx, last_state, js_base) inside a gr.Blocks.
-In the difference views red means more attention in the chosen variant and purple more in the other, in the
-heatmap and in the passage alike (the passage's colours are gr.HighlightedText's; laffi.inference.attention matches them).
+In the difference views red means more attention in the chosen variant and purple more in the other, in the heatmap
+and in the passage alike (the passage's colours are gr.HighlightedText's; laffi.inference.attention matches them).
 """
 
 from __future__ import annotations
