@@ -81,7 +81,7 @@ def test_assembled_zerogpu_space_runs_from_its_own_folder(tmp_path):
         assert (out / name).is_file(), name
     assert not (out / "tests").exists() and not list(out.rglob("__pycache__"))
     # On the Space, `python app.py` finds the copied GGUF as the embedded model, without the wheel
-    code = "import laffi, laffi.inference.models as m; print(laffi.__file__); print(m.embedded_gguf_path())"
+    code = "import laffi, laffi.inference.model_files as m; print(laffi.__file__); print(m.embedded_gguf_path())"
     proc = subprocess.run([sys.executable, "-c", code], cwd=out, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     here, model = proc.stdout.split()

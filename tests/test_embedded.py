@@ -21,7 +21,8 @@ def embedded_dir(tmp_path_factory):
 
 
 def test_gguf_is_cached_as_safetensors():
-    from laffi.inference.models import ModelConfig, default_cache_dir, embedded_gguf_path, resolve_source
+    from laffi.inference.model_files import embedded_gguf_path
+    from laffi.inference.models import ModelConfig, default_cache_dir, resolve_source
 
     folder = resolve_source(ModelConfig())
     assert folder.startswith(str(default_cache_dir())) and embedded_gguf_path().stem in folder

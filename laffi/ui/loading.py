@@ -5,7 +5,8 @@ Usage:
     lm.on_ready = ctx_setup           # runs with the loaded model (in the loading thread) before it counts as ready
     lm.start()                        # loads (and warms up) in a thread, once; later calls do nothing
     lm.ready                          # False while loading; status_text says "Loading the model…"
-    lm.variants, lm.model.config      # before it is ready: from the files on disk (adapter folders, config.json)
+    lm.variants, lm.model.config      # before it is ready: from the files on disk (adapter folders, config.json or
+                                      # the GGUF's header: a first start that still has to convert lays out as fast)
     lm.tokenizer, lm.rows(...)        # anything else waits until the model is ready (or raises its load error)
     LazyModel.of(loaded)              # an already loaded LoadedModel: ready at once (tests, ZeroGPU)
 
@@ -15,53 +16,18 @@ appeared) blocks in its worker thread until the load finishes, then runs; a fail
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from laffi.inference.models import BASE_VARIANT, ModelConfig, discover_adapters, embedded_gguf_path
+from laffi.inference.model_files import config_on_disk
+from laffi.inference.models import BASE_VARIANT, ModelConfig, cache_dir_of, discover_adapters
 from laffi.inference.surface import LanguageModel, RowGenerator
 
 WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity in 1952.",
            "When was the lighthouse lit?")
-
-
-def config_on_disk(cfg: ModelConfig) -> dict | None:
-    """The base model's config.json read as JSON (no transformers import), where it is already on this disk: a
-    model folder, the embedded model's converted cache, or the Hugging Face cache; None when it is not there."""
-    from laffi.inference.models import cache_dir_of
-
-    base = os.path.expanduser(cfg.base)
-    candidates = []
-    if Path(base, "config.json").is_file():
-        candidates.append(Path(base, "config.json"))
-    elif base == "embedded" or base.lower().endswith(".gguf"):
-        try:
-            stem = embedded_gguf_path().stem if base == "embedded" else Path(base).stem
-        except Exception:  # not installed: load_model will say so
-            return None
-        # content-addressed by the GGUF's digest, which takes seconds to hash: any conversion of this file name
-        # has the same shape, and the newest is the one the loader is about to use
-        cache = cache_dir_of(cfg)
-        candidates += sorted(cache.glob(f"models/{stem}-*/config.json"), key=lambda p: p.stat().st_mtime)[::-1]
-    else:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(base, "config.json")
-            if isinstance(found, str):
-                candidates.append(Path(found))
-        except Exception:
-            pass
-    for path in candidates:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def warm_up(lm: LanguageModel) -> float:
@@ -150,9 +116,11 @@ class LazyModel:
         return self._error
 
     def wait(self, timeout: float | None = None):
-        """The loaded model, once it is ready (blocking); a gr.Error with the reason when loading failed."""
+        """The loaded model, once it is ready (blocking); a gr.Error with the reason when loading failed. Waiting
+        starts the load if nothing started it yet: a wait for a load that nobody starts would never end."""
         from laffi.ui.text import error
 
+        self.start()
         if not self._ready.wait(timeout):
             raise error("The model is still loading; try again in a moment.")
         if self._error is not None:
@@ -183,7 +151,8 @@ class LazyModel:
     def model(self):
         if self.ready:
             return self._lm.model
-        config = config_on_disk(self.config)
+        config = config_on_disk(self.config.base, cache_dir_of(self.config))
+        # a Hub id never downloaded: only the load itself can tell the shape (wait() starts it, never deadlocks)
         return _PendingBase(self, config) if config else self.wait().model
 
     # The rest of laffi.inference.surface.LanguageModel: the loaded model's, once it is ready (waiting till then).
