@@ -15,8 +15,9 @@ A folder holds PEFT's adapter_config.json and adapter_model.safetensors, and laf
     metrics.json           its evaluation, with intervals (laffi.training.logs.write_evaluation)
     answer_path.json       how it answers (laffi.inference.selffeedback.AnswerPath)
     calibration.json       its no-answer threshold, chosen on validation (laffi.inference.answerability)
+    precision_guard.json   its answers in bfloat16 against float32 (laffi.bench.work.quality_guard)
     README.md              the model card
-and beside the folders, base-calibration.json: the base model's threshold.
+and beside the folders, base-calibration.json and base-precision_guard.json: the base model's own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ ANSWER_PATH = "answer_path.json"
 CALIBRATION = "calibration.json"
 CARD = "README.md"
 BASE_CALIBRATION = "base-calibration.json"  # in an adapters folder, beside the adapter folders
+PRECISION_GUARD = "precision_guard.json"
+BASE_PRECISION_GUARD = "base-precision_guard.json"  # beside the adapter folders, like BASE_CALIBRATION
 
 
 class AdapterFolder:

@@ -12,6 +12,23 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots for a person to look at (git-ignored)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def float32_unless_asked():
+    """Models load in float32 in the tests whatever this CPU offers, so that token-for-token comparisons mean the
+    same on every machine; the precision choice itself is tested on its own (tests/test_precision.py), where the
+    measured choice is called directly."""
+    from laffi.inference import precision
+
+    chosen = precision.Precision("float32", "float32: the test suite's default")
+    real, env = precision.measured_cpu_precision, os.environ.get("LAFFI_DTYPE")
+    precision.measured_cpu_precision = lambda: chosen
+    os.environ.setdefault("LAFFI_DTYPE", "float32")  # the processes tests start (jobs, launches) too
+    yield real
+    precision.measured_cpu_precision = real
+    if env is None:
+        os.environ.pop("LAFFI_DTYPE", None)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     from laffi.inference.tiny import build_tiny_model

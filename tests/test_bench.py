@@ -8,13 +8,17 @@ from laffi.cli import main
 
 pytestmark = pytest.mark.slow  # every bench step on the tiny model, and `python app.py` started once: minutes
 
-MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "attention", "evaluation", "quality", "startup",
-            "memory", "training", "server_ready", "app_first_answer"}
+MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "ask_total", "attention", "evaluation", "quality",
+            "evaluation_precision", "startup", "memory", "training", "training_whole_split", "server_ready",
+            "app_first_answer"}
 
 
 def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapters, small_squad, tmp_path, capsys):
+    import shutil
+
     out = tmp_path / "bench.json"
-    code = main(["bench", "--base", str(tiny_dir), "--adapters-dir", str(tiny_adapters), "--squad", str(small_squad),
+    adapters = shutil.copytree(tiny_adapters, tmp_path / "adapters")  # the guard may write beside them
+    code = main(["bench", "--base", str(tiny_dir), "--adapters-dir", str(adapters), "--squad", str(small_squad),
                  "--quick", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
@@ -40,10 +44,21 @@ def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapt
     app = results["app_first_answer"]
     assert app["server_ready_s"] == results["server_ready"]["value"] <= app["value"]
     assert app["first_token_s"] is not None and app["first_token_s"] <= app["value"]
+    assert ask["total_s"] == results["ask_total"]["value"]
     training = results["training"]
-    assert training["example_tokens"] > 0 and training["tokens_per_s"] > 0 and training["before_tokens_per_s"] > 0
-    assert training["computed_tokens_packed"] < training["computed_tokens_before"]  # passages computed once
-    assert set(results["quality"]["f1"]) == {"base", "laffi", "sft"}
-    assert report["machine"]["dtype"] in ("float32", "bfloat16")
+    assert training["example_tokens"] > training["computed_tokens"] > 0  # packed: passages computed once per step
+    assert set(training["tokens_per_s"]) == {training["dtype"], "float32"}
+    rates = report["machine"]["matmul_gflops"]
+    expected = training["example_tokens"] * 4 * report["machine"]["parameters"] / (rates["float32"] * 1e9) / training[
+        "seconds"]
+    assert training["value"] == pytest.approx(expected, rel=0.02, abs=0.002) and 0 < training["share_of_matmul_limit"]
+    assert results["training_whole_split"]["example_tokens"] >= training["example_tokens"]  # the tiny file: all of it
+    quality = results["quality"]
+    assert set(quality["f1"]) == {"base", "laffi", "sft"} and all(set(f) >= {"float32"} for f in quality["f1"].values())
+    assert results["evaluation_precision"]["seconds"]["float32"] > 0
+    written = report["machine"]["dtype"] != "float32"
+    assert quality["guard_written"] is written and (adapters / "sft" / "precision_guard.json").is_file() is written
+    assert report["machine"]["dtype"] in ("float32", "bfloat16") and report["machine"]["precision"]["reason"]
+    assert report["machine"]["parameters"] > 0
     printed = capsys.readouterr().out
     assert "| side_by_side |" in printed and "| training |" in printed  # the readable table

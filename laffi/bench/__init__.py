@@ -7,7 +7,7 @@ Usage:
 
     common       BenchConfig, the timer and the result rows, the bench's SQuAD sample
     measures     side-by-side generation, whole passages, start-up, memory, attention
-    work         evaluation speed, the quality guard, training speed
+    work         evaluation speed, the quality guard (bfloat16 vs float32), training speed
     app_timing   the app as a user meets it: server start to first answer, an Ask's latency
 
 Each ratio compares two ways of doing the same work in this process, one right after the other, as the median
@@ -36,30 +36,42 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     from laffi.bench.measures import attention, memory, side_by_side, side_by_side_passages, startup
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
     from laffi.inference.kernels import routed
-    from laffi.inference.models import ModelConfig, load_model, resolve_device_dtype
+    from laffi.inference.models import ModelConfig, load_model
     from laffi.settings import Settings
 
     settings = settings or Settings()
-    lm = load_model(ModelConfig(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache)))
-    device, dtype = resolve_device_dtype(lm.config)
+    from laffi.inference.precision import choose_precision, cpu_model, matmul_rate, native_bf16_flags
+
+    # The bench measures the precision this machine would choose, whatever a guard written earlier says, and
+    # float32 beside it: the quality guard is how a choice is judged, so it can't depend on an earlier verdict.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = choose_precision(device, settings.dtype)
+    base = dict(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache))
+    lm = load_model(ModelConfig(**base, dtype=chosen.dtype))
+    reference = lm if chosen.dtype == "float32" else load_model(ModelConfig(**base, dtype="float32"))
     onednn = any(map(routed, lm.model.modules()))
-    report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
-                          "dtype": str(dtype).replace("torch.", ""), "onednn_linears": onednn,
-                          "python": sys.version.split()[0], "torch": torch.__version__},
+    rates = {d: round(matmul_rate(d, shape=(1024, 576, 1536)), 1) for d in dict.fromkeys(["float32", chosen.dtype])}
+    params = sum(p.numel() for name, p in lm.model.named_parameters() if "lora_" not in name)  # the base's own
+    report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+                          "cpu": cpu_model(), "native_bf16": native_bf16_flags(), "dtype": chosen.dtype,
+                          "precision": chosen.as_dict(), "matmul_gflops": rates, "parameters": params,
+                          "onednn_linears": onednn, "python": sys.version.split()[0], "torch": torch.__version__},
               "config": cfg.__dict__, "results": []}
     steps = [("side_by_side", lambda: side_by_side(lm, cfg)),
              ("side_by_side_passages", lambda: side_by_side_passages(lm, cfg)),
-             ("ask_latency", lambda: ask_latency(lm, cfg, settings)), ("attention", lambda: attention(lm, cfg)),
-             ("evaluation", lambda: evaluation_speed(lm, cfg)), ("quality", lambda: quality_guard(lm, cfg)),
+             ("ask_latency, ask_total", lambda: ask_latency(lm, cfg, settings, reference)),
+             ("attention", lambda: attention(lm, cfg)),
+             ("evaluation", lambda: evaluation_speed(lm, cfg)),
+             ("quality, evaluation_precision", lambda: quality_guard(lm, reference, cfg)),
              ("startup", lambda: startup(lm.config, cfg.repeats)), ("memory", lambda: memory(cfg, lm.config.cache_dir)),
-             ("training", lambda: training_speed(cfg, settings))]
+             ("training, training_whole_split", lambda: training_speed(cfg, settings, chosen.dtype, rates, params))]
     if cfg.app:  # last: the app's process then has the machine to itself
         steps.append(("server_ready, app_first_answer", lambda: app_start(cfg)))
     for name, step in steps:
         log(f"bench: {name} ...")
         started = time.perf_counter()
         done = step()
-        report["results"] += done if isinstance(done, list) else [done]  # app_start: two rows from one launch
+        report["results"] += done if isinstance(done, list) else [done]  # some steps give two rows from one run
         log(f"bench: {name} done in {time.perf_counter() - started:.0f} s")
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return report

@@ -36,8 +36,11 @@ class BenchConfig:
     repeats: int = field(default=3, metadata={"help": "Timed repeats per measurement (median), after a warm-up."})
     new_tokens: int = field(default=32, metadata={"help": "Tokens generated per answer in the side-by-side test."})
     eval_questions: int = field(default=32, metadata={"help": "Questions timed at each eval batch size."})
-    quality_questions: int = field(default=100, metadata={"help": "Fixed evaluation-article sample for the "
-                                                                      "quality guard (0 skips it)."})
+    quality_questions: int = field(default=200, metadata={"help": "Validation questions (first in file order) the "
+                                                                      "quality guard compares in both precisions "
+                                                                      "(0 skips it)."})
+    write_guard: bool = field(default=True, metadata={"help": "Write each variant's guard verdict beside it "
+                                                              "(precision_guard.json), which the app and CLI honour."})
     train_steps: int = field(default=3, metadata={"help": "Optimiser steps timed per training mode."})
     app: bool = field(default=True, metadata={"help": "Also time `python app.py` from launch to first answer."})
 
@@ -65,16 +68,23 @@ def result(name: str, value, target: str, met, unit: str = "x", **details) -> di
             "met": met, **details}
 
 
-def squad_sample(cfg: BenchConfig, split: str, n: int, seed: int | None = 0):
-    """n questions of the fixed article split from the SQuAD file - a seeded random sample, or with seed=None the
-    first n in file order (whole passages, as a full-split eval reads them); else variants of our own passage."""
+def squad_path(cfg: BenchConfig) -> Path | None:
+    """The SQuAD file the bench reads (--squad, or the shared dev set when present); None: our own passage."""
     from laffi.settings import DEFAULT_SQUAD
-    from laffi.squad.data import QAExample, load_squad, sample_examples, select_articles
 
     path = Path(cfg.squad) if cfg.squad else DEFAULT_SQUAD
     if cfg.squad and not path.is_file():
         raise LaffiError(f"--squad: no file at {path}; pass a SQuAD v2 JSON file or leave it out.")
-    if path.is_file():
+    return path if path.is_file() else None
+
+
+def squad_sample(cfg: BenchConfig, split: str, n: int, seed: int | None = 0):
+    """n questions of the fixed article split from the SQuAD file - a seeded random sample, or with seed=None the
+    first n in file order (whole passages, as a full-split eval reads them); else variants of our own passage."""
+    from laffi.squad.data import QAExample, load_squad, sample_examples, select_articles
+
+    path = squad_path(cfg)
+    if path is not None:
         examples, _ = load_squad(str(path))
         try:
             examples, where = select_articles(examples, split), f"{path.name}, {split} articles"

@@ -17,9 +17,13 @@ def load(model_cfg, backend=None):
     from laffi.inference.backends import use_backend
     from laffi.inference.models import load_model
 
+    from laffi.inference.answerability import calibration_warnings
+
     lm = load_model(model_cfg)
-    for w in lm.warnings:
+    for w in lm.warnings + calibration_warnings(lm):
         print(f"laffi: warning: {w}", file=sys.stderr)
+    if lm.precision is not None:
+        print(f"laffi: {lm.precision.reason}", file=sys.stderr)
     return use_backend(lm, backend, log=lambda m: print(f"laffi: {m}", file=sys.stderr))
 
 
@@ -132,7 +136,8 @@ def ask(model_cfg, gen, backend, args) -> int:
                          on_event=on_event if live else None)
     out = {v: results[v][0].fields() for v in variants}
     if args.json:
-        print(json.dumps({"answers": out}, ensure_ascii=False))
+        precision = lm.precision.as_dict() if lm.precision is not None else None
+        print(json.dumps({"answers": out, "precision": precision}, ensure_ascii=False))
     elif live:
         live.draw(answer_lines(out, variants), force=True)
     else:

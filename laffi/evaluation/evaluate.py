@@ -88,6 +88,11 @@ def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
             "revised_share": 100.0 * sum(fb.revised for fb in feedbacks) / n}
 
 
+def precision_record(lm: LanguageModel) -> dict | None:
+    """The base weights' precision and why (laffi.inference.precision), as every metrics file records it."""
+    return lm.precision.as_dict() if lm.precision is not None else None
+
+
 def evaluate_variants(lm: LanguageModel, examples, variants: list[str], gen: GenerationConfig | None = None,
                       out_dir: str | os.PathLike | None = None, on_event: OnEvent | None = None,
                       feedback: bool = False, paths: dict | None = None, direct: dict | None = None) -> dict:
@@ -98,7 +103,7 @@ def evaluate_variants(lm: LanguageModel, examples, variants: list[str], gen: Gen
     gen = gen or GenerationConfig()
     pairs = [(ex.context, ex.question) for ex in examples]
     results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, on_event=on_event, direct=direct)
-    out = {"n": len(examples), "variants": {}, "per_question": {},
+    out = {"n": len(examples), "variants": {}, "per_question": {}, "precision": precision_record(lm),
            "direct": {v: [r.direct for r in results[v]] for v in variants}, "results": results}
     for v in variants:
         rows = results[v]
@@ -134,7 +139,7 @@ def evaluate_variants(lm: LanguageModel, examples, variants: list[str], gen: Gen
     if out_dir is not None:
         record = {"n": out["n"], "variants": out["variants"], "config": {
             "base": lm.config.base, "generation": asdict(gen), "feedback": feedback,
-            "qids": [ex.qid for ex in examples]}}
+            "qids": [ex.qid for ex in examples]}, "precision": precision_record(lm)}
         write_json_atomic(Path(out_dir) / "metrics.json", record)
     return out
 
@@ -206,6 +211,7 @@ def calibrate_variants(lm: LanguageModel, examples, variants: list[str], gen: Ge
             cal = choose_threshold(examples, spans, [r.na_prob for r in rows], "p_abstain", chosen_on)
         if v == BASE_VARIANT:
             cal.base = lm.config.base
+        cal.precision = (precision_record(lm) or {}).get("dtype")
         chosen[v] = cal
         if write:
             target = base_calibration_path(lm) if v == BASE_VARIANT else lm.adapters[v]

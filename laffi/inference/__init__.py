@@ -9,6 +9,7 @@
     answerability each answer's best span and no-answer probability; thresholds chosen on validation
     selffeedback  answer paths: direct, draft -> predicted feedback -> answer, verify, rank
     attention     attention maps of one variant on one question
+    precision     the base weights' dtype, measured on this machine (bfloat16 where native and faster)
     prefix, multilora, kernels   CPU speed: shared-prefix prefill, stacked LoRA, flat-cost linear layers
     backends, vllm               what generates: this process (transformers) or a vLLM server
     tiny          a tiny random Llama for tests (no download)

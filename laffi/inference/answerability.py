@@ -129,6 +129,8 @@ class Calibration:
     chosen_on: dict = field(default_factory=dict, metadata={"help": "Which questions chose it (data, articles, n)."})
     validation: dict = field(default_factory=dict, metadata={"help": "F1 at the threshold, AUC, abstain rate there."})
     base: str | None = field(default=None, metadata={"help": "The base model (for the base model's own file)."})
+    precision: str | None = field(default=None, metadata={"help": "The dtype the base weights had when it was "
+                                                                  "chosen (float32 where unrecorded)."})
 
 
 def choose_threshold(examples, spans: list[str], na_probs: list[float], how: str = "p_abstain",
@@ -203,3 +205,16 @@ def calibrations(lm: LanguageModel, variants: list[str]) -> dict[str, Calibratio
 def direct_thresholds(lm: LanguageModel, variants: list[str]) -> dict[str, float]:
     """The thresholds that apply to variants' direct answers (calibrations of kind p_abstain)."""
     return {v: c.threshold for v, c in calibrations(lm, variants).items() if c and c.na_prob == "p_abstain"}
+
+
+def calibration_warnings(lm: LanguageModel, variants: list[str] | None = None) -> list[str]:
+    """A sentence for every variant whose threshold was chosen in another precision than the base weights have
+    now (bfloat16's no-answer probabilities differ a little from float32's): recalibrate, or read it as a warning."""
+    serving = lm.precision.dtype if lm.precision is not None else None
+    out = []
+    for v, cal in calibrations(lm, variants or lm.variants).items():
+        chosen = (cal.precision or "float32") if cal else None
+        if cal and serving and chosen != serving:
+            out.append(f"{v}'s no-answer threshold was chosen in {chosen}, but the model now runs in {serving}: its "
+                       f"abstentions may shift a little (`python -m laffi calibrate --variants {v}` rechooses it).")
+    return out

@@ -61,8 +61,9 @@ class ModelConfig:
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'."})
     dtype: str = field(
         default="auto",
-        metadata={"help": "'auto' (bfloat16/float16 on GPU, float32 on CPU), 'float32', 'float16' or 'bfloat16' "
-                          "(faster on CPUs with native bf16, but see the README's quality guard)."},
+        metadata={"help": "'auto' (bfloat16/float16 on a GPU; on a CPU bfloat16 where it computes it natively and "
+                          "measurably faster, unless a variant failed the quality guard, else float32), 'float32', "
+                          "'float16' or 'bfloat16'."},
     )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Where dequantised GGUF models are cached (default: $LAFFI_CACHE)."}
@@ -87,24 +88,45 @@ class ModelConfig:
             )
 
 
-def resolve_device_dtype(cfg: ModelConfig):
-    """GPU users get it used automatically, in half precision. CPUs get float32: bfloat16 is faster on CPUs with
-    native bf16 maths, but its answers depend on the batch shape (on the bench the base model lost 0.2 F1 at
-    batch 4 and 1.7 at batch 16; float32 scored the same at both), so it is opt-in there (dtype='bfloat16')."""
+def resolve_precision(cfg: ModelConfig):
+    """(torch.device, laffi.inference.precision.Precision): the device, and the dtype the base weights are kept in
+    with the reason. On a CPU, 'auto' is measured (laffi.inference.precision: bfloat16 where the CPU computes it
+    natively and faster), unless the answers' quality guard failed for one of this model's variants in bfloat16;
+    on a GPU, half precision."""
     import torch
+
+    from laffi.inference.precision import choose_precision, guarded
 
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LaffiError("ModelConfig.device asks for CUDA but no CUDA GPU is visible; use --device cpu.")
-    if cfg.dtype != "auto":
-        dtype = getattr(torch, cfg.dtype)
-    elif device.startswith("cuda"):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = torch.float32
-    return torch.device(device), dtype
+    precision = choose_precision(device, cfg.dtype)
+    if cfg.dtype == "auto" and device == "cpu":
+        precision = guarded(precision, guard_records(cfg.adapters_dir))
+    return torch.device(device), precision
+
+
+def resolve_device_dtype(cfg: ModelConfig):
+    """(torch.device, torch.dtype) of resolve_precision."""
+    import torch
+
+    device, precision = resolve_precision(cfg)
+    return device, getattr(torch, precision.dtype)
+
+
+def guard_records(adapters_dir: str | os.PathLike | None) -> dict[str, dict]:
+    """{variant: its bfloat16 quality guard record} for the adapters under adapters_dir and the base model
+    (written by the bench, laffi.bench.work.quality_guard); variants never checked are absent."""
+    from laffi.adapter_folder import BASE_PRECISION_GUARD, PRECISION_GUARD, AdapterFolder
+
+    found, _ = discover_adapters(adapters_dir)
+    records = {name: AdapterFolder(path).read(PRECISION_GUARD) for name, path in found.items()}
+    folders = adapter_folders(adapters_dir)
+    if folders:
+        records[BASE_VARIANT] = AdapterFolder(folders[0]).read(BASE_PRECISION_GUARD)
+    return {name: r for name, r in records.items() if r}
 
 
 def resolve_source(cfg: ModelConfig) -> str:
@@ -212,6 +234,7 @@ class LoadedModel:
     config: ModelConfig
     adapters: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    precision: Any = None  # laffi.inference.precision.Precision: the base weights' dtype and why
     _fused: Any = field(default=None, repr=False)  # FusedLora over every adapter; rebuilt after an attach
     _generator: RowGenerator | None = field(default=None, repr=False)  # None: this process generates
 
@@ -349,6 +372,6 @@ def load_model(cfg: ModelConfig | None = None) -> LoadedModel:
     """The base model plus every adapter under cfg.adapters_dir (those that fail to load are skipped, warned)."""
     cfg = cfg or ModelConfig()
     model, tokenizer = load_base(cfg)
-    lm = LoadedModel(model=model, tokenizer=tokenizer, config=cfg)
+    lm = LoadedModel(model=model, tokenizer=tokenizer, config=cfg, precision=resolve_precision(cfg)[1])
     lm.refresh_adapters()
     return lm

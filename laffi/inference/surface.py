@@ -56,6 +56,9 @@ class LanguageModel(Protocol):
     def warnings(self) -> list[str]: ...
 
     @property
+    def precision(self) -> Any: ...  # laffi.inference.precision.Precision: the base weights' dtype and why
+
+    @property
     def generator(self) -> RowGenerator | None: ...  # None: this process generates
 
     def use_generator(self, generator: RowGenerator | None) -> None: ...

@@ -151,7 +151,7 @@ class JobManager:
         return JobSpec(**json.loads(path.read_text())) if path and path.is_file() else None
 
     def start(self, spec: JobSpec) -> dict:
-        from laffi.training.trainer import preflight
+        from laffi.training.preflight import preflight
 
         preflight(spec.train_config(Path(".")))  # bad modules / max_length: an error now, not a failed job later
         with self._locked():

@@ -381,7 +381,7 @@ class Stages:
             for seed, path in by_seed.items():
                 name = self.adapter_name(which, seed)
                 write_evaluation(path, {"n": result["n"], "eval_articles": c.eval_articles,
-                                        **result["variants"][name]})
+                                        "precision": result["precision"], **result["variants"][name]})
         return pooled
 
     def all(self) -> dict:

@@ -128,9 +128,10 @@ def train_records(records, tcfg, data: TrainDataArgs, callbacks=(), log=print, e
     """Stage 3, written once: one TrainConfig trained here (records() gives the records), or on several
     processes through `accelerate launch`, which runs `laffi train` with the flags of `data` and `tcfg` on every
     rank (laffi.commandline). settings: the entry point's (the model cache; world_size > 1 in a launch's rank).
-    Settings the model can't use are refused first (laffi.training.trainer.preflight). Returns the TrainResult."""
+    Settings the model can't use are refused first (laffi.training.preflight.preflight). Returns the TrainResult."""
     from laffi.training.distributed import needs_launch, run_training
-    from laffi.training.trainer import preflight, train_adapter
+    from laffi.training.preflight import preflight
+    from laffi.training.trainer import train_adapter
 
     preflight(tcfg, settings)
     if needs_launch(tcfg, settings.world_size if settings else 1):  # Stop reaches every rank

@@ -1,6 +1,7 @@
 """Training: LoRA adapters with TRL's SFTTrainer on one process or many.
 
     trainer       stage 3: TrainConfig, the training rows (sft, laffi, laffi+sft), train_adapter -> TrainResult
+    preflight     settings a run can't use, refused before any real work
     packing       a passage computed once for every question a step asks about it
     distributed   `accelerate launch` on N processes, the batch plan, the one Stop callback
     logs          the per-step loss log and the adapter's model card

@@ -225,30 +225,7 @@ def base_config(cfg: TrainConfig, settings: Settings | None = None, **kwargs) ->
     return ModelConfig(base=cfg.base, adapters_dir=None, cache_dir=str((settings or Settings()).cache), **kwargs)
 
 
-def preflight(cfg: TrainConfig, settings: Settings | None = None) -> None:
-    """Reject settings the model can't use before any real work: an adapter name already taken (unless
-    overwrite), target modules the architecture lacks (checked on a weightless copy) and a max_length shorter than
-    the prompt with an empty passage."""
-    check_destination(cfg)
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from laffi.inference.models import resolve_source
-
-    source = resolve_source(base_config(cfg, settings))
-    with torch.device("meta"):  # the module tree without allocating a single weight
-        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
-    _check_target_modules(skeleton, cfg)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    shortest = min(len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"])
-                   for r in training_rows([{"qid": "-", "context": "", "question": "?", "answers": ["x"],
-                                            "prediction": "x", "feedback": "x"}], cfg.method, tokenizer))
-    if cfg.max_length < shortest + 16:
-        raise LaffiError(f"TrainConfig.max_length {cfg.max_length} is shorter than the {cfg.method} prompt itself "
-                         f"({shortest} tokens with an empty passage); use at least {shortest + 128}.")
-
-
-def _check_target_modules(model, cfg: TrainConfig) -> None:
+def check_target_modules(model, cfg: TrainConfig) -> None:
     wanted = cfg.modules()
     if wanted == "all-linear":
         return
@@ -299,11 +276,15 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     from laffi.training.distributed import batch_plan
     from laffi.training.logs import LossLogger
 
-    # float32 on a CPU whatever the hardware offers: this torch's CPU bfloat16 matmuls run ~6x slower than float32
-    # here (no oneDNN bf16 kernel for these shapes; measured in the bench), and LoRA updates are small.
+    # The frozen base weights in the precision the machine runs fastest (laffi.inference.precision: bfloat16 on a
+    # CPU that computes it natively, measured; LAFFI_DTYPE overrides); PEFT keeps the LoRA weights, their gradients
+    # and the optimiser state in float32 whatever the base is.
     settings = settings or Settings()
-    model, tokenizer = load_base(base_config(cfg, settings, dtype="auto" if torch.cuda.is_available() else "float32"))
-    _check_target_modules(model, cfg)
+    from laffi.inference.models import resolve_precision
+
+    model, tokenizer = load_base(base_config(cfg, settings, dtype=settings.dtype))
+    precision = resolve_precision(base_config(cfg, settings, dtype=settings.dtype))[1]
+    check_target_modules(model, cfg)
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
     # under accelerate launch each rank sees WORLD_SIZE; batch_size stays the examples per optimiser step
     plan = batch_plan(cfg.batch_size, settings.world_size, cfg.micro_batch_size)
@@ -316,6 +297,7 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     every = min(cfg.save_steps, max(1, total // 2)) if heldout is not None else cfg.save_steps
     work = Path(cfg.work_dir)
     ckpt_dir = work / "checkpoints"
+    on_cpu = str(model.device) == "cpu"
     last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
     args = SFTConfig(
         output_dir=str(ckpt_dir), per_device_train_batch_size=1 if cfg.pack else plan.per_device,
@@ -326,7 +308,9 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         per_device_eval_batch_size=1 if cfg.pack else plan.per_device, prediction_loss_only=True,
         load_best_model_at_end=heldout is not None, metric_for_best_model="eval_loss", greater_is_better=False,
         data_seed=cfg.seed, report_to="none", max_length=cfg.max_length, dataloader_num_workers=0,
-        gradient_checkpointing=False, use_cpu=str(model.device) == "cpu", bf16=False, fp16=False,
+        # bfloat16 base weights on a CPU: autocast (bf16=True) runs the small LoRA products in bfloat16 too and keeps
+        # the loss's log-softmax in float32; the LoRA weights and the optimiser stay float32 either way
+        gradient_checkpointing=False, use_cpu=on_cpu, bf16=on_cpu and model.dtype == torch.bfloat16, fp16=False,
         # packed sequences carry a 4D mask, so count their tokens (no padding: one sequence per step) directly
         include_num_input_tokens_seen="all" if cfg.pack else "non_padding",
         dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
@@ -374,7 +358,7 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
              "seconds": round(time.time() - started, 1), "resumed_from": last, "processes": plan.processes,
              "batch": plan.describe(), "stopped_early": bool(stopped_early),
              "best_step": int(best.rsplit("-", 1)[-1]) if best else None,
-             "best_heldout_loss": trainer.state.best_metric if best else None}
+             "best_heldout_loss": trainer.state.best_metric if best else None, "precision": precision.as_dict()}
     return TrainResult("finished", finish_adapter(trainer.model, cfg, manifest, stats, work, run_key, extra_files))
 
 

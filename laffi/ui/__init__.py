@@ -59,16 +59,22 @@ def status_text(lm: LanguageModel, variants: list[str] | None = None) -> str:
     if lazy is not None and not lazy.ready:
         return f"**Model:** `{lm.config.base}` · **variants:** " + ", ".join(f"`{v}`" for v in variants) + \
             "\n\n" + LOADING
+    from laffi.inference.answerability import calibration_warnings
+
     dtype = str(next(lm.model.parameters()).dtype).replace("torch.", "")
     lines = [f"**Model:** `{lm.config.base}` on {lm.device.type} ({dtype}) · **variants:** "
              + ", ".join(f"`{v}`" for v in variants)]
+    if lm.precision is not None:
+        from laffi.ui.text import md_literal
+
+        lines.append(f"Precision: {md_literal(lm.precision.reason)}.")
     missing = [name for name in ("sft", "laffi") if name not in variants]
     if missing:
         lines.append("The " + " and ".join(f"`{m}`" for m in missing) + " adapter"
                      + ("s are" if len(missing) > 1 else " is") + " not trained yet, so "
                      + ("only `base` answers" if len(variants) == 1 else "they are not shown")
                      + ". Train them in the Train tab or with `python -m laffi pipeline` (see the README).")
-    lines += [f"⚠️ {w}" for w in lm.warnings]  # adapter folder names only: [A-Za-z0-9_-] or quoted by us
+    lines += [f"⚠️ {w}" for w in lm.warnings + calibration_warnings(lm, variants)]  # adapter folder names only: [A-Za-z0-9_-] or quoted by us
     return "\n\n".join(lines)
 
 

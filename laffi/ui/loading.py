@@ -161,6 +161,10 @@ class LazyModel:
         return self.wait().tokenizer
 
     @property
+    def precision(self):
+        return self.wait().precision
+
+    @property
     def device(self):
         return self.wait().device
 
