@@ -1,5 +1,7 @@
 """LaFFi's predicted feedback scored against the room's (laffi.feedback.agreement): the numbers on a fixture of
-rated rows worked out by hand, and an older store gaining the predicted verdict without losing a row."""
+rated rows worked out by hand, an older store gaining the predicted verdict without losing a row, the
+/feedback_agreement endpoint after an Ask and a rating (disagreeing rows only to whom the Feedback list shows
+them)."""
 
 import sqlite3
 
@@ -8,6 +10,8 @@ import pytest
 from laffi.evaluation.stats import wilson_interval
 from laffi.feedback.agreement import agreement, agreement_table, report
 from laffi.feedback.store import FeedbackStore
+
+from .conftest import launch_app
 
 PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity in 1952."
 
@@ -122,3 +126,52 @@ def test_an_older_store_gains_the_predicted_verdict_and_keeps_every_row(tmp_path
     assert FeedbackStore(old).rows()[-1]["id"] == row_id and FeedbackStore(old).rows()[-1]["predicted_verdict"] == \
         "partly"
     assert len(FeedbackStore(old).rows()) == 4  # opening it again changes nothing
+
+
+@pytest.fixture(scope="module")
+def app(tiny_dir, tiny_adapters, tmp_path_factory):
+    demo = launch_app(tmp_path_factory.mktemp("agreement"), tiny_dir, tiny_adapters)
+    try:
+        yield demo.local_url, demo.laffi_settings
+    finally:
+        demo.close()
+
+
+def test_the_endpoint_scores_a_rated_answer_and_shows_texts_by_the_lists_rule(app):
+    from gradio_client import Client
+
+    from laffi.ui.room import set_room
+
+    url, settings = app
+    client = Client(url, verbose=False)
+    empty = client.predict(api_name="/feedback_agreement")
+    assert empty["variants"] == [] and empty["interval"] == "Wilson score interval, 95 %"
+    result = client.predict(passage=PASSAGE, question="When was it lit?", api_name="/ask")[-2]
+    client.predict(variant="laffi", rating="👎 bad answer", critique="", correct_answer="", annotator="",
+                   api_name="/feedback")
+    row = FeedbackStore(settings.data_dir / "feedback.sqlite").rows()[-1]
+    assert row["predicted_feedback"] == result["variants"]["laffi"]["feedback"]
+    assert row["predicted_verdict"] == result["variants"]["laffi"]["verdict"]  # as the Ask read it
+    out = client.predict(api_name="/feedback_agreement")
+    [laffi] = out["variants"]
+    agreed = row["predicted_verdict"] in ("partly", "incorrect")  # rated 👎: "not correct" agrees
+    assert (laffi["variant"], laffi["rated"], laffi["agreed"]) == ("laffi", 1, int(agreed))
+    called = {"correct": "predicted_correct", None: "no_verdict"}.get(row["predicted_verdict"],
+                                                                      "predicted_not_correct")
+    assert laffi["confusion"]["participant_wrong"][called] == 1
+    assert [r["id"] for r in laffi["disagreement_rows"]] == ([] if agreed else [row["id"]])
+    # in a room without an admin password, another participant sees the numbers, not this one's texts
+    FeedbackStore(settings.data_dir / "feedback.sqlite").add(
+        session_id="someone-else", variant="laffi", context=PASSAGE, question="Who built it?", answer="Ole",
+        predicted_feedback="Correct: Ole built it.", thumbs=-1, critique="Incorrect: it does not say.")
+    set_room("http://192.0.2.1:7860/")
+    try:
+        mine = client.predict(api_name="/feedback_agreement")["variants"][0]
+        theirs = Client(url, verbose=False).predict(api_name="/feedback_agreement")["variants"][0]
+    finally:
+        set_room(None)
+    assert mine["rated"] == theirs["rated"] == 2 and mine["disagreements"] == theirs["disagreements"]
+    assert theirs["disagreement_rows"] == []
+    assert [r["id"] for r in mine["disagreement_rows"]] == ([] if agreed else [row["id"]])  # not someone-else's
+    everyone = client.predict(api_name="/feedback_agreement")["variants"][0]  # this machine only: everyone's
+    assert [r["question"] for r in everyone["disagreement_rows"]][-1] == "Who built it?"
