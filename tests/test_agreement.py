@@ -1,9 +1,10 @@
 """LaFFi's predicted feedback scored against the room's (laffi.feedback.agreement): the numbers on a fixture of
 rated rows worked out by hand, an older store gaining the predicted verdict without losing a row, the
 /feedback_agreement endpoint after an Ask and a rating (disagreeing rows only to whom the Feedback list shows
-them)."""
+them), and a rating stored while an Ask holds the model."""
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -175,3 +176,53 @@ def test_the_endpoint_scores_a_rated_answer_and_shows_texts_by_the_lists_rule(ap
     assert [r["id"] for r in mine["disagreement_rows"]] == ([] if agreed else [row["id"]])  # not someone-else's
     everyone = client.predict(api_name="/feedback_agreement")["variants"][0]  # this machine only: everyone's
     assert [r["question"] for r in everyone["disagreement_rows"]][-1] == "Who built it?"
+
+
+def test_a_rating_is_stored_while_an_ask_holds_the_model(app, monkeypatch):
+    """Generation blocked mid-Ask (the "model" group busy), and another participant's save blocked inside the
+    store: a third save still completes, so feedback waits neither for the model nor for other saves."""
+    from gradio_client import Client
+
+    import laffi.feedback.store as store_module
+    import laffi.inference.generation as generation
+
+    url, settings = app
+    rater, asker, other = (Client(url, verbose=False) for _ in range(3))
+    for c in (rater, other):  # each has an answer to rate
+        c.predict(passage=PASSAGE, question="When was it lit?", api_name="/ask")
+    release, generating = threading.Event(), threading.Event()
+    real_grid = generation.generate_grid
+
+    def held_grid(*a, **k):
+        generating.set()
+        release.wait(timeout=120)
+        return real_grid(*a, **k)
+
+    saving, release_save = threading.Event(), threading.Event()
+    real_add = store_module.FeedbackStore.add
+
+    def held_add(self, **fields):
+        if fields.get("annotator") == "held":
+            saving.set()
+            release_save.wait(timeout=120)
+        return real_add(self, **fields)
+
+    monkeypatch.setattr(generation, "generate_grid", held_grid)
+    monkeypatch.setattr(store_module.FeedbackStore, "add", held_add)
+    try:
+        held_ask = asker.submit(passage=PASSAGE, question="When was the lamp converted?", api_name="/ask")
+        assert generating.wait(timeout=60)  # the Ask is running, its generation blocked
+        held_save = other.submit(variant="sft", rating="👍 good answer", critique="", correct_answer="",
+                                 annotator="held", api_name="/feedback")
+        assert saving.wait(timeout=60)  # another participant's save is inside the store, blocked
+        saved = rater.submit(variant="base", rating="👎 bad answer", critique="Incorrect: it was 1874.",
+                             correct_answer="1874", annotator="free", api_name="/feedback").result(timeout=30)
+        assert saved[0].startswith("Saved feedback #")
+        assert not held_ask.done() and not held_save.done()
+        rows = FeedbackStore(settings.data_dir / "feedback.sqlite").rows()
+        assert [r["annotator"] for r in rows].count("free") == 1 and "held" not in [r["annotator"] for r in rows]
+    finally:
+        release.set()
+        release_save.set()
+    assert held_save.result(timeout=60)[0].startswith("Saved feedback #")
+    assert held_ask.result(timeout=120)[-2]["phase"] == "done"
