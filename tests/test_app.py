@@ -35,6 +35,7 @@ PARAMETERS = {
                      "early_stopping"],
     "/train_stop": [], "/train_resume": [], "/train_status": [], "/train_feedback_preview": [],
     "/feedback_withdraw": ["session_id"],
+    "/feedback_agreement": [],
 }
 
 

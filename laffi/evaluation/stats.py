@@ -4,6 +4,7 @@ Usage:
     mean, lo, hi = bootstrap_ci([1.0, 0.0, 0.5, ...])             # 95 % interval of a mean (in the values' units)
     diff, lo, hi = paired_diff_ci(f1_laffi, f1_sft)                  # the same questions, resampled together
     balanced_verdict_accuracy(draft_right, called_correct)           # mean of the two per-class recalls
+    wilson_interval(17, 20)                                          # 95 % interval of a proportion, in %
     verdict(diff, lo, hi)                                            # "better" / "worse" / "no difference"
 
 Why a bootstrap over questions: a 200-question F1 moves by several points from one sample to the next, so a
@@ -70,6 +71,18 @@ def balanced_verdict_accuracy(draft_right: Sequence[bool], called_correct: Seque
     if not right or not wrong:
         return None
     return 100.0 * (sum(right) / len(right) + sum(wrong) / len(wrong)) / 2
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
+    """(low, high) in %: the Wilson score interval of a proportion (95 % for the default z). Unlike the normal
+    approximation it stays inside 0-100 and is not zero-width at 0 or n of n, which small live counts (a room's
+    first ratings) often are. None for n = 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
 
 
 def seed_mean(per_seed: Sequence[Sequence[float]]) -> list[float]:

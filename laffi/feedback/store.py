@@ -6,11 +6,13 @@ Usage:
     store.listeners.append(fn)                               # fn(row) after each add() is committed (hub sync)
     store.insert_rows(rows)                                  # restore rows kept elsewhere; those present are skipped
     store.withdraw("session id")                             # a participant takes their feedback back
+    FeedbackStore("old.sqlite")                              # an older store gains the newer columns, rows kept
     rows, problems = read_human_feedback("feedback.csv")     # or .jsonl, or a .sqlite store
 
-A row holds passage, question, the answer it judged, the critique, the rating and an optional correct answer: a
-complete LaFFi example (input = passage + question + answer, target = the critique), whatever the passage - the
-presenter's own text needs no SQuAD question to match. A rating without a critique gets feedback in the
+A row holds passage, question, the answer it judged, the variant's predicted self-feedback on it with that
+feedback's verdict (predicted_verdict; an older store gains the column when opened), the critique, the rating and
+an optional correct answer: a complete LaFFi example (input = passage + question + answer, target = the
+critique), whatever the passage - the presenter's own text needs no SQuAD question to match. A rating without a critique gets feedback in the
 annotator's format (laffi.feedback.annotation) from the rating and the correct answer, and says so in feedback_source; a
 known right answer (the correct answer given, or the answer rated 👍) also makes an SFT row. Rows that match a
 SQuAD question still join it by qid or question text (read_human_feedback, the hybrid mix). Each add() is its own
@@ -32,7 +34,14 @@ from laffi.errors import LaffiError
 from laffi.io import parse_jsonl
 
 COLUMNS = ("session_id", "created_at", "variant", "adapter", "qid", "context", "question", "answer",
-           "predicted_feedback", "thumbs", "critique", "correct_answer", "annotator")
+           "predicted_feedback", "predicted_verdict", "thumbs", "critique", "correct_answer", "annotator")
+# Columns added since the first stores: an older file gets them when it is opened (ALTER TABLE ADD COLUMN, every
+# row kept) and its rows' values filled in. predicted_verdict ("correct", "partly", "incorrect" or NULL) is read
+# from predicted_feedback, so it does not tell two feedback events apart (row_key leaves it out): a Hub copy
+# written before it existed still matches the rows here.
+ADDED = ("predicted_verdict",)
+DERIVED = ("predicted_verdict",)
+KEY_COLUMNS = tuple(c for c in COLUMNS if c not in DERIVED)
 
 _SCHEMA = f"""CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -47,9 +56,19 @@ WITHDRAWN = "withdrawn_session"  # a listener record {WITHDRAWN: session id, "cr
 
 
 def row_key(row: dict) -> tuple:
-    """What makes two rows the same feedback event wherever they were stored: every column but the local id
-    (created_at is a float to the microsecond, and survives JSON and SQLite unchanged)."""
-    return tuple(row.get(c) for c in COLUMNS)
+    """What makes two rows the same feedback event wherever they were stored: every column but the local id and
+    the derived ones (created_at is a float to the microsecond, and survives JSON and SQLite unchanged)."""
+    return tuple(row.get(c) for c in KEY_COLUMNS)
+
+
+def with_verdict(fields: dict) -> dict:
+    """The row with predicted_verdict read from its predicted_feedback (laffi.inference.prompts.parse_feedback,
+    as the Ask tab reads it) where it has none: every row whose answer had a predicted self-feedback records it."""
+    from laffi.inference.prompts import parse_feedback
+
+    if fields.get("predicted_verdict") is None and (fields.get("predicted_feedback") or "").strip():
+        return {**fields, "predicted_verdict": parse_feedback(fields["predicted_feedback"])[0]}
+    return fields
 
 
 def as_record(row: dict) -> dict:
@@ -76,9 +95,30 @@ class FeedbackStore:
                 columns = {r[1] for r in con.execute("PRAGMA table_info(feedback)")}
             except sqlite3.DatabaseError as e:  # not SQLite at all
                 raise LaffiError(f"{self.path} is not the app's feedback store (not an SQLite file).") from e
-            if not set(COLUMNS) <= columns:
+            if not set(COLUMNS) - set(ADDED) <= columns:
                 raise LaffiError(f"{self.path} is not the app's feedback store: its feedback table lacks "
-                                 f"{', '.join(sorted(set(COLUMNS) - columns))}.")
+                                 f"{', '.join(sorted(set(COLUMNS) - set(ADDED) - columns))}.")
+        if not set(ADDED) <= columns:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns an older store lacks and fill them in for the rows it holds, in one transaction (a
+        second process opening the same file at once waits, then finds them there)."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            columns = {r[1] for r in con.execute("PRAGMA table_info(feedback)")}
+            for c in ADDED:
+                if c not in columns:
+                    con.execute(f"ALTER TABLE feedback ADD COLUMN {c} TEXT")
+            for r in con.execute("SELECT id, predicted_feedback FROM feedback WHERE predicted_verdict IS NULL "
+                                 "AND predicted_feedback IS NOT NULL").fetchall():
+                verdict = with_verdict(dict(r))["predicted_verdict"]
+                if verdict is not None:
+                    con.execute("UPDATE feedback SET predicted_verdict = ? WHERE id = ?", (verdict, r["id"]))
+            con.execute("COMMIT")
+        finally:
+            con.close()  # without the COMMIT (an error above), closing rolls the migration back: nothing changes
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit BEGIN below
@@ -90,6 +130,7 @@ class FeedbackStore:
         unknown = set(fields) - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown feedback fields: {sorted(unknown)}")
+        fields = with_verdict(fields)
         fields.setdefault("created_at", time.time())
         cols = list(fields)
         con = self._connect()
@@ -110,7 +151,7 @@ class FeedbackStore:
         con = self._connect()
         try:
             con.execute("BEGIN IMMEDIATE")
-            present = {row_key(dict(r)) for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM feedback")}
+            present = {row_key(dict(r)) for r in con.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM feedback")}
             ids = {r[0] for r in con.execute("SELECT id FROM feedback")}
             added = 0
             for row in sorted(rows, key=lambda r: (r.get("created_at") or 0, r.get("id") or 0)):
@@ -118,7 +159,7 @@ class FeedbackStore:
                 if key in present:
                     continue
                 cols = list(COLUMNS)
-                values = list(key)
+                values = [with_verdict(row).get(c) for c in COLUMNS]
                 if isinstance(row.get("id"), int) and row["id"] not in ids:
                     cols, values = ["id", *cols], [row["id"], *values]
                 cur = con.execute(f"INSERT INTO feedback ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",

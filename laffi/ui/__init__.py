@@ -101,7 +101,7 @@ def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
     from laffi.serving.webassets import ensure_js
     from laffi.ui.ask import build_ask_tab, session_text
     from laffi.ui.attention_tab import build_attention_tab
-    from laffi.ui.context import AppContext, build_admin
+    from laffi.ui.context import STORE_ONLY, AppContext, build_admin
     from laffi.ui.evaluate_tab import build_evaluate_tab
     from laffi.ui.feedback_tab import build_feedback_tab
     from laffi.ui.loading import LazyModel
@@ -137,7 +137,7 @@ def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
         with gr.Tab("Evaluate") as evaluate_tab:
             evaluate_lists = build_evaluate_tab(ctx, admin)
         with gr.Tab("Feedback") as feedback_tab:
-            show, filters, shown = build_feedback_tab(ctx, admin)
+            feedback_views = build_feedback_tab(ctx, admin)
         # Lists of variants follow adapters trained while the app runs: on page load and when their tab opens.
         def header_text():
             return status_text(lm, ctx.variant_names())
@@ -160,9 +160,11 @@ def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
 
         demo.load(show_room, None, [room_row, room_text, room_qr], api_name=False)
         demo.load(session_text, None, session, api_name=False)
-        demo.load(show, filters, shown, api_name=False)
-        feedback_tab.select(show, filters, shown, api_name=False)
-        saved.then(show, filters, shown, api_name=False)  # a saved feedback is in the Feedback tab at once
+        for show, inputs, shown in feedback_views:  # the list and the agreement with LaFFi's predicted feedback
+            demo.load(show, inputs, shown, api_name=False)
+            feedback_tab.select(show, inputs, shown, api_name=False)
+            # a saved feedback is in the Feedback tab at once, never waiting for the model
+            saved.then(show, inputs, shown, api_name=False, **STORE_ONLY)
         if train:
             demo.load(train[0], None, train[1], api_name=False)  # a refreshed page re-attaches to the running job
     lm.on_ready = ctx.model_loaded

@@ -25,7 +25,7 @@ from laffi.inference.generation import GenerationConfig
 from laffi.inference.prompts import first_line, fit_context
 from laffi.inference.selffeedback import answer_paths, drafters
 from laffi.inference.surface import LanguageModel
-from laffi.ui.context import ordered
+from laffi.ui.context import STORE_ONLY, ordered
 from laffi.ui.text import error
 
 # Passages written for this demo (not from SQuAD), with questions the passage cannot answer.
@@ -316,7 +316,7 @@ def build_ask_tab(ctx):
         return f"Saved feedback #{row_id} on `{variant}`'s answer. Thank you!", "", ""
 
     saved_event = send.click(send_feedback, inputs=[last, which, rating, critique, correct, annotator],
-                             outputs=[saved, critique, correct], api_name="feedback")
+                             outputs=[saved, critique, correct], api_name="feedback", **STORE_ONLY)
     return last, asked, saved_event, session
 
 

@@ -8,6 +8,7 @@ Usage:
                                          # waits for it
     ctx.variant_names()                  # base, sft, laffi, then the rest A-Z: loaded ones and new ones on disk
     ctx.sync_adapters()                  # in the "model" concurrency group only: attach new, re-attach replaced
+    btn.click(save, ..., **STORE_ONLY)   # an event that only touches the feedback store: never waits for the model
     ctx.calls.answer(pairs, variants, cfg)   # model calls (GPU tasks on ZeroGPU); ctx.sync: the Hub feedback push
     ordered(["laffi", "zeta", "base", "sft", "alpha"])   # -> ["base", "sft", "laffi", "alpha", "zeta"]
 """
@@ -23,6 +24,10 @@ from laffi.settings import Settings
 from laffi.ui.text import error
 
 FIRST = (BASE_VARIANT, "sft", "laffi")  # the paper's comparison first, then whatever else was trained
+# Events that only read or write the feedback store (SQLite in WAL mode: one transaction per add, safe from many
+# threads): their own concurrency group without a limit, so a rating is stored at once, never queued behind the
+# answers of the "model" group (limit 1) nor behind other participants' saves.
+STORE_ONLY = {"concurrency_id": "feedback-store", "concurrency_limit": None}
 
 
 def ordered(names) -> list[str]:

@@ -1,9 +1,11 @@
 """The Feedback tab: browse and filter what the audience gave, counts, and exports (JSONL, a `datasets` folder,
 a Hub dataset when LAFFI_FEEDBACK_REPO and HF_TOKEN are set); withdrawal by session id. Everyone's rows are
 listed to the admin (or on an app that serves only this machine); a participant in a room or on a Space sees
-their own session's rows.
+their own session's rows. Below the list, LaFFi's predicted feedback scored against the room's ratings
+(laffi.feedback.agreement): the numbers for everyone, the disagreeing rows by the same rule as the list.
 
-Usage:  show, filters, outputs = build_feedback_tab(ctx, admin) inside a gr.Blocks (show: refresh the table).
+Usage:  views = build_feedback_tab(ctx, admin) inside a gr.Blocks: [(refresh, inputs, outputs)] for the list and
+        the agreement, to run on load, on opening the tab and after a feedback is saved.
 Table cells are plain text (no HTML, no Markdown); an empty answer is "(no answer)".
 """
 
@@ -18,9 +20,10 @@ from pathlib import Path
 import gradio as gr
 
 from laffi.errors import LaffiError
+from laffi.feedback.agreement import DISAGREEMENT_HEADERS, HEADERS, agreement_table, disagreement_table, report
 from laffi.feedback.hub_sync import sync_status
 from laffi.io import write_jsonl_atomic
-from laffi.ui.context import ordered, require
+from laffi.ui.context import STORE_ONLY, ordered, require
 from laffi.ui.text import error
 
 SHOWN = ["id", "time", "variant", "rating", "question", "answer", "critique", "correct_answer", "annotator"]
@@ -60,6 +63,25 @@ def counts(rows: list[dict]) -> str:
             + (f" · per variant: {by}" if by else ""))
 
 
+NO_AGREEMENT = ("No rated answer has a predicted self-feedback yet. Ask a question in the Ask tab and rate an "
+                "answer (👍 or 👎): each variant's guess about its own answer is then scored against yours here.")
+
+
+def agreement_note(result: dict, everyone: bool) -> str:
+    """What the agreement table says and whose disagreeing rows are listed (numbers only: no user text)."""
+    if not result["variants"]:
+        return NO_AGREEMENT
+    listed = sum(len(v["disagreement_rows"]) for v in result["variants"])
+    total = sum(v["disagreements"] for v in result["variants"])
+    whose = "everyone's" if everyone else "your session's"
+    return (f"Per variant: how often the verdict it predicted on its own answer (Correct, or not) matched the "
+            f"participant's rating, over **{result['rated']}** rated answers with a predicted feedback. Balanced "
+            "accuracy is the mean of its hit rates on the answers rated right and on those rated wrong (50 % is a "
+            "coin toss); the interval is the Wilson score interval (95 %) of the agreement; *always the majority "
+            f"rating* is what never judging would agree. Disagreements: {total}, of which {listed} listed below "
+            f"({whose}).")
+
+
 def export_jsonl(rows: list[dict], folder: Path) -> Path:
     path = folder / f"laffi-feedback-{dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
     write_jsonl_atomic(path, rows)
@@ -93,6 +115,15 @@ def build_feedback_tab(ctx, admin):
                interactive=False, elem_id="feedback-sync")
     grid = gr.Dataframe(headers=SHOWN, datatype="str", interactive=False, wrap=True, elem_id="feedback-table",
                         column_widths=["4%", "11%", "7%", "5%", "18%", "17%", "22%", "8%", "8%"])
+    gr.Markdown("### LaFFi's predicted feedback against the room's ratings")
+    agreement_md = gr.Markdown(NO_AGREEMENT, elem_id="agreement-note")
+    agreement_grid = gr.Dataframe(headers=HEADERS, datatype="str", interactive=False, wrap=True, visible=False,
+                                  elem_id="agreement-table", label="Agreement per variant")
+    disagreeing = gr.Dataframe(headers=DISAGREEMENT_HEADERS, datatype="str", interactive=False, wrap=True,
+                               visible=False, elem_id="agreement-disagreements",
+                               label="Where the predicted verdict and the participant's rating disagree",
+                               column_widths=["4%", "7%", "8%", "9%", "16%", "16%", "22%", "18%"])
+    agreement_json = gr.JSON(visible=False)  # what /feedback_agreement returns
     exporting = ctx.settings.enable_export
     with gr.Row(visible=exporting):
         jsonl_btn = gr.Button("Export JSONL")
@@ -125,6 +156,22 @@ def build_feedback_tab(ctx, admin):
         variants = ["all", *ordered({row["variant"] for row in visible_rows(unlocked, request) if row["variant"]})]
         return counts(rows), table(rows), gr.Dropdown(choices=variants,
                                                       value=variant if variant in variants else "all")
+
+    def agreement_result(unlocked, request: gr.Request | None) -> dict:
+        """The numbers over every visible row; the disagreeing rows' texts by the list's rule."""
+        everyone, own = sees_everyone(ctx.settings, unlocked), getattr(request, "session_hash", None)
+        return report(store.rows(), may_show=lambda r: everyone or bool(own) and r["session_id"] == own,
+                      order=ordered)
+
+    def show_agreement(unlocked, request: gr.Request):
+        result = agreement_result(unlocked, request)
+        shown = disagreement_table(result["variants"])
+        return (agreement_note(result, sees_everyone(ctx.settings, unlocked)),
+                gr.Dataframe(value=agreement_table(result["variants"]), visible=bool(result["variants"])),
+                gr.Dataframe(value=shown, visible=bool(shown)))
+
+    def feedback_agreement(unlocked, request: gr.Request):
+        return agreement_result(unlocked, request)
 
     def feedback_withdraw(unlocked, session_id, request: gr.Request):
         sid = (session_id or "").strip()
@@ -171,13 +218,18 @@ def build_feedback_tab(ctx, admin):
         return f"Pushed {len(rows)} rows to the private dataset `{repo}`."
 
     filters = [variant, rating, annotator]
+    views = [(show, [admin, *filters], [summary, grid, variant]),
+             (show_agreement, [admin], [agreement_md, agreement_grid, disagreeing])]
     refresh.click(show, [admin, *filters], [summary, grid, variant], api_name="feedback_list")
+    refresh.click(show_agreement, [admin], views[1][2], api_name=False, **STORE_ONLY)
+    refresh.click(feedback_agreement, [admin], agreement_json, api_name="feedback_agreement", **STORE_ONLY)
     jsonl_btn.click(export_as_jsonl, [admin, *filters], download, api_name="feedback_export_jsonl")
     ds_btn.click(export_as_dataset, [admin, *filters], download, api_name="feedback_export_dataset")
     hub_btn.click(push, [admin, *filters], hub_status, api_name="feedback_push")
-    withdraw_btn.click(feedback_withdraw, [admin, withdraw_id], withdrawn, api_name="feedback_withdraw").then(
-        show, [admin, *filters], [summary, grid, variant], api_name=False)
-    return show, [admin, *filters], [summary, grid, variant]
+    withdrawing = withdraw_btn.click(feedback_withdraw, [admin, withdraw_id], withdrawn, api_name="feedback_withdraw")
+    for fn, inputs, outputs in views:
+        withdrawing.then(fn, inputs, outputs, api_name=False)
+    return views
 
 
 def sees_everyone(settings, unlocked: bool) -> bool:
