@@ -301,7 +301,9 @@ def calibrate(model_cfg, gen, backend, data, args) -> int:
     lm = load(model_cfg, backend)
     variants = chosen_variants(args.variants, lm)
     bar, on_event = stderr_bar("calibrate", len(examples) * len(variants))
-    chosen_on = {"data": str(data.data), "articles": data.articles, "limit": data.limit, "seed": data.seed}
+    from laffi.squad.data import dataset_record
+
+    chosen_on = {**dataset_record(data.data), "articles": data.articles, "limit": data.limit, "seed": data.seed}
     cals = calibrate_variants(lm, examples, variants, gen, chosen_on, out_dir=args.out, on_event=on_event,
                               write=not args.dry_run)
     bar.close()

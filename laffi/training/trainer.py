@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from laffi.adapter_folder import CARD, CONFIG, LOSS_LOG, MANIFEST, AdapterFolder, TrainResult, publish
+from laffi.adapter_folder import CARD, CONFIG, LOSS_LOG, MANIFEST, PEFT_CONFIG, AdapterFolder, TrainResult, publish
 from laffi.errors import LaffiError
 from laffi.inference.models import ADAPTER_NAME_RE, BASE_VARIANT, ModelConfig
 from laffi.inference.prompts import NO_ANSWER, feedback_prompt, qa_prompt
@@ -382,6 +382,9 @@ def finish_adapter(model, cfg: TrainConfig, manifest: dict, stats: dict, work: P
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
         "trl": trl.__version__, "python": platform.python_version()}}
     staged = AdapterFolder(tmp)
+    peft_config = staged.read(PEFT_CONFIG) or {}
+    if Path(str(peft_config.get("base_model_name_or_path", ""))).is_absolute():  # PEFT records this machine's path
+        staged.write(PEFT_CONFIG, {**peft_config, "base_model_name_or_path": cfg.base})
     staged.write(CONFIG, config)
     staged.write(MANIFEST, manifest)
     if (work / LOSS_LOG).exists():
