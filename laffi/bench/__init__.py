@@ -23,6 +23,7 @@ import sys
 import time
 
 from laffi.bench.common import BenchConfig, result, timed
+from laffi.errors import LaffiError
 
 __all__ = ["BenchConfig", "run_bench", "table", "result", "timed"]
 
@@ -67,6 +68,14 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
              ("training, training_whole_split", lambda: training_speed(cfg, settings, chosen.dtype, rates, params))]
     if cfg.app:  # last: the app's process then has the machine to itself
         steps.append(("server_ready, app_first_answer", lambda: app_start(cfg)))
+    if cfg.only:
+        wanted = {w.strip() for w in cfg.only.split(",") if w.strip()}
+        known = {name.split(",")[0] for name, _ in steps}
+        if wanted - known:
+            raise LaffiError(f"BenchConfig.only: no step named {sorted(wanted - known)[0]!r}; the steps are "
+                             f"{', '.join(sorted(known))}.")
+        steps = [(name, step) for name, step in steps if name.split(",")[0] in wanted]
+        report["only"] = sorted(wanted)
     for name, step in steps:
         log(f"bench: {name} ...")
         started = time.perf_counter()

@@ -43,6 +43,8 @@ class BenchConfig:
                                                               "(precision_guard.json), which the app and CLI honour."})
     train_steps: int = field(default=3, metadata={"help": "Optimiser steps timed per training mode."})
     app: bool = field(default=True, metadata={"help": "Also time `python app.py` from launch to first answer."})
+    only: str | None = field(default=None, metadata={"help": "Comma-separated steps to run (e.g. 'quality,training'; "
+                                                              "a step is named by its first row), default all."})
 
     def __post_init__(self):
         for name in ("repeats", "new_tokens", "eval_questions", "train_steps"):
