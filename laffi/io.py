@@ -5,6 +5,7 @@ Usage:
     rows = read_jsonl(path)                      # strict: a bad line is a LaffiError naming file and line
     rows = read_jsonl(path, lenient=True)        # skips bad lines (a log whose last line a crash cut short)
     rows = parse_jsonl(text, where)              # the same, on text already read
+    file_digest(path)                            # the first 16 hex digits of its SHA-256 (read in 4 MB chunks)
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ import os
 from pathlib import Path
 
 from laffi.errors import LaffiError
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The first 16 hex digits of the file's SHA-256: a cache key (a converted GGUF) or a record of which file
+    numbers came from (laffi.squad.data.dataset_record)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def write_atomic(path: str | os.PathLike, write) -> None:

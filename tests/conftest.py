@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random Llama with two random LoRA adapters, built once per test session (no download)."""
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -123,6 +124,16 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
     demo = app.demo
     demo.laffi_settings, demo.laffi_lm = settings, lm
     return demo
+
+
+@contextlib.contextmanager
+def served_app(root: Path, tiny_dir: Path | None, adapters: Path | None = None, **kwargs):
+    """launch_app as a browser test's module fixture holds it: (the page's address, its settings), closed after."""
+    demo = launch_app(root, tiny_dir, adapters, **kwargs)
+    try:
+        yield demo.local_url.rstrip("/"), demo.laffi_settings
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="module")

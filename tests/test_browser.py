@@ -7,7 +7,7 @@ shows no "Error" badge. Screenshots land in tests/artifacts/ for a human to look
 
 import pytest
 
-from .conftest import ARTIFACTS, launch_app
+from .conftest import ARTIFACTS, served_app
 
 pytestmark = pytest.mark.browser
 
@@ -22,12 +22,9 @@ MARKUP = ('<img src="http://127.0.0.1:7861/track.png?leak=1"><b style="font-size
 
 @pytest.fixture(scope="module")
 def app(tiny_lm, tmp_path_factory):
-    demo = launch_app(tmp_path_factory.mktemp("browser-app"), None, lm=tiny_lm, enable_training=True,
-                      enable_upload=True)
-    try:
-        yield demo.local_url.rstrip("/"), demo.laffi_settings
-    finally:
-        demo.close()
+    with served_app(tmp_path_factory.mktemp("browser-app"), None, lm=tiny_lm, enable_training=True,
+                    enable_upload=True) as served:
+        yield served
 
 
 def open_page(browser, url):

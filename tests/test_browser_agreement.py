@@ -4,7 +4,7 @@ the predicted verdict and the rating disagree), updated as ratings arrive. Scree
 
 import pytest
 
-from .conftest import ARTIFACTS, launch_app
+from .conftest import ARTIFACTS, served_app
 from .test_browser import field, open_page, visible_errors
 from .test_browser_demo_loop import ask
 
@@ -15,11 +15,8 @@ PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity i
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    demo = launch_app(tmp_path_factory.mktemp("browser-agreement"), tiny_dir, tiny_adapters)
-    try:
-        yield demo.local_url.rstrip("/"), demo.laffi_settings
-    finally:
-        demo.close()
+    with served_app(tmp_path_factory.mktemp("browser-agreement"), tiny_dir, tiny_adapters) as served:
+        yield served
 
 
 def rate(page, variant, rating, critique=""):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from .conftest import ARTIFACTS, launch_app
+from .conftest import ARTIFACTS, served_app
 from .test_browser import field, open_page, visible_errors
 from .test_demo_loop import FEEDBACK, PASSAGE, QUESTION
 
@@ -17,11 +17,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    demo = launch_app(tmp_path_factory.mktemp("browser-loop"), tiny_dir, tiny_adapters, enable_training=True)
-    try:
-        yield demo.local_url.rstrip("/"), demo.laffi_settings
-    finally:
-        demo.close()
+    root = tmp_path_factory.mktemp("browser-loop")
+    with served_app(root, tiny_dir, tiny_adapters, enable_training=True) as served:
+        yield served
 
 
 def ask(page, passage, question):

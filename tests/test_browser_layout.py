@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .conftest import ARTIFACTS, launch_app
+from .conftest import ARTIFACTS, served_app
 from .test_browser import field, open_page
 
 pytestmark = pytest.mark.browser
@@ -17,11 +17,8 @@ PASSAGE = "The Halvard lighthouse was lit in 1874 and converted to electricity i
 
 @pytest.fixture(scope="module")
 def app(tiny_dir, tiny_adapters, tmp_path_factory):
-    demo = launch_app(tmp_path_factory.mktemp("browser-layout"), tiny_dir, tiny_adapters)
-    try:
-        yield demo.local_url.rstrip("/"), demo.laffi_settings
-    finally:
-        demo.close()
+    with served_app(tmp_path_factory.mktemp("browser-layout"), tiny_dir, tiny_adapters) as served:
+        yield served
 
 
 def ask_in_page(page, question="When was the lamp converted?"):

@@ -37,16 +37,17 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     from laffi.bench.measures import attention, memory, side_by_side, side_by_side_passages, startup
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
     from laffi.inference.kernels import routed
-    from laffi.inference.models import ModelConfig, load_model
+    from laffi.inference.models import ModelConfig, load_model, resolve_precision
     from laffi.settings import Settings
 
     settings = settings or Settings()
-    from laffi.inference.precision import choose_precision, cpu_model, matmul_rate, native_bf16_flags
+    from laffi.inference.precision import cpu_model, matmul_rate, native_bf16_flags
 
     # The bench measures the precision this machine would choose, whatever a guard written earlier says, and
-    # float32 beside it: the quality guard is how a choice is judged, so it can't depend on an earlier verdict.
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = choose_precision(device, settings.dtype)
+    # float32 beside it: the quality guard is how a choice is judged, so it can't depend on an earlier verdict
+    # (no adapters folder: no verdict is read).
+    device, chosen = resolve_precision(ModelConfig(base=cfg.base, adapters_dir=None, dtype=settings.dtype))
+    device = device.type
     base = dict(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache))
     lm = load_model(ModelConfig(**base, dtype=chosen.dtype))
     reference = lm if chosen.dtype == "float32" else load_model(ModelConfig(**base, dtype="float32"))
@@ -65,7 +66,8 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
              ("evaluation", lambda: evaluation_speed(lm, cfg)),
              ("quality, evaluation_precision", lambda: quality_guard(lm, reference, cfg)),
              ("startup", lambda: startup(lm.config, cfg.repeats)), ("memory", lambda: memory(cfg, lm.config.cache_dir)),
-             ("training, training_whole_split", lambda: training_speed(cfg, settings, chosen.dtype, rates, params))]
+             ("training, training_whole_split", lambda: training_speed(cfg, settings, chosen.dtype, rates, params,
+                                                                                lm.tokenizer))]
     if cfg.app:  # last: the app's process then has the machine to itself
         steps.append(("server_ready, app_first_answer", lambda: app_start(cfg)))
     if cfg.only:

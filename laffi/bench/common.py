@@ -80,9 +80,10 @@ def squad_path(cfg: BenchConfig) -> Path | None:
     return path if path.is_file() else None
 
 
-def squad_sample(cfg: BenchConfig, split: str, n: int, seed: int | None = 0):
+def squad_sample(cfg: BenchConfig, split: str, n: int | None, seed: int | None = 0):
     """n questions of the fixed article split from the SQuAD file - a seeded random sample, or with seed=None the
-    first n in file order (whole passages, as a full-split eval reads them); else variants of our own passage."""
+    first n in file order (whole passages, as a full-split eval reads them; n None: all of them); else variants of
+    our own passage."""
     from laffi.squad.data import QAExample, load_squad, sample_examples, select_articles
 
     path = squad_path(cfg)

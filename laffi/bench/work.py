@@ -12,7 +12,6 @@ import time
 
 from laffi.adapter_folder import AdapterFolder
 from laffi.bench.common import BenchConfig, result, squad_path, squad_sample, timed
-from laffi.errors import LaffiError
 
 GUARD_F1, GUARD_AUC = 1.0, 0.01  # bfloat16 serves only if every variant's F1 and AUC stay this close to float32's
 GUARD_TARGET = f"|F1 - float32| <= {GUARD_F1:g}, |AUC - float32| <= {GUARD_AUC:g}"
@@ -141,7 +140,7 @@ def timed_training(records, cfg: BenchConfig, settings=None, **train) -> dict:
             "computed_tokens": manifest["tokens_computed"], "tokens_per_s": tokens / clock.seconds}
 
 
-def training_speed(cfg: BenchConfig, settings, dtype: str, rates: dict, params: int) -> list[dict]:
+def training_speed(cfg: BenchConfig, settings, dtype: str, rates: dict, params: int, tokenizer) -> list[dict]:
     """`train` as shipped (packed, all linear layers, batch 4) on the first questions of the training articles in
     file order (whole passages, as training reads the split), in the machine's precision and in float32.
     training: the issue's measure, example tokens x 4 x params FLOPs / the float32 matmul rate / step seconds
@@ -159,7 +158,7 @@ def training_speed(cfg: BenchConfig, settings, dtype: str, rates: dict, params: 
     flops = 4 * params  # forward + backward through frozen weights, per token
     limit_ratio = chosen["example_tokens"] * flops / (rates["float32"] * 1e9) / chosen["seconds"]
     share = chosen["computed_tokens"] * flops / (rates[dtype] * 1e9) / chosen["seconds"]
-    whole_tokens = whole_split_tokens(cfg, settings)
+    whole_tokens = whole_split_tokens(cfg, tokenizer)
     minutes = whole_tokens / chosen["tokens_per_s"] / 60 if whole_tokens else None
     common = dict(examples=len(records), data=source, dtype=dtype, recipe="packed, batch 4, LoRA r 16 all linear")
     return [result("training", limit_ratio, ">= 3", limit_ratio >= 3, **common,
@@ -175,24 +174,14 @@ def training_speed(cfg: BenchConfig, settings, dtype: str, rates: dict, params: 
                    "tokens at the timed steps' tokens/s (optimiser steps only)")]
 
 
-def whole_split_tokens(cfg: BenchConfig, settings) -> int | None:
-    """Example tokens (prompt + completion) of SFT on every question of the training articles; None without them."""
-    from transformers import AutoTokenizer
-
-    from laffi.inference.models import ModelConfig, resolve_source
-    from laffi.squad.data import load_squad, select_articles
+def whole_split_tokens(cfg: BenchConfig, tokenizer) -> int | None:
+    """Example tokens (prompt + completion, as timed_training counts them) of SFT on every question of the
+    training articles; None without a SQuAD file."""
+    from laffi.training.packing import tokenize_rows
     from laffi.training.trainer import training_rows
 
-    path = squad_path(cfg)
-    if path is None:
+    if squad_path(cfg) is None:
         return None
-    every, _ = load_squad(str(path))
-    try:
-        chosen = select_articles(every, "train")
-    except LaffiError:  # another file: all of it, as squad_sample reads it
-        chosen = every
-    tok = AutoTokenizer.from_pretrained(resolve_source(ModelConfig(base=cfg.base, adapters_dir=None,
-                                                                   cache_dir=str(settings.cache))))
-    rows = training_rows([ex.to_dict() for ex in chosen], "sft", tok)
-    texts = [r["prompt"] + r["completion"] for r in rows]
-    return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+    examples, _ = squad_sample(cfg, "train", None, seed=None)
+    rows = tokenize_rows(training_rows([ex.to_dict() for ex in examples], "sft", tokenizer), tokenizer)
+    return sum(r["n_tokens"] for r in rows)

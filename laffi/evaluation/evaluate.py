@@ -211,7 +211,7 @@ def calibrate_variants(lm: LanguageModel, examples, variants: list[str], gen: Ge
             cal = choose_threshold(examples, spans, [r.na_prob for r in rows], "p_abstain", chosen_on)
         if v == BASE_VARIANT:
             cal.base = lm.config.base
-        cal.precision = (precision_record(lm) or {}).get("dtype")
+        cal.precision = lm.precision.dtype if lm.precision is not None else None
         chosen[v] = cal
         if write:
             target = base_calibration_path(lm) if v == BASE_VARIANT else lm.adapters[v]

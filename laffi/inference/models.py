@@ -108,14 +108,6 @@ def resolve_precision(cfg: ModelConfig):
     return torch.device(device), precision
 
 
-def resolve_device_dtype(cfg: ModelConfig):
-    """(torch.device, torch.dtype) of resolve_precision."""
-    import torch
-
-    device, precision = resolve_precision(cfg)
-    return device, getattr(torch, precision.dtype)
-
-
 def guard_records(adapters_dir: str | os.PathLike | None) -> dict[str, dict]:
     """{variant: its bfloat16 quality guard record} for the adapters under adapters_dir and the base model
     (written by the bench, laffi.bench.work.quality_guard); variants never checked are absent."""
@@ -157,11 +149,14 @@ def _quantization_config(cfg: ModelConfig, dtype):
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def load_base(cfg: ModelConfig):
-    """Return (model, tokenizer) for the base model alone, in eval mode, tokenizer padding on the left."""
+def load_base(cfg: ModelConfig, resolved=None):
+    """Return (model, tokenizer) for the base model alone, in eval mode, tokenizer padding on the left.
+    resolved: resolve_precision(cfg) when the caller already has it (it also records the precision)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, dtype = resolve_device_dtype(cfg)
+    device, precision = resolved or resolve_precision(cfg)
+    dtype = getattr(torch, precision.dtype)
     source = resolve_source(cfg)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if cfg.quantize:
@@ -371,7 +366,8 @@ class LoadedModel:
 def load_model(cfg: ModelConfig | None = None) -> LoadedModel:
     """The base model plus every adapter under cfg.adapters_dir (those that fail to load are skipped, warned)."""
     cfg = cfg or ModelConfig()
-    model, tokenizer = load_base(cfg)
-    lm = LoadedModel(model=model, tokenizer=tokenizer, config=cfg, precision=resolve_precision(cfg)[1])
+    resolved = resolve_precision(cfg)
+    model, tokenizer = load_base(cfg, resolved)
+    lm = LoadedModel(model=model, tokenizer=tokenizer, config=cfg, precision=resolved[1])
     lm.refresh_adapters()
     return lm

@@ -174,16 +174,12 @@ def load_squad(source: str, split: str = "validation") -> tuple[list[QAExample],
 def dataset_record(source: str | os.PathLike) -> dict:
     """Where numbers came from, as a result file records it: the file's name and the first 16 hex digits of its
     SHA-256 (a Hub dataset: its id), never a machine's path, so a record means the same on every checkout."""
-    import hashlib
+    from laffi.io import file_digest
 
     path = os.fspath(source)
     if not os.path.isfile(path):
         return {"dataset": path}  # a Hub id such as "squad_v2"
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"dataset": os.path.basename(path), "sha256": digest.hexdigest()[:16]}
+    return {"dataset": os.path.basename(path), "sha256": file_digest(path)}
 
 
 def titles(examples: list[QAExample]) -> list[str]:

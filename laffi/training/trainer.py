@@ -282,8 +282,10 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
     settings = settings or Settings()
     from laffi.inference.models import resolve_precision
 
-    model, tokenizer = load_base(base_config(cfg, settings, dtype=settings.dtype))
-    precision = resolve_precision(base_config(cfg, settings, dtype=settings.dtype))[1]
+    base = base_config(cfg, settings, dtype=settings.dtype)
+    resolved = resolve_precision(base)
+    model, tokenizer = load_base(base, resolved)
+    precision = resolved[1]
     check_target_modules(model, cfg)
     tokenizer.padding_side = "right"  # training pads on the right; generation (left) uses its own tokenizer copy
     # under accelerate launch each rank sees WORLD_SIZE; batch_size stays the examples per optimiser step
