@@ -106,7 +106,7 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
     """The app as the tests serve it: the tiny model with a copy of `adapters` as its shipped adapters (unless an
     `lm` is given), data and runs under `root`, Settings overrides as keywords; served on a free loopback port
     through laffi.ui.launch (the app's queue and CSS). Returns the demo (demo.local_url, demo.laffi_settings,
-    demo.laffi_lm; demo.close() ends it)."""
+    demo.laffi_lm, demo.laffi_scheduler; demo.close() ends it)."""
     import shutil
 
     from laffi.inference.models import ModelConfig, load_model
@@ -122,7 +122,7 @@ def launch_app(root: Path, tiny_dir: Path, adapters: Path | None = None, lm=None
     app = build_app(lm=lm, settings=settings)
     launch(app, settings, server_port=None, prevent_thread_lock=True, quiet=True)
     demo = app.demo
-    demo.laffi_settings, demo.laffi_lm = settings, lm
+    demo.laffi_settings, demo.laffi_lm, demo.laffi_scheduler = settings, lm, app.scheduler
     return demo
 
 

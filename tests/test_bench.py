@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow  # every bench step on the tiny model, and `python
 
 MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "ask_total", "attention", "evaluation", "quality",
             "evaluation_precision", "startup", "memory", "training", "training_whole_split", "server_ready",
-            "app_first_answer"}
+            "app_first_answer", "room_8", "room_20", "room_first_token"}
 
 
 def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapters, small_squad, tmp_path, capsys):
@@ -45,6 +45,11 @@ def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapt
     assert app["server_ready_s"] == results["server_ready"]["value"] <= app["value"]
     assert app["first_token_s"] is not None and app["first_token_s"] <= app["value"]
     assert ask["total_s"] == results["ask_total"]["value"]
+    for n in (8, 20):  # the room: everyone answered, in fewer calls than one per participant and stage
+        room = results[f"room_{n}"]
+        assert room["answered"] == room["participants"] == n and room["calls"] < 2 * n
+        assert room["value"] == pytest.approx(room["last_s"] / room["alone_s"], abs=0.01)
+    assert results["room_first_token"]["value"] is not None
     training = results["training"]
     assert training["example_tokens"] > training["computed_tokens"] > 0  # packed: passages computed once per step
     assert set(training["tokens_per_s"]) == {training["dtype"], "float32"}

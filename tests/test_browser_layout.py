@@ -81,9 +81,9 @@ def test_a_waiting_ask_shows_its_queue_position_and_an_estimate(app, browser, mo
     try:
         time.sleep(1.0)
         ask_in_page(page)
-        page.wait_for_function(
-            r"() => /queue: \d+\/\d+ \| [\d.]+\/[\d.]+s/.test(document.querySelector('#ask-status').innerText)",
-            timeout=30_000)
+        page.wait_for_function(  # the scheduler's sentence: its place, and the wait measured from earlier calls
+            r"() => /\d+ questions? (is|are) ahead of yours; yours starts in about \d+ s/"
+            r".test(document.querySelector('#ask-status textarea').value)", timeout=30_000)
         assert page.locator("#ask-status").is_visible()
         page.screenshot(path=str(ARTIFACTS / "11-queued.png"), full_page=True)
         page.wait_for_function("() => document.querySelector('#ask-status textarea').value.includes('Answered')",

@@ -127,8 +127,11 @@ def test_ask_without_streaming_on_zerogpu_gives_the_same_answers(tiny_lm, settin
     from laffi.ui.ask import run_ask
     from laffi.ui.context import AppContext
 
+    from laffi.serving.scheduler import Scheduler
+
     ctx = AppContext.create(tiny_lm, settings)
-    zero = dataclasses.replace(ctx, calls=dataclasses.replace(ctx.calls, streams=False))
+    calls = dataclasses.replace(ctx.calls, streams=False)
+    zero = dataclasses.replace(ctx, calls=calls, scheduler=Scheduler(calls, ctx.lm))
     whole = list(run_ask(zero, LIGHTHOUSE, "When was it lit?"))
     assert [r["phase"] for r in whole] == ["answered", "done"]  # no text before each stage is complete
     streamed = list(run_ask(ctx, LIGHTHOUSE, "When was it lit?"))[-1]

@@ -33,7 +33,7 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     model cache, the app's environment for the Ask timing); defaults where none are passed."""
     import torch
 
-    from laffi.bench.app_timing import app_start, ask_latency
+    from laffi.bench.app_timing import app_start, ask_latency, room
     from laffi.bench.measures import attention, memory, side_by_side, side_by_side_passages, startup
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
     from laffi.inference.kernels import routed
@@ -62,6 +62,7 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     steps = [("side_by_side", lambda: side_by_side(lm, cfg)),
              ("side_by_side_passages", lambda: side_by_side_passages(lm, cfg)),
              ("ask_latency, ask_total", lambda: ask_latency(lm, cfg, settings, reference)),
+             ("room_8, room_20, room_first_token", lambda: room(lm, cfg, settings)),
              ("attention", lambda: attention(lm, cfg)),
              ("evaluation", lambda: evaluation_speed(lm, cfg)),
              ("quality, evaluation_precision", lambda: quality_guard(lm, reference, cfg)),

@@ -4,6 +4,7 @@ tab's latency (every variant's streamed answer, then its self-feedback) in this 
 Usage:
     server_ready, first_answer = app_start(BenchConfig())   # two result() records, from one launch
     ask_latency(lm, BenchConfig())                         # time to the first token and to the end of an Ask
+    room(lm, BenchConfig(), settings)                      # 8 and 20 participants at once against one alone
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from laffi.bench.common import PASSAGE, QUESTION, BenchConfig, result
+from laffi.bench.common import PASSAGE, QUESTION, ROOM_QUESTIONS, BenchConfig, result
 
 PAGE_TARGET_S = 5.0  # issue 15: the page is served within ~5 s of `python app.py`
 FIRST_TOKEN_TARGET_S = 1.0  # the first visible token of an Ask with 3 variants on a ~200-token passage
 ASK_TOTAL_TARGET_S = 5.0  # the whole Ask: three variants' answers and their self-feedback
+ROOM_TARGETS = {8: 2.5, 20: 4.0}  # issue 28: the last of n participants at once, as a multiple of one alone
+JOINED_FIRST_TOKEN_TARGET_S = 3.0  # each participant's first token after its rows joined a batch
 
 
 def first_answer_text(outputs) -> bool:
@@ -159,3 +162,64 @@ def asks(lm, cfg: BenchConfig, settings) -> dict:
 
     return {k: median(k) for k in ("first", "answers", "feedback_first", "total")} | {
         "variants": list(final["variants"])}
+
+
+def room(lm, cfg: BenchConfig, settings) -> list[dict]:
+    """A room through the app's own path (laffi.ui.ask.run_ask and its scheduler, one AppContext as in
+    `python app.py`): one participant alone, then 8 and 20 at once, each with its own question on one passage,
+    all released together. room_N: seconds until the last of them had every answer and self-feedback, as a
+    multiple of one alone in the same run; room_first_token: the slowest participant's first token after its
+    rows joined a batch."""
+    import threading
+
+    from laffi.ui.ask import run_ask
+    from laffi.ui.context import AppContext
+
+    with tempfile.TemporaryDirectory() as data:
+        settings = replace(settings, base=cfg.base, adapters_dir=cfg.adapters_dir, data_dir=Path(data),
+                           runs_dir=Path(data) / "runs", queue_size=max(ROOM_TARGETS) + 4)
+        ctx = AppContext.create(lm, settings)
+
+        def crowd(questions) -> list[dict]:
+            start, out = threading.Barrier(len(questions)), [None] * len(questions)
+
+            def participant(k):
+                start.wait()
+                began = time.perf_counter()
+                for r in run_ask(ctx, PASSAGE, questions[k]):
+                    final = r
+                out[k] = {"seconds": time.perf_counter() - began, "phase": final["phase"],
+                          "first_after_join": None if final.get("answer_first_token_seconds") is None else
+                          final["answer_first_token_seconds"] - final.get("answer_joined_seconds", 0.0)}
+
+            threads = [threading.Thread(target=participant, args=(k,)) for k in range(len(questions))]
+            began = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return [dict(o or {"phase": "lost"}, wall=time.perf_counter() - began) for o in out]
+
+        crowd([QUESTION])  # warm-up: first-call costs, as the app's warm-up pays them at start-up
+        alone = statistics.median(crowd([q])[0]["seconds"] for q in ROOM_QUESTIONS[:max(1, cfg.repeats)])
+        rows, joined = [], []
+        for n, target in ROOM_TARGETS.items():
+            before = ctx.scheduler.stats()
+            people = crowd(list(ROOM_QUESTIONS[:n]))
+            after = ctx.scheduler.stats()
+            answered = sum(p["phase"] == "done" for p in people)
+            last = max(p["seconds"] for p in people)
+            ratio = round(last / alone, 2)
+            joined += [p["first_after_join"] for p in people if p.get("first_after_join") is not None]
+            rows.append(result(f"room_{n}", ratio, f"<= {target:g}", ratio <= target and answered == n, unit="x",
+                               participants=n, answered=answered, last_s=round(last, 2), alone_s=round(alone, 2),
+                               calls=after["calls"] - before["calls"], largest_call=after["largest"],
+                               dtype=lm.precision.dtype if lm.precision is not None else None,
+                               measured=f"{n} participants released together, each its own question on one "
+                                        "passage: the last one's Ask (answers and self-feedback) over one alone"))
+        slowest = round(max(joined), 2) if joined else None
+        rows.append(result("room_first_token", slowest, f"<= {JOINED_FIRST_TOKEN_TARGET_S:g}",
+                           None if slowest is None else slowest <= JOINED_FIRST_TOKEN_TARGET_S, unit="s",
+                           measured="the slowest participant's first token after its rows joined a batch "
+                                    "(8 and 20 at once)"))
+    return rows

@@ -23,6 +23,17 @@ PASSAGE = (  # our own text, ~200 tokens with the prompt template: the issue's "
     "University of Merrow and runs a summer school for secondary-school pupils every July."
 )
 QUESTION = "Who founded the Halvard Observatory?"
+# A room's questions on that passage (ours too): twenty participants, each with a question of their own, some of
+# which the passage does not answer.
+ROOM_QUESTIONS = (
+    QUESTION, "When was the observatory founded?", "Where does the observatory stand?",
+    "How did Lindqvist pay for the first telescope?", "How wide is the lens of the great refractor?",
+    "Where was the lens ground?", "When was the great refractor installed?", "What destroyed the library wing?",
+    "In which year did the fire happen?", "Who saved the instruments?", "Who owns the observatory today?",
+    "When does the summer school take place?", "Who is the summer school for?", "What is the ridge made of?",
+    "What is Merrow known for?", "Who was the first director of the observatory?",
+    "How many telescopes does the observatory have?", "What did the students carry down the ridge?",
+    "How much did the first telescope cost?", "Which university runs the observatory?")
 
 
 @dataclass

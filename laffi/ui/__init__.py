@@ -84,6 +84,7 @@ class App:
 
     demo: gr.Blocks
     lm: "LazyModel"
+    scheduler: object = None  # laffi.serving.scheduler.Scheduler: owns the model, batches the room's Asks
 
 
 def build_demo(lm=None, *, settings: Settings) -> gr.Blocks:
@@ -170,7 +171,7 @@ def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
     lm.on_ready = ctx.model_loaded
     if not defer_load:
         lm.start()  # after the page is built: it is served while the model loads
-    return App(demo, lm)
+    return App(demo, lm, ctx.scheduler)
 
 
 def launch_options(argv: list[str] | None = None) -> dict:
@@ -201,9 +202,14 @@ def launch(app: App, settings: Settings, **kwargs):
     from laffi.ui.room import room_url, set_room
 
     demo = app.demo
-    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+    # Gradio's queue holds events until they start: Asks start at once (the scheduler refuses past queue_size
+    # with a sentence), so its bound is for the tabs that take turns (Attention, Evaluate) and for bursts
+    demo.queue(max_size=2 * settings.queue_size, default_concurrency_limit=1)
+    # every Ask in flight holds a worker thread while the scheduler answers it (laffi.serving.scheduler), so there
+    # are threads for a full room and for everything else (saves, the header) beside it
     options = {"server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-               "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")), "css": CSS}
+               "server_port": int(os.environ.get("GRADIO_SERVER_PORT", "7860")), "css": CSS,
+               "max_threads": settings.queue_size + 40}
     block = not kwargs.pop("prevent_thread_lock", False)
     served = demo.launch(**{**options, **kwargs, "prevent_thread_lock": True})
     set_room(room_url(demo.server_name, demo.server_port, getattr(demo, "share_url", None)))

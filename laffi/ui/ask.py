@@ -5,9 +5,10 @@ Usage:  last, asked, saved, session = build_ask_tab(ctx) inside a gr.Blocks (las
         last question's result; asked, saved: the events, to chain updates of other tabs on; session: where
         session_text shows this browser's session id on load).
         for result in run_ask(ctx, passage, question): ...   # what /ask streams; the last one is the API's result
-Every card fills token by token (laffi.inference.events.streamed: the model call runs in a worker thread, its
-GenerationEvents reach the request, which sends the text so far every STREAM_SECONDS); on ZeroGPU, where a callback
-can't cross into the GPU worker, the answers and then the feedback arrive whole. Everything the model or a user wrote is
+Every card fills token by token: the app's scheduler (laffi.serving.scheduler) answers every participant waiting
+in one mixed batch and hands each request its own GenerationEvents, which it sends as the text so far every
+STREAM_SECONDS; a request that waits says how many questions are ahead of it and for about how long. On ZeroGPU,
+where a callback can't cross into the GPU worker, the answers and then the feedback arrive whole. Everything the model or a user wrote is
 shown in Textboxes (plain text), never rendered as HTML.
 """
 
@@ -20,12 +21,12 @@ import gradio as gr
 
 from laffi.errors import LaffiError
 from laffi.inference.answerability import DEFAULT_THRESHOLD, direct_thresholds
-from laffi.inference.events import streamed
 from laffi.inference.generation import GenerationConfig
 from laffi.inference.prompts import first_line, fit_context
 from laffi.inference.selffeedback import answer_paths, drafters
 from laffi.inference.surface import LanguageModel
-from laffi.ui.context import STORE_ONLY, ordered
+from laffi.serving.scheduler import QueueFull
+from laffi.ui.context import ASK_GROUP, STORE_ONLY, ordered
 from laffi.ui.text import error
 
 # Passages written for this demo (not from SQuAD), with questions the passage cannot answer.
@@ -85,13 +86,18 @@ def self_feedback_caveat(lm: LanguageModel, variant: str) -> str:
 
 def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     """Generator of result dicts (result["phase"]): "loading" while the model loads (then it waits for it),
-    "answering" as every variant's answer streams in (where calls stream: not on ZeroGPU), "answered" once all
-    are made, "feedback" as each variant's self-feedback streams, and "done" with the final result."""
+    "waiting" while other people's questions are ahead (result["waiting"]: the sentence), "answering" as every
+    variant's answer streams in (where calls stream: not on ZeroGPU), "answered" once all are made, "feedback" as
+    each variant's self-feedback streams, and "done" with the final result; "refused" (result["refused"]) alone
+    when the room is full. Both model calls go through the app's scheduler (laffi.serving.scheduler), which
+    answers everyone waiting in one batch."""
     validate_question(context, question, ctx.settings.max_context_chars)
     if not ctx.lm.ready:
         yield {"phase": "loading", "variants": {}}
     lm = ctx.lm.wait()  # a gr.Error saying why when the model failed to load
-    ctx.sync_adapters()  # an adapter trained (or replaced) since start-up answers without a restart
+    if ctx.adapters_changed():  # an adapter trained (or replaced) since start-up answers without a restart
+        with ctx.scheduler.exclusive():
+            ctx.sync_adapters()
     variants = ordered(lm.variants)[:MAX_SLOTS]
     limit = lm.max_context_tokens(ctx.settings.max_context_tokens)
     context, notice = fit_context(lm.tokenizer, context, question, limit)  # long passages: cut, and said so
@@ -120,13 +126,22 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
             return copy.deepcopy(result) if changed else None
         return apply
 
+    def joined(stage: str):  # when its rows joined a batch: waiting for others' questions ends there
+        def record():
+            result.setdefault(f"{stage}_joined_seconds", round(time.perf_counter() - start, 3))
+        return record
+
+    def waiting(where):
+        return {"phase": "waiting", "variants": {}, "waiting": where.sentence(), "ahead": where.ahead,
+                "eta_seconds": where.seconds}
+
     drafting = drafters(variants, paths, feedback=True)
-    try:  # first every direct answer (and the base model's drafts), in one mixed batch ...
-        if ctx.calls.streams:
-            direct = yield from streamed(lambda on_event: ctx.calls.answer(pair, drafting, cfg, on_event=on_event),
-                                         interval, show("answer", "answer"))
-        else:
-            direct = ctx.calls.answer(pair, drafting, cfg)
+    try:  # first every direct answer (and the base model's drafts), in one mixed batch with everyone waiting ...
+        direct = yield from ctx.scheduler.stream("answer", (pair, drafting, cfg), interval, show("answer", "answer"),
+                                                 waiting, joined=joined("answer"))
+    except QueueFull as e:  # a sentence in the status line, not an error badge on every output
+        yield {"phase": "refused", "variants": {}, "refused": str(e)}
+        return
     except LaffiError as e:
         raise error(e) from e
     result["answer_seconds"] = round(time.perf_counter() - start, 3)
@@ -142,12 +157,9 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
     yield copy.deepcopy(result)
     result["phase"] = "feedback"
     start = time.perf_counter()  # ... then every variant's feedback on its draft, in one more
-    if ctx.calls.streams:
-        results = yield from streamed(lambda on_event: ctx.calls.answer_all(pair, variants, cfg, paths, direct,
-                                                                            on_event=on_event),
-                                      interval, show("feedback", "feedback"))
-    else:
-        results = ctx.calls.answer_all(pair, variants, cfg, paths, direct)
+    results = yield from ctx.scheduler.stream("answer_all", (pair, variants, cfg, paths, direct), interval,
+                                              show("feedback", "feedback"), waiting, admit=False,
+                                              joined=joined("feedback"))
     result["feedback_seconds"] = round(time.perf_counter() - start, 3)
     result["total_seconds"] = round(result["answer_seconds"] + result["feedback_seconds"], 3)
     result["phase"] = "done"
@@ -174,6 +186,10 @@ def status_line(result) -> str:
     phase, n = result["phase"], len(result["variants"])
     if phase == "loading":
         return "⏳ Loading the model… your question is answered as soon as it is ready."
+    if phase == "waiting":
+        return result["waiting"]
+    if phase == "refused":
+        return f"⚠️ {result['refused']}"
     first = result.get("answer_first_token_seconds")
     first = f"first token after {first:.2f} s; " if first is not None else ""
     if phase == "answering":
@@ -260,7 +276,7 @@ def build_ask_tab(ctx):
         """The outputs for one yield of run_ask; text still streaming leaves the JSON, the per-user result and the
         feedback form alone (gr.skip), so a variant chosen for feedback stays chosen."""
         phase, names = result["phase"], list(result["variants"])
-        if phase == "loading":
+        if phase in ("loading", "waiting", "refused"):  # only the status line: nobody's cards change yet
             return [gr.skip()] * (1 + CARD_PARTS * len(cards)) + [status_line(result), gr.skip(), gr.skip(),
                                                                    gr.skip()]
         updates = [gr.Row(elem_classes=["variant-grid", f"variants-{len(names)}"])]  # the grid's columns: CSS
@@ -295,8 +311,7 @@ def build_ask_tab(ctx):
     outputs = [grid, *(c for card in cards for c in card), status, raw, last, which]
     asked = gr.on([ask_btn.click, question.submit], check_inputs, inputs=[context, question], outputs=[status, ready],
                   api_name=False, queue=False, show_progress="hidden").then(
-        ask, inputs=[context, question, ready], outputs=outputs, api_name="ask", concurrency_id="model",
-        concurrency_limit=1)
+        ask, inputs=[context, question, ready], outputs=outputs, api_name="ask", **ASK_GROUP)
 
     def send_feedback(result, variant, rating, critique, correct_answer, annotator, request: gr.Request):
         if not result:

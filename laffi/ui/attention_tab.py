@@ -77,14 +77,15 @@ def build_attention_tab(ctx, last: gr.State, js_base: str | None):
             first = "Ask a question in the Ask tab first: this tab shows attention for the last question asked there."
             warning(first)
             return None, None, None, None, first, "", ""
-        ctx.sync_adapters()
-        if variant not in ctx.lm.variants:
-            raise error(f"The variant {variant!r} is not loaded; choose one of {', '.join(ctx.lm.variants)}.")
-        answer = result["variants"].get(variant, {}).get("answer", "")
-        view = ctx.calls.attention(result["context"], result["question"], answer, variant)
-        cmp = None
-        if compare_with not in (None, NONE, variant) and compare_with in ctx.lm.variants:
-            cmp = ctx.calls.attention(result["context"], result["question"], answer, compare_with)
+        with ctx.scheduler.exclusive():  # between the room's Ask batches (laffi.serving.scheduler)
+            ctx.sync_adapters()
+            if variant not in ctx.lm.variants:
+                raise error(f"The variant {variant!r} is not loaded; choose one of {', '.join(ctx.lm.variants)}.")
+            answer = result["variants"].get(variant, {}).get("answer", "")
+            view = ctx.calls.attention(result["context"], result["question"], answer, variant)
+            cmp = None
+            if compare_with not in (None, NONE, variant) and compare_with in ctx.lm.variants:
+                cmp = ctx.calls.attention(result["context"], result["question"], answer, compare_with)
         missing = "bertviz needs its JavaScript: run `make demo` (npm ci) once."
         page_head = bertviz_html(view, "head", js_base) if js_base else None
         page_model = bertviz_html(view, "model", js_base) if js_base else None

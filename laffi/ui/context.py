@@ -7,9 +7,12 @@ Usage:
                                          # the app: the model loads in the background (laffi.ui.loading); ctx.lm
                                          # waits for it
     ctx.variant_names()                  # base, sft, laffi, then the rest A-Z: loaded ones and new ones on disk
-    ctx.sync_adapters()                  # in the "model" concurrency group only: attach new, re-attach replaced
+    with ctx.scheduler.exclusive():      # the model for this block alone (laffi.serving.scheduler) ...
+        ctx.sync_adapters()              # ... where adapters are attached (new) or re-attached (replaced)
+    ctx.adapters_changed()               # whether sync_adapters has anything to do (reads the disk only)
     btn.click(save, ..., **STORE_ONLY)   # an event that only touches the feedback store: never waits for the model
     ctx.calls.answer(pairs, variants, cfg)   # model calls (GPU tasks on ZeroGPU); ctx.sync: the Hub feedback push
+    yield from ctx.scheduler.stream("answer", (pairs, variants, cfg), ...)   # Ask: batched with everyone's
     ordered(["laffi", "zeta", "base", "sft", "alpha"])   # -> ["base", "sft", "laffi", "alpha", "zeta"]
 """
 
@@ -28,6 +31,9 @@ FIRST = (BASE_VARIANT, "sft", "laffi")  # the paper's comparison first, then wha
 # threads): their own concurrency group without a limit, so a rating is stored at once, never queued behind the
 # answers of the "model" group (limit 1) nor behind other participants' saves.
 STORE_ONLY = {"concurrency_id": "feedback-store", "concurrency_limit": None}
+# Ask: every request goes straight to the scheduler (laffi.serving.scheduler), which batches them and refuses, with
+# a sentence, those past LAFFI_QUEUE_SIZE; Gradio's own queue would serve them one at a time.
+ASK_GROUP = {"concurrency_id": "ask", "concurrency_limit": None}
 
 
 def ordered(names) -> list[str]:
@@ -54,17 +60,21 @@ class AppContext:
     settings: Settings
     stamps: dict = field(default_factory=dict)  # adapter name -> _stamp of the weights that are attached
     calls: object = None  # laffi.serving.model_calls.ModelCalls: every model call, a GPU task on ZeroGPU
+    scheduler: object = None  # laffi.serving.scheduler.Scheduler: owns the model; Ask batches, exclusive turns
     sync: object = None  # laffi.feedback.hub_sync.FeedbackSync while feedback is pushed to a Hub dataset, else None
 
     @classmethod
     def create(cls, lm, settings: Settings) -> "AppContext":
         from laffi.feedback.hub_sync import start_feedback_sync
         from laffi.serving.model_calls import ModelCalls
+        from laffi.serving.scheduler import Scheduler
         from laffi.ui.loading import LazyModel
 
         lazy = lm if isinstance(lm, LazyModel) else LazyModel.of(lm, settings)
         store = FeedbackStore(settings.data_dir / "feedback.sqlite")
-        ctx = cls(lm=lazy, store=store, settings=settings, calls=ModelCalls.wrap(lazy, zero_gpu=settings.zero_gpu),
+        calls = ModelCalls.wrap(lazy, zero_gpu=settings.zero_gpu)
+        ctx = cls(lm=lazy, store=store, settings=settings, calls=calls,
+                  scheduler=Scheduler(calls, lazy, max_waiting=settings.queue_size, max_rows=settings.batch_rows),
                   sync=start_feedback_sync(store, settings))
         if lazy.ready:
             ctx.model_loaded(lazy.wait())
@@ -85,10 +95,16 @@ class AppContext:
         found, _ = discover_adapters(self.lm.config.adapters_dir)
         return ordered([*self.lm.variants, *found])
 
+    def adapters_changed(self) -> bool:
+        """Whether an adapter folder appeared, or one was replaced, since sync_adapters last looked (its work);
+        reads the disk only, so any request may ask without taking the model."""
+        found, _ = discover_adapters(self.lm.config.adapters_dir)
+        return any(self.stamps.get(name) != _stamp(path) for name, path in found.items())
+
     def sync_adapters(self) -> list[str]:
         """Attach adapter folders that appeared, and re-attach any replaced since it was attached (trained again
-        with 'Replace'), so answers come from the weights on disk. Mutates the model: call it only from events in
-        the "model" concurrency group, where no other request uses the model at the same time."""
+        with 'Replace'), so answers come from the weights on disk. Mutates the model: call it only inside
+        `with ctx.scheduler.exclusive():`, where no one else's rows run."""
         lm = self.lm.wait()  # the LoadedModel itself (the LazyModel answers some attributes from disk while loading)
         for name, path in list(lm.adapters.items()):
             now = _stamp(path)
@@ -99,6 +115,8 @@ class AppContext:
                 self.stamps[name] = now
         added = lm.refresh_adapters()
         self.stamps.update({name: _stamp(lm.adapters[name]) for name in added})
+        found, _ = discover_adapters(lm.config.adapters_dir)  # a folder that did not load: tried again once it changes
+        self.stamps.update({name: _stamp(path) for name, path in found.items() if name not in lm.adapters})
         return added
 
     def shipped(self, name: str) -> bool:

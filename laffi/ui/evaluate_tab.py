@@ -115,15 +115,19 @@ def build_evaluate_tab(ctx, admin):
                                        int(seed or 0))
         except LaffiError as e:
             raise error(upload_message(e, path)) from e
-        ctx.sync_adapters()  # a variant trained since the page loaded
-        unknown = [v for v in variants if v not in ctx.lm.variants]
-        if unknown:
-            raise error(f"The variant {unknown[0]!r} is not loaded; choose among {', '.join(ctx.lm.variants)}.")
-        chosen = ordered(variants)
-        out = s.runs_dir / "eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
-        progress(0, desc="answering")
-        result = evaluate_variants(ctx.lm, examples, chosen, GenerationConfig(), out_dir=out, feedback=self_feedback,
-                                   on_event=count_done(lambda done, total: progress(done / total, desc="evaluating")))
+        progress(0, desc="waiting for the model")
+        with ctx.scheduler.exclusive():  # the whole evaluation in one turn: the room's Asks wait, and are told so
+            ctx.sync_adapters()  # a variant trained since the page loaded
+            unknown = [v for v in variants if v not in ctx.lm.variants]
+            if unknown:
+                raise error(f"The variant {unknown[0]!r} is not loaded; choose among {', '.join(ctx.lm.variants)}.")
+            chosen = ordered(variants)
+            out = s.runs_dir / "eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
+            progress(0, desc="answering")
+            result = evaluate_variants(ctx.lm, examples, chosen, GenerationConfig(), out_dir=out,
+                                       feedback=self_feedback,
+                                       on_event=count_done(lambda done, total: progress(done / total,
+                                                                                        desc="evaluating")))
         archive = shutil.make_archive(str(out), "zip", out)
         rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}  # the model variants, not the policy
         return metrics_table(result), bar_chart(result), archive, rows, _detail(rows, "wrong answers")
