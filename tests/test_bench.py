@@ -48,7 +48,7 @@ def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapt
     for n in (8, 20):  # the room: everyone answered, in fewer calls than one per participant and stage
         room = results[f"room_{n}"]
         assert room["answered"] == room["participants"] == n and room["calls"] < 2 * n
-        assert room["value"] == pytest.approx(room["last_s"] / room["alone_s"], abs=0.01)
+        assert room["value"] == pytest.approx(room["last_s"] / room["alone_s"], rel=0.02, abs=0.01)  # both rounded
     assert results["room_first_token"]["value"] is not None
     training = results["training"]
     assert training["example_tokens"] > training["computed_tokens"] > 0  # packed: passages computed once per step

@@ -212,7 +212,7 @@ def room(lm, cfg: BenchConfig, settings) -> list[dict]:
             ratio = round(last / alone, 2)
             joined += [p["first_after_join"] for p in people if p.get("first_after_join") is not None]
             rows.append(result(f"room_{n}", ratio, f"<= {target:g}", ratio <= target and answered == n, unit="x",
-                               participants=n, answered=answered, last_s=round(last, 2), alone_s=round(alone, 2),
+                               participants=n, answered=answered, last_s=round(last, 3), alone_s=round(alone, 3),
                                calls=after["calls"] - before["calls"], largest_call=after["largest"],
                                dtype=lm.precision.dtype if lm.precision is not None else None,
                                measured=f"{n} participants released together, each its own question on one "
