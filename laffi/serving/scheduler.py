@@ -29,7 +29,6 @@ task of its own request.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import queue
 import threading
 import time

@@ -29,7 +29,7 @@ from laffi.ui.text import error
 FIRST = (BASE_VARIANT, "sft", "laffi")  # the paper's comparison first, then whatever else was trained
 # Events that only read or write the feedback store (SQLite in WAL mode: one transaction per add, safe from many
 # threads): their own concurrency group without a limit, so a rating is stored at once, never queued behind the
-# answers of the "model" group (limit 1) nor behind other participants' saves.
+# answers (the scheduler's) nor behind other participants' saves.
 STORE_ONLY = {"concurrency_id": "feedback-store", "concurrency_limit": None}
 # Ask: every request goes straight to the scheduler (laffi.serving.scheduler), which batches them and refuses, with
 # a sentence, those past LAFFI_QUEUE_SIZE; Gradio's own queue would serve them one at a time.
@@ -58,7 +58,7 @@ class AppContext:
     lm: object  # laffi.ui.loading.LazyModel: the LoadedModel's attributes, waiting while it loads
     store: FeedbackStore
     settings: Settings
-    stamps: dict = field(default_factory=dict)  # adapter name -> _stamp of the weights that are attached
+    stamps: dict = field(default_factory=dict)  # adapter folder name -> _stamp when last synced (loaded or not)
     calls: object = None  # laffi.serving.model_calls.ModelCalls: every model call, a GPU task on ZeroGPU
     scheduler: object = None  # laffi.serving.scheduler.Scheduler: owns the model; Ask batches, exclusive turns
     sync: object = None  # laffi.feedback.hub_sync.FeedbackSync while feedback is pushed to a Hub dataset, else None
