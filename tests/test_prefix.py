@@ -115,3 +115,32 @@ def test_split_prefill_gives_each_variant_the_tokens_it_gives_alone(upper_lm, mo
         alone = generate_rows(upper_lm, prompts, [v] * len(prompts), 8, stop_at_newline=False, min_new_tokens=8,
                               share_prefixes=False)
         assert [mixed[k * len(variants) + variants.index(v)] for k in range(len(prompts))] == alone, v
+
+
+def test_own_tokens_stay_out_of_the_shared_prefix(tiny_lm):
+    ids = [A + [1, 2, 3], A + [1, 2, 4], A + [1, 5]]  # replies [1,2,3], [1,2,4], [1,5] start alike
+    shared = shared_prefix_inputs(tiny_lm, ids, ["sft"] * 3, own=[3, 3, 2])
+    assert shared["past_key_values"].get_seq_length() == len(A) - 1  # not into A's last token or any reply
+    assert shared_prefix_inputs(tiny_lm, ids, ["sft"] * 3)["past_key_values"].get_seq_length() == len(A) + 1
+
+
+def test_candidate_ranking_reads_each_prompt_once_with_the_same_scores(tiny_lm, monkeypatch):
+    """likelihoods (the rank path) scores a question's candidates with one prefill of its prompt, and the passage
+    once for its questions; its scores equal those of whole rows without sharing."""
+    from laffi.inference import prefix, selffeedback
+
+    pairs = [(PASSAGE_A, q) for q in QUESTIONS] + [(PASSAGE_B, QUESTIONS[0])]
+    cands = {"sft": [["1702", "in 1702", ""], ["fishermen", ""], ["the river", "the river is", ""], ["old", ""]],
+             "laffi": [["1702", ""], ["fishermen", "fish", ""], ["river", ""], ["here", ""]]}
+    caches = []
+    real = prefix.shared_prefix_inputs
+    monkeypatch.setattr(prefix, "shared_prefix_inputs",
+                        lambda *a, **k: caches.append(real(*a, **k)) or caches[-1])
+    for size in (3, 64):
+        on = selffeedback.likelihoods(tiny_lm, pairs, cands, GenerationConfig(batch_size=size))
+        off = selffeedback.likelihoods(tiny_lm, pairs, cands, GenerationConfig(batch_size=size, share_prefixes=False))
+        for v in cands:
+            for got, want in zip(on[v], off[v]):
+                assert got == pytest.approx(want, abs=1e-5)
+    assert caches and all(c is not None for c in caches[-1:])
+    assert len({round(s, 3) for per in on["sft"] for s in per}) > 4  # the scores differ, so equality means something

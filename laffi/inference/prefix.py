@@ -87,14 +87,17 @@ def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN
 
 
 def shared_prefix_inputs(lm: LanguageModel, ids: list[list[int]], variants: list[str],
-                         min_shared: int = MIN_SHARED) -> dict | None:
+                         min_shared: int = MIN_SHARED, own: list[int] | None = None) -> dict | None:
     """generate() inputs for these rows with every shared prefix computed once; None if nothing is shared.
     Where the batch's adapters all leave the lowest layers alone (LoRA on the upper layers only), a prefix is read
-    through those layers once for every variant (split_prefill), and only the upper layers once per variant."""
+    through those layers once for every variant (split_prefill), and only the upper layers once per variant.
+    own: per row, how many of its last tokens stay out of any shared prefix (teacher forcing scores them, so it
+    needs their logits and the one before them: candidate replies to one prompt share the prompt, never a reply)."""
     import torch
 
+    plan = ids if own is None else [row[:max(1, len(row) - n)] for row, n in zip(ids, own)]
     lower = lm.untouched_layers(variants) if len(set(variants)) > 1 else 0
-    prefixes = plan_groups(ids, [""] * len(ids), min_shared) if lower else None  # shared across variants
+    prefixes = plan_groups(plan, [""] * len(ids), min_shared) if lower else None  # shared across variants
     if prefixes is not None:
         groups, owner = [], []
         for p, shared in enumerate(prefixes):
@@ -102,7 +105,7 @@ def shared_prefix_inputs(lm: LanguageModel, ids: list[list[int]], variants: list
                 groups.append(_Group(v, [i for i in shared.rows if variants[i] == v], shared.prefix))
                 owner.append(p)
     else:
-        groups = plan_groups(ids, variants, min_shared)
+        groups = plan_groups(plan, variants, min_shared)
         if groups is None:
             return None
     pad = lm.tokenizer.pad  # the tokenizer pads on the left (models.load_base)

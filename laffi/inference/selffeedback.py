@@ -147,8 +147,6 @@ def likelihoods(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dic
     on_event: a done event per candidate (stage "rank", no text), once its batch is scored."""
     import math
 
-    import torch
-
     from laffi.inference.prompts import NO_ANSWER, qa_prompt
 
     tok = lm.tokenizer
@@ -156,22 +154,13 @@ def likelihoods(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dic
             for v, per_pair in candidates.items() for i, ((c, q), cands) in enumerate(zip(pairs, per_pair))
             for cand in cands]
     size = cfg.batch_size if cfg and cfg.batch_size else 8
+    share = cfg is None or cfg.share_prefixes
     logps = []
     for start in range(0, len(rows), size):
         chunk = rows[start:start + size]
-        prompts = [tok(p, add_special_tokens=False)["input_ids"] for p, _, _, _ in chunk]
-        replies = [tok(r, add_special_tokens=False)["input_ids"] for _, r, _, _ in chunk]
-        width = max(len(p) + len(r) for p, r in zip(prompts, replies))
-        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for k, (p, r) in enumerate(zip(prompts, replies)):
-            ids[k, :len(p) + len(r)] = torch.tensor(p + r)
-            mask[k, :len(p) + len(r)] = 1
-        with torch.inference_mode(), lm.rows([v for _, _, v, _ in chunk]):
-            logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device)).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(lm.device))[..., 0]
-        for k, (p, r) in enumerate(zip(prompts, replies)):
-            logps.append(float(logprobs[k, len(p) - 1:len(p) + len(r) - 1].sum()))
+        logps += reply_logprobs(lm, [tok(p, add_special_tokens=False)["input_ids"] for p, _, _, _ in chunk],
+                                [tok(r, add_special_tokens=False)["input_ids"] for _, r, _, _ in chunk],
+                                [v for _, _, v, _ in chunk], share)
         if on_event:
             for _, _, v, i in chunk:
                 on_event(GenerationEvent("rank", v, i, "", done=True, total=len(rows)))
@@ -185,6 +174,32 @@ def likelihoods(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dic
             out[v][i] = [math.exp(x - top) / z for x in mine]
             k += len(cands)
     return out
+
+
+def reply_logprobs(lm: LanguageModel, prompts: list[list[int]], replies: list[list[int]], variants: list[str],
+                   share: bool = True) -> list[float]:
+    """log P(reply | prompt) under each row's variant, teacher-forced, in one forward pass. A prompt several rows
+    start with (a question's candidates, a passage's questions) is read once (shared_prefix_inputs, replies never
+    shared); only the logits of the reply positions are computed (the 49k-word output layer is most of the cost
+    of a long prompt's logits)."""
+    import torch
+
+    from laffi.inference.prefix import shared_prefix_inputs
+
+    ids = [p + r for p, r in zip(prompts, replies)]
+    enc = shared_prefix_inputs(lm, ids, variants, own=[len(r) for r in replies]) if share else None
+    if enc is None:  # nothing shared: one left-padded batch
+        enc = dict(lm.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
+    cache = enc.get("past_key_values")
+    new = enc["input_ids"][:, cache.get_seq_length():] if cache is not None else enc["input_ids"]
+    mask = enc["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new.shape[1]:]  # as in each row's unpadded prompt
+    keep = max(len(r) for r in replies) + 1  # rows end at the last column: a reply of n is the last n tokens
+    with torch.inference_mode(), lm.rows(variants):
+        logits = lm.model(input_ids=new, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                          use_cache=cache is not None, logits_to_keep=keep).logits[:, -keep:].float()
+    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, new[:, 1 - keep:, None])[..., 0]
+    return [float(logprobs[k, keep - 1 - len(r):].sum()) for k, r in enumerate(replies)]
 
 
 def verdict_na_prob(p_no_answer: float, p_best: float, how: str) -> float:
