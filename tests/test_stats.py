@@ -48,3 +48,16 @@ def test_abstaining_more_is_never_called_better():
     per_question = {"a": {"f1": [1.0] * 30, "abstain": [1.0] * 30}, "b": {"f1": [0.0] * 30, "abstain": [0.0] * 30}}
     rows = {r["metric"]: r["verdict"] for r in compare(per_question, "a", "b")}
     assert rows == {"f1": "better", "abstain": "abstains more"}
+
+
+def test_balanced_accuracy_interval_holds_the_value_and_narrows_with_more_questions():
+    from laffi.evaluation.stats import balanced_accuracy_ci, balanced_verdict_accuracy
+
+    right = [True, False] * 20
+    called = [True, False] * 15 + [False, True] * 5  # 30 of 40 verdicts right
+    value = balanced_verdict_accuracy(right, called)
+    lo, hi = balanced_accuracy_ci(right, called)
+    assert lo < value < hi and value == 75.0
+    lo4, hi4 = balanced_accuracy_ci(right * 4, called * 4)
+    assert lo < lo4 < value < hi4 < hi
+    assert balanced_accuracy_ci([True, True], [True, False]) is None  # no wrong drafts: undefined

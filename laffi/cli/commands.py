@@ -157,7 +157,9 @@ def evaluate(model_cfg, gen, backend, data, args) -> int:
     result = evaluate_variants(lm, examples, variants, gen, out_dir=args.out, on_event=on_event,
                                feedback=args.feedback)
     bar.close()
-    pairs = comparisons(result, variants, args.compare)
+    from laffi.evaluation.report import comparisons
+
+    pairs = comparisons(result["per_question"], variants, compared_pairs(args.compare, variants))
     if args.json:
         print(json.dumps({"n": result["n"], "variants": result["variants"], "comparisons": pairs}))
     else:
@@ -184,21 +186,6 @@ def compared_pairs(asked: str | None, variants: list[str]) -> list[tuple[str, st
     return pairs
 
 
-def comparisons(result: dict, variants: list[str], asked: str | None) -> list[dict]:
-    """Paired differences: the pairs asked for (a:b), then every variant against the always-'no answer' policy."""
-    from laffi.evaluation.report import compare
-    from laffi.inference.answerability import ALWAYS_NO_ANSWER
-
-    pairs = []
-    for a, b in compared_pairs(asked, variants):
-        pairs += [{"a": a, "b": b, **row} for row in compare(result["per_question"], a, b)]
-    for v in variants:
-        pairs += [{"a": v, "b": ALWAYS_NO_ANSWER, **row}
-                  for row in compare(result["per_question"], v, ALWAYS_NO_ANSWER, keys=("f1",))]
-    return pairs
-
-
-# --- the stages ------------------------------------------------------------------------------------------------------
 def predict(model_cfg, gen, backend, data, args) -> int:
     from laffi.feedback.drafts import own_drafts as run_predict
     from laffi.io import write_jsonl_atomic

@@ -4,4 +4,6 @@ numbers with intervals, the abstain rate and the always-"no answer" policy besid
     evaluate   evaluate_variants and calibrate_variants (predictions, na_probs, thresholds chosen on validation)
     stats      bootstrap intervals, paired differences, balanced verdict accuracy
     report     the tables people read
+    pooled     evaluations run article by article, scored as one run over all their questions
+    published  the committed study (results/*/summary.json) as the Results tab and the README show it
 """

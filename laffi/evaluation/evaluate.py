@@ -37,7 +37,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from laffi.evaluation.stats import balanced_verdict_accuracy, bootstrap_ci
+from laffi.evaluation.stats import balanced_accuracy_ci, balanced_verdict_accuracy, bootstrap_ci
 from laffi.inference.answerability import ALWAYS_NO_ANSWER, answerability_auc
 from laffi.inference.events import OnEvent
 from laffi.inference.generation import GenerationConfig
@@ -47,6 +47,7 @@ from laffi.io import write_json_atomic, write_jsonl_atomic
 from laffi.squad.metric import score_one, squad_v2_scores
 
 CI_KEYS = ("exact", "f1", "HasAns_f1", "NoAns_exact", "abstain")
+RESULT_FILE = "metrics.json"  # an evaluation folder's numbers (out_dir/metrics.json)
 
 
 def scored(examples, answers: list[str], prefix: str = "") -> tuple[dict, dict, dict]:
@@ -85,7 +86,8 @@ def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
     return {"revised_exact": revised["exact"], "revised_f1": revised["f1"],
             "verdict_agreement": 100.0 * agree / n, "verdict_parsed": 100.0 * sum(parsed) / n,
             "balanced_verdict_accuracy": bva, "drafts_right": 100.0 * sum(right) / n,
-            "revised_share": 100.0 * sum(fb.revised for fb in feedbacks) / n}
+            "revised_share": None if any(fb.revised is None for fb in feedbacks)  # (not stored: pooled runs)
+            else 100.0 * sum(fb.revised for fb in feedbacks) / n}
 
 
 def precision_record(lm: LanguageModel) -> dict | None:
@@ -107,41 +109,57 @@ def evaluate_variants(lm: LanguageModel, examples, variants: list[str], gen: Gen
            "direct": {v: [r.direct for r in results[v]] for v in variants}, "results": results}
     for v in variants:
         rows = results[v]
-        fbs = [r.feedback for r in rows]
-        answer_lists = {"": [r.answer for r in rows], "direct_": [r.direct.text for r in rows]}
-        if rows and all(fbs):
-            answer_lists["revised_"] = [fb.revised_answer for fb in fbs]
-        m, ci, per = {"answer_path": rows[0].path.label() if rows else "direct"}, {}, {}
-        for prefix, answers in answer_lists.items():
-            metrics, intervals, values = scored(examples, answers, prefix)
-            m.update(metrics)
-            ci.update(intervals)
-            per.update(values)
-        if rows and all(fbs):
-            m.update(feedback_metrics(examples, [r.draft for r in rows], fbs))
-            m["drafts_by"] = rows[0].draft_by
-        if rows and all(r.na_prob is not None for r in rows):
-            m.update(answerability_metrics(examples, rows))
-            spans = [r.span if r.span is not None else r.answer for r in rows]
-            metrics, intervals, values = scored(examples, spans, "span_")
-            m.update({k: metrics[k] for k in ("span_HasAns_f1", "span_f1") if k in metrics})
-            ci.update({k: v for k, v in intervals.items() if k == "span_HasAns_f1"})
-            per["span_HasAns_f1"] = values.get("span_HasAns_f1", [])
-        m["ci"] = ci
+        m, per = variant_metrics(examples, rows, rows[0].path.label() if rows else "direct")
         out["variants"][v] = m
         out["per_question"][v] = per
         if out_dir is not None:
             _write_variant(Path(out_dir) / v, examples, rows)
     if variants:
-        nothing, ci, per = scored(examples, [""] * len(examples))
-        out["variants"][ALWAYS_NO_ANSWER] = {"answer_path": "no model", **nothing, "ci": ci}
-        out["per_question"][ALWAYS_NO_ANSWER] = per
+        out["variants"][ALWAYS_NO_ANSWER], out["per_question"][ALWAYS_NO_ANSWER] = trivial_metrics(examples)
     if out_dir is not None:
         record = {"n": out["n"], "variants": out["variants"], "config": {
             "base": lm.config.base, "generation": asdict(gen), "feedback": feedback,
             "qids": [ex.qid for ex in examples]}, "precision": precision_record(lm)}
-        write_json_atomic(Path(out_dir) / "metrics.json", record)
+        write_json_atomic(Path(out_dir) / RESULT_FILE, record)
     return out
+
+
+def variant_metrics(examples, rows, label: str) -> tuple[dict, dict]:
+    """(metrics with their intervals under "ci", per-question values) of one variant's Results on `examples`:
+    the shown, direct and via-feedback answers, the feedback's verdicts and the answerability scores, whichever
+    ran. label: how the variant answers (AnswerPath.label())."""
+    fbs = [r.feedback for r in rows]
+    answer_lists = {"": [r.answer for r in rows], "direct_": [r.direct.text for r in rows]}
+    if rows and all(fbs):
+        answer_lists["revised_"] = [fb.revised_answer for fb in fbs]
+    m, ci, per = {"answer_path": label}, {}, {}
+    for prefix, answers in answer_lists.items():
+        metrics, intervals, values = scored(examples, answers, prefix)
+        m.update(metrics)
+        ci.update(intervals)
+        per.update(values)
+    if rows and all(fbs):
+        m.update(feedback_metrics(examples, [r.draft for r in rows], fbs))
+        m["drafts_by"] = rows[0].draft_by
+        interval = balanced_accuracy_ci([bool(score_one(ex.answers, r.draft)[0]) for ex, r in zip(examples, rows)],
+                                        [fb.verdict == "correct" for fb in fbs])
+        if interval is not None:
+            ci["balanced_verdict_accuracy"] = [round(interval[0], 2), round(interval[1], 2)]
+    if rows and all(r.na_prob is not None for r in rows):
+        m.update(answerability_metrics(examples, rows))
+        spans = [r.span if r.span is not None else r.answer for r in rows]
+        metrics, intervals, values = scored(examples, spans, "span_")
+        m.update({k: metrics[k] for k in ("span_HasAns_f1", "span_f1") if k in metrics})
+        ci.update({k: v for k, v in intervals.items() if k == "span_HasAns_f1"})
+        per["span_HasAns_f1"] = values.get("span_HasAns_f1", [])
+    m["ci"] = ci
+    return m, per
+
+
+def trivial_metrics(examples) -> tuple[dict, dict]:
+    """The always-"no answer" policy's metrics and per-question values: the row every score is read against."""
+    nothing, ci, per = scored(examples, [""] * len(examples))
+    return {"answer_path": "no model", **nothing, "ci": ci}, per
 
 
 def answerability_metrics(examples, rows) -> dict:

@@ -84,6 +84,19 @@ def compare(per_question: dict[str, dict[str, list[float]]], a: str, b: str,
     return rows
 
 
+def comparisons(per_question: dict[str, dict[str, list[float]]], variants: list[str],
+                pairs: list[tuple[str, str]]) -> list[dict]:
+    """Paired differences: each pair (a, b) asked for, then every variant against the always-'no answer' policy
+    (F1: a score is read against the policy that needs no model)."""
+    rows = []
+    for a, b in pairs:
+        rows += [{"a": a, "b": b, **row} for row in compare(per_question, a, b)]
+    for v in variants:
+        rows += [{"a": v, "b": ALWAYS_NO_ANSWER, **row}
+                 for row in compare(per_question, v, ALWAYS_NO_ANSWER, keys=("f1",))]
+    return rows
+
+
 POOLED_KEYS = ("exact", "f1", "HasAns_f1", "NoAns_exact", "abstain", "span_HasAns_f1", "direct_f1", "direct_HasAns_f1",
                "revised_f1", "revised_HasAns_f1", "revised_NoAns_exact", "revised_abstain")
 SEED_MEAN_KEYS = ("balanced_verdict_accuracy", "verdict_agreement", "drafts_right", "auc", "best_f1")

@@ -73,6 +73,26 @@ def balanced_verdict_accuracy(draft_right: Sequence[bool], called_correct: Seque
     return 100.0 * (sum(right) / len(right) + sum(wrong) / len(wrong)) / 2
 
 
+def balanced_accuracy_ci(draft_right: Sequence[bool], called_correct: Sequence[bool], n_boot: int = N_BOOT,
+                         seed: int = 0, alpha: float = ALPHA) -> tuple[float, float] | None:
+    """(low, high) in %: percentile-bootstrap interval of balanced_verdict_accuracy, questions resampled (a
+    resample missing right or wrong drafts is skipped). None when the accuracy itself is undefined."""
+    import numpy as np
+
+    r = np.asarray(draft_right, dtype=bool)
+    c = np.asarray(called_correct, dtype=bool)
+    if r.size == 0 or r.all() or not r.any():
+        return None
+    idx = np.random.default_rng(seed).integers(0, r.size, size=(n_boot, r.size))
+    rr, cc = r[idx], c[idx]
+    n_right, n_wrong = rr.sum(axis=1), (~rr).sum(axis=1)
+    ok = (n_right > 0) & (n_wrong > 0)
+    tpr = (rr & cc).sum(axis=1)[ok] / n_right[ok]
+    tnr = (~rr & ~cc).sum(axis=1)[ok] / n_wrong[ok]
+    lo, hi = np.quantile(100.0 * (tpr + tnr) / 2, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
     """(low, high) in %: the Wilson score interval of a proportion (95 % for the default z). Unlike the normal
     approximation it stays inside 0-100 and is not zero-width at 0 or n of n, which small live counts (a room's
