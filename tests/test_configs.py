@@ -16,7 +16,8 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 def tiny_overrides(tiny_dir, small_squad, tmp_path) -> dict:
     return {"data": str(small_squad), "base": str(tiny_dir), "train_articles": "Velmar_bridge",
             "eval_articles": "Ada_Brill", "train_limit": None, "eval_limit": None, "out_dir": str(tmp_path / "run"),
-            "adapters_dir": str(tmp_path / "adapters")}
+            "adapters_dir": str(tmp_path / "adapters"),
+            "calibrate_articles": None}  # two articles only: the calibration stage has its own test (test_pipeline)
 
 
 def tiny_train(settings: dict) -> dict:
@@ -32,7 +33,8 @@ def test_there_are_shipped_configs():
 def test_shipped_config_runs_on_the_tiny_model(path, tiny_dir, small_squad, tmp_path):
     import yaml
 
-    from laffi.pipeline.stages import PipelineConfig, Stages
+    from laffi.pipeline.config import PipelineConfig
+    from laffi.pipeline.stages import Stages
     from laffi.pipeline.study import Study, load_study, run_study
 
     raw = yaml.safe_load(path.read_text())

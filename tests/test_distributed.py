@@ -65,7 +65,8 @@ def test_the_train_tab_and_pipeline_show_the_real_launch_line(tmp_path, small_sq
     import shlex
 
     from laffi.cli import parse
-    from laffi.pipeline.stages import PipelineConfig, Stages
+    from laffi.pipeline.config import PipelineConfig
+    from laffi.pipeline.stages import Stages
 
     cfg = PipelineConfig(data=str(small_squad), train_articles="all", methods=["sft"], out_dir=str(tmp_path),
                          adapters_dir=str(tmp_path / "adapters"), train={"num_processes": 2, "batch_size": 4})

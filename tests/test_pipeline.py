@@ -113,3 +113,79 @@ def test_pipeline_config_errors(tmp_path, capsys):
     bad.write_text("data: x.json\nlearning_rate: 3\n")
     assert main(["pipeline", "--config", str(bad)]) == 2
     assert "unknown key(s): learning_rate" in capsys.readouterr().err
+
+
+def test_pipeline_chooses_every_trained_adapters_threshold_on_validation_first(tiny_dir, small_squad, tmp_path,
+                                                                               capsys):
+    """calibrate_articles: each trained adapter (every seed) gets calibration.json from questions neither trained
+    on nor scored, the evaluation answers at that threshold, and a rerun keeps it."""
+    from laffi.inference.answerability import read_calibration
+    from tests.conftest import write_squad
+
+    data = json.loads(small_squad.read_text())["data"]
+    ctx = "The port of Drun was founded in 1702 by fishermen from the north."
+    data.append({"title": "Drun_port", "paragraphs": [{"context": ctx, "qas": [
+        {"id": "q6", "question": "When was the port founded?", "is_impossible": False,
+         "answers": [{"text": "1702", "answer_start": ctx.index("1702")}]},
+        {"id": "q7", "question": "Who paved the port's roads?", "is_impossible": True, "answers": []}]}]})
+    squad = write_squad(tmp_path / "three.json", data)
+    config = tmp_path / "p.yaml"
+    body = f"""
+data: {squad}
+base: {tiny_dir}
+train_articles: Velmar_bridge
+eval_articles: Ada_Brill
+methods: [sft]
+seeds: [0, 1]
+out_dir: {tmp_path / "run"}
+adapters_dir: {tmp_path / "adapters"}
+eval_feedback: false
+train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
+"""
+    config.write_text(body + "calibrate_articles: Drun_port\n")
+    assert main(["pipeline", "--config", str(config)]) == 0
+    assert "calibrate: sft, sft-seed1 on 2 Drun_port questions" in capsys.readouterr().err
+    for folder in (tmp_path / "adapters" / "sft", tmp_path / "run" / "seeds" / "sft-seed1"):
+        cal = read_calibration(folder)
+        assert cal is not None and cal.chosen_on["articles"] == "Drun_port" and cal.chosen_on["dataset"] == "three.json"
+        assert json.loads((folder / "metrics.json").read_text())["threshold"] == cal.threshold
+    assert main(["pipeline", "--config", str(config)]) == 0
+    assert "threshold was chosen on these 2 questions already" in capsys.readouterr().err
+    config.write_text(body + "calibrate_articles: Ada_Brill\n")  # the evaluation's own questions: refused
+    assert main(["pipeline", "--config", str(config)]) == 2
+    assert "must differ from the training and the evaluation articles" in capsys.readouterr().err
+
+
+def test_a_study_of_training_sizes_and_seeds_becomes_the_results_tabs_learning_curve(tiny_dir, small_squad,
+                                                                                     tmp_path):
+    from laffi.evaluation.published import curve_figure, curve_points, published
+    from laffi.pipeline.study import load_study, run_study
+
+    results = tmp_path / "results"
+    study_file = tmp_path / "curve.yaml"
+    study_file.write_text(f"""
+curve: {{out: {results / "2026-12-04-curve"}, title: F1 against training questions}}
+base:
+  data: {small_squad}
+  base: {tiny_dir}
+  train_articles: Velmar_bridge
+  eval_articles: Ada_Brill
+  methods: [sft]
+  seeds: [0, 1]
+  out_dir: {tmp_path / "run"}
+  adapters_dir: {tmp_path / "adapters"}
+  eval_feedback: false
+  train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
+trials:
+  - {{name: n2, why: two questions, train_limit: 2}}
+  - {{name: all, why: every question}}
+""")
+    run_study(load_study(study_file), log=lambda m: None)
+    _, curve = published(results)
+    assert curve is not None and curve["title"] == "F1 against training questions" and curve["n"] == 2
+    assert sorted((p["trial"], p["questions"], p["seed"]) for p in curve["points"]) == [
+        ("all", 3, 0), ("all", 3, 1), ("n2", 2, 0), ("n2", 2, 1)]
+    assert all(p["method"] == "sft" and p["f1"] is not None for p in curve["points"])
+    assert curve["trivial_f1"] == 50.0  # Ada_Brill: one of its two questions is unanswerable
+    assert [q for q, *_ in curve_points(curve, "sft", "f1")] == [2, 3]
+    assert len(curve_figure(curve).data) == 2  # sft's band and line

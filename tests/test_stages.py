@@ -8,7 +8,8 @@ import pytest
 
 from laffi.errors import LaffiError
 from laffi.inference.answerability import ALWAYS_NO_ANSWER
-from laffi.pipeline.stages import PipelineConfig, Stages
+from laffi.pipeline.config import PipelineConfig
+from laffi.pipeline.stages import Stages
 
 
 @pytest.fixture

@@ -239,7 +239,8 @@ def train(tcfg, data) -> int:
 
 def pipeline(args, backend) -> int:
     from laffi.evaluation.report import results_markdown
-    from laffi.pipeline.stages import PipelineConfig, Stages
+    from laffi.pipeline.config import PipelineConfig
+    from laffi.pipeline.stages import Stages
     from laffi.settings import Settings
 
     cfg = PipelineConfig.from_yaml(args.config, **({"overwrite": True} if args.overwrite else {}))

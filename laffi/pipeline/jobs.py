@@ -70,7 +70,7 @@ class JobSpec:
         return "sft" if self.method == "sft" else "laffi"
 
     def pipeline(self, work: Path):
-        from laffi.pipeline.stages import PipelineConfig
+        from laffi.pipeline.config import PipelineConfig
 
         overrides = {} if self.method in ("sft", "laffi") else {"method": self.method}
         return PipelineConfig(

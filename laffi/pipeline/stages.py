@@ -1,7 +1,7 @@
 """The LaFFi stages, written once: predict -> annotate -> train -> evaluate, over one run specification.
 
 Usage:
-    cfg = PipelineConfig.from_yaml("configs/laffi.yaml")
+    cfg = PipelineConfig.from_yaml("configs/laffi.yaml")   # laffi.pipeline.config
     run = Stages(cfg, log=print)
     run.all()                                # what `python -m laffi pipeline` does; returns the results dict
     run.predict(); run.annotate(); run.train("laffi", seed=0); run.evaluate()    # or one stage at a time
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
@@ -32,98 +32,10 @@ from laffi.commandline import flags, laffi_argv
 from laffi.errors import LaffiError
 from laffi.inference.events import count_done
 from laffi.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from laffi.pipeline.config import METHOD_KEYS, PipelineConfig
 from laffi.pipeline.steps import AnnotateArgs, PredictArgs, TrainDataArgs, annotate_records, train_records
-from laffi.settings import DEFAULT_SQUAD, Settings
+from laffi.settings import Settings
 from laffi.squad.data import DataArgs
-
-METHOD_KEYS = ("sft", "laffi")  # the two runs a pipeline trains: plain SFT and LaFFi
-
-
-@dataclass
-class PipelineConfig:
-    """Everything one reproducible run depends on (a YAML file's keys; CLI flags of `pipeline` override them)."""
-
-    data: str = field(default=str(DEFAULT_SQUAD), metadata={"help": "SQuAD data: a JSON/JSONL file or dataset id."})
-    base: str = field(default="embedded", metadata={"help": "Base model (as --base)."})
-    train_articles: str = field(default="train", metadata={"help": "Split name or titles for training."})
-    eval_articles: str = field(default="eval", metadata={"help": "Split name or titles for evaluation ('validation' "
-                                                                  "while choosing settings)."})
-    train_limit: int | None = field(default=None, metadata={"help": "Training questions (seeded sample; none: all)."})
-    eval_limit: int | None = field(default=None, metadata={"help": "Evaluation questions (seeded sample; none: all)."})
-    seed: int = field(default=0, metadata={"help": "Seed for sampling and annotation phrasing."})
-    annotator: str = field(default="reference", metadata={"help": "AI annotator: 'reference' or 'llm'."})
-    human_feedback: str | None = field(default=None, metadata={"help": "CSV/JSONL/SQLite of human feedback."})
-    human_fraction: float = field(default=0.0, metadata={"help": "Share of examples with human feedback (hybrid)."})
-    feedback_rows: str | None = field(default=None, metadata={
-        "help": "The app's feedback store (or its JSONL export): every row is a training row whatever its passage "
-                "(laffi.feedback.store.feedback_examples). With human_fraction 1 they are all the data; below 1 "
-                "they are mixed with AI feedback on SQuAD training questions so that they make up that share."})
-    drafts: str = field(default="own", metadata={"help": "Drafts LaFFi learns feedback on: 'own' (the base model's "
-                                                         "answers) or 'own+synthetic' (laffi.feedback.drafts)."})
-    synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
-    methods: list = field(default_factory=lambda: list(METHOD_KEYS), metadata={
-        "help": "Which runs to train: sft, laffi or both."})
-    sft_name: str = field(default="sft", metadata={"help": "Adapter name of the SFT run."})
-    laffi_name: str = field(default="laffi", metadata={"help": "Adapter name of the LaFFi run."})
-    train: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings shared by both runs."})
-    sft: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings for the SFT run only."})
-    laffi: dict = field(default_factory=dict, metadata={"help": "TrainConfig settings for the LaFFi run only "
-                                                                "(method: laffi or laffi+sft)."})
-    laffi_answer_path: dict | None = field(default=None, metadata={
-        "help": "How the LaFFi adapter answers (laffi.inference.selffeedback.AnswerPath): {kind: direct|feedback, draft_by: "
-                "self|base}; written next to it as answer_path.json."})
-    seeds: list = field(default_factory=lambda: [0], metadata={
-        "help": "Training seeds; the first seed's adapters go to adapters_dir, the others to out_dir/seeds/."})
-    out_dir: str = field(default="runs/pipeline", metadata={"help": "Where stage outputs and results go."})
-    run_name: str = field(default="results", metadata={"help": "Sub-folder of out_dir for this run's evaluation."})
-    adapters_dir: str = field(default="adapters", metadata={"help": "Where the first seed's adapters are written."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace adapters of the same names that were "
-                                                             "trained with other settings."})
-    eval_batch_size: int | None = field(default=None, metadata={
-        "help": "Rows per generation batch (default: 16 on a GPU, 8 on a CPU)."})
-    eval_feedback: bool = field(default=True, metadata={"help": "Evaluate every variant's feedback too."})
-
-    def __post_init__(self):
-        from laffi.feedback.drafts import DRAFT_MIXES
-        from laffi.training.trainer import TrainConfig
-
-        if self.annotator not in ("reference", "llm"):
-            raise LaffiError(f"PipelineConfig.annotator must be 'reference' or 'llm', not {self.annotator!r}.")
-        from laffi.feedback.annotation import check_human_fraction
-
-        check_human_fraction(self.human_fraction, "PipelineConfig.human_fraction")
-        if self.drafts not in DRAFT_MIXES:
-            raise LaffiError(f"PipelineConfig.drafts must be one of {', '.join(DRAFT_MIXES)}, not {self.drafts!r}.")
-        if not set(self.methods) <= set(METHOD_KEYS) or not self.methods:
-            raise LaffiError(f"PipelineConfig.methods must list sft and/or laffi, not {self.methods!r}.")
-        if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
-            raise LaffiError(f"PipelineConfig.seeds must be a list of integers, not {self.seeds!r}.")
-        known = set(TrainConfig.__dataclass_fields__) - {"name", "base", "adapters_dir", "work_dir", "seed"}
-        for where in ("train", "sft", "laffi"):
-            bad = set(getattr(self, where) or {}) - known
-            if bad:
-                raise LaffiError(f"PipelineConfig.{where} has unknown setting(s): {', '.join(sorted(bad))}.")
-        if self.laffi_answer_path is not None:
-            from laffi.inference.selffeedback import AnswerPath
-
-            AnswerPath(**self.laffi_answer_path)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "PipelineConfig":
-        import yaml
-
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as e:
-            raise LaffiError(f"The pipeline config {str(path)!r} does not exist.") from e
-        except yaml.YAMLError as e:
-            raise LaffiError(f"The pipeline config {path} is not valid YAML ({e}).") from e
-        if not isinstance(raw, dict):
-            raise LaffiError(f"The pipeline config {path} must be a mapping of PipelineConfig keys.")
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise LaffiError(f"The pipeline config {path} has unknown key(s): {', '.join(sorted(unknown))}.")
-        return cls(**{**raw, **overrides})
 
 
 def key_of(*parts) -> str:
@@ -372,7 +284,8 @@ class Stages:
             write_json_atomic(cache, {ex.qid: base_answers_cache(a) for ex, a in zip(examples, result["direct"]["base"])})
         named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
         pooled = pooled_result(result, named)
-        pooled.update(eval_articles=c.eval_articles, train_articles=c.train_articles, config=asdict(c))
+        pooled.update(eval_articles=c.eval_articles, train_articles=c.train_articles, config=asdict(c),
+                      train_questions=len(self.examples("train")))
         write_json_atomic(out / "results.json", pooled)
         write_text_atomic(out / "results.md", results_markdown(pooled))
         from laffi.training.logs import write_evaluation
@@ -393,6 +306,9 @@ class Stages:
                 if path is None:
                     raise LaffiError(f"Training {which} (seed {seed}) was stopped; run again to resume it.")
                 trained[which][seed] = path
+        from laffi.pipeline.calibration import calibrate_trained
+
+        calibrate_trained(self, trained)
         return self.evaluate(trained)
 
     # --- the same stages as separate commands ---------------------------------------------------------------------

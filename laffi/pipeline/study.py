@@ -30,6 +30,7 @@ SUMMARY_KEYS = (("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns EM", "NoAns_ex
 class Study:
     base: dict
     trials: list[dict] = field(default_factory=list)
+    curve: dict | None = None  # {"out": a results folder, "title"}: the trials as a learning curve, written there
 
 
 def load_study(path: str | Path) -> Study:
@@ -39,13 +40,17 @@ def load_study(path: str | Path) -> Study:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as e:
         raise LaffiError(f"The study file {str(path)!r} does not exist.") from e
-    if not isinstance(raw, dict) or set(raw) - {"base", "trials"}:
-        raise LaffiError(f"The study file {path} must have only 'base' (pipeline settings) and 'trials'.")
+    if not isinstance(raw, dict) or set(raw) - {"base", "trials", "curve"}:
+        raise LaffiError(f"The study file {path} must have only 'base' (pipeline settings), 'trials' and "
+                         "'curve'.")
+    curve = raw.get("curve")
+    if curve is not None and not (isinstance(curve, dict) and isinstance(curve.get("out"), str)):
+        raise LaffiError(f"'curve' in {path} names the results folder its summary goes to: curve: {{out: ...}}.")
     trials = raw.get("trials") or []
     names = [t.get("name") for t in trials]
     if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise LaffiError(f"Every trial in {path} needs its own name.")
-    return Study(base=raw.get("base") or {}, trials=trials)
+    return Study(base=raw.get("base") or {}, trials=trials, curve=curve)
 
 
 def _merge(base: dict, trial: dict) -> dict:
@@ -60,7 +65,8 @@ def _merge(base: dict, trial: dict) -> dict:
 
 def trial_stages(study: Study, trial: dict, log=print, settings=None):
     """The Stages of one trial, its adapters named by the hash of their training settings."""
-    from laffi.pipeline.stages import PipelineConfig, Stages
+    from laffi.pipeline.config import PipelineConfig
+    from laffi.pipeline.stages import Stages
 
     cfg = PipelineConfig(**{**_merge(study.base, trial), "run_name": trial["name"]})
     stages = Stages(cfg, log=log, settings=settings)
@@ -85,7 +91,7 @@ def summarize(study: Study) -> list[dict]:
     """One row per trial and run from the trials' results.json files; written as study.md and study.json."""
     import json
 
-    rows = []
+    rows, results = [], []
     out_dir = None
     for trial in study.trials:
         stages = trial_stages(study, trial, log=lambda m: None)
@@ -94,6 +100,7 @@ def summarize(study: Study) -> list[dict]:
         if not path.is_file():
             continue
         result = json.loads(path.read_text())
+        results.append((trial["name"], result))
         for run, m in result["pooled"].items():
             if run == "base" and rows and any(r["run"] == "base" for r in rows):
                 continue
@@ -104,7 +111,35 @@ def summarize(study: Study) -> list[dict]:
         pairs = run_differences(out_dir, rows)
         write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})
         write_text_atomic(out_dir / "study.md", study_markdown(rows) + differences_markdown(pairs))
+    if study.curve is not None and results:
+        write_json_atomic(Path(study.curve["out"]) / "summary.json", learning_curve(results, study.curve))
     return rows
+
+
+CURVE_KEYS = ("f1", "HasAns_f1", "NoAns_exact", "abstain", "auc", "best_f1")
+
+
+def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
+    """The "learning curve" summary the Results tab draws (laffi.evaluation.published): one point per trial,
+    method and training seed - its training questions and its own scores on the evaluation questions - and the
+    always-"no answer" policy's F1 on those questions."""
+    from laffi.evaluation.published import CURVE
+    from laffi.inference.answerability import ALWAYS_NO_ANSWER
+
+    points, trivial, n = [], [], set()
+    for trial, result in results:
+        config = result.get("config") or {}
+        for run, names in (result.get("seeds") or {}).items():
+            method = "sft" if run == config.get("sft_name") else "laffi"
+            for seed, name in zip(config.get("seeds") or range(len(names)), names):
+                m = result["variants"].get(name) or {}
+                points.append({"trial": trial, "method": method, "questions": result.get("train_questions"),
+                               "seed": seed, "adapter": name, **{k: m.get(k) for k in CURVE_KEYS}})
+        trivial.append((result["variants"].get(ALWAYS_NO_ANSWER) or {}).get("f1"))
+        n.add(result["n"])
+    return {"kind": CURVE, "title": curve.get("title", "Learning curve"), "points": points,
+            "trivial_f1": trivial[0] if len(set(trivial)) == 1 else None, "n": n.pop() if len(n) == 1 else None,
+            "eval_articles": (results[0][1].get("eval_articles") if results else None)}
 
 
 def per_question(examples: list[dict]) -> dict[str, list[float]]:
