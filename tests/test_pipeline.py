@@ -189,3 +189,13 @@ trials:
     assert curve["trivial_f1"] == 50.0  # Ada_Brill: one of its two questions is unanswerable
     assert [q for q, *_ in curve_points(curve, "sft", "f1")] == [2, 3]
     assert len(curve_figure(curve).data) == 2  # sft's band and line
+    # each trial's numbers are kept beside the summary: a new machine (no runs/, no adapters) reruns nothing
+    assert sorted(p.name for p in (results / "2026-12-04-curve").iterdir()) == ["all.json", "n2.json", "summary.json"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "run")
+    shutil.rmtree(tmp_path / "adapters")
+    said = []
+    run_study(load_study(study_file), log=said.append)
+    assert sum("its result is kept in" in m for m in said) == 2 and not (tmp_path / "adapters").exists()
+    assert published(results)[1]["points"] == curve["points"]

@@ -79,12 +79,37 @@ def trial_stages(study: Study, trial: dict, log=print, settings=None):
 def run_study(study: Study, only: list[str] | None = None, log=print, settings=None) -> list[dict]:
     """Run the trials (those in `only`, else all) and return the summary rows of every trial that has results.
     settings: the entry point's (laffi.settings), passed to every trial's stages."""
+    import shutil
+
     for trial in study.trials:
         if only and trial["name"] not in only:
             continue
+        stages = trial_stages(study, trial, log, settings)
+        ran_here = (stages.out / trial["name"] / "results.json").is_file()
+        if not ran_here and kept_result(study, trial, stages) is not None:
+            log(f"study: trial {trial['name']}: its result is kept in {study.curve['out']} (delete it to rerun)")
+            continue
         log(f"study: trial {trial['name']}: {trial.get('why', '')}")
-        trial_stages(study, trial, log, settings).all()
+        stages.all()
+        if study.curve is not None:  # the trial's numbers where they are committed: adapters and runs/ are not
+            target = Path(study.curve["out"]) / f"{trial['name']}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stages.out / trial["name"] / "results.json", target)
     return summarize(study)
+
+
+def kept_result(study: Study, trial: dict, stages) -> dict | None:
+    """A curve trial's committed result (curve.out/<trial>.json) when it was run with exactly these settings."""
+    import json
+    from dataclasses import asdict
+
+    if study.curve is None:
+        return None
+    try:
+        result = json.loads((Path(study.curve["out"]) / f"{trial['name']}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if result.get("config") == json.loads(json.dumps(asdict(stages.cfg))) else None
 
 
 def summarize(study: Study) -> list[dict]:
@@ -97,9 +122,9 @@ def summarize(study: Study) -> list[dict]:
         stages = trial_stages(study, trial, log=lambda m: None)
         out_dir = stages.out
         path = stages.out / trial["name"] / "results.json"
-        if not path.is_file():
+        result = json.loads(path.read_text()) if path.is_file() else kept_result(study, trial, stages)
+        if result is None:
             continue
-        result = json.loads(path.read_text())
         results.append((trial["name"], result))
         for run, m in result["pooled"].items():
             if run == "base" and rows and any(r["run"] == "base" for r in rows):
