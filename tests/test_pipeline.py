@@ -199,3 +199,43 @@ trials:
     run_study(load_study(study_file), log=said.append)
     assert sum("its result is kept in" in m for m in said) == 2 and not (tmp_path / "adapters").exists()
     assert published(results)[1]["points"] == curve["points"]
+
+
+def test_extra_training_articles_are_balanced_to_the_training_articles_share_of_unanswerable(tiny_dir, small_squad,
+                                                                                              tmp_path, capsys):
+    """extra_data (the official training set's articles: mostly answerable) joins the training questions with its
+    answerable questions cut so that a third stay unanswerable, as in the training articles here; recorded."""
+    from laffi.squad.combine import balanced
+    from tests.conftest import write_squad
+
+    ctx = "The Oska river is 300 km long and flows past Drun, Velm and Pask into the Grey Sea."
+    qas = [{"id": f"x{i}", "question": q, "is_impossible": False,
+            "answers": [{"text": a, "answer_start": ctx.index(a)}]}
+           for i, (q, a) in enumerate([("How long is the river?", "300 km"), ("Where does it flow?", "the Grey Sea"),
+                                       ("What town does it pass first?", "Drun"), ("What is long?", "The Oska")])]
+    qas.append({"id": "x9", "question": "Who named the river?", "is_impossible": True, "answers": []})
+    extra = write_squad(tmp_path / "extra.json", [{"title": "Oska_river", "paragraphs": [{"context": ctx,
+                                                                                          "qas": qas}]}])
+    articles, counts = balanced(json.loads(extra.read_text())["data"], 1 / 3, seed=0)
+    assert counts == {"questions": 5, "unanswerable": 1, "kept_answerable": 2, "kept": 3, "share_unanswerable": 0.3333}
+    assert "x9" in {q["id"] for q in articles[0]["paragraphs"][0]["qas"]}
+    config = tmp_path / "p.yaml"
+    config.write_text(f"""
+data: {small_squad}
+extra_data: {extra}
+base: {tiny_dir}
+train_articles: Velmar_bridge
+eval_articles: Ada_Brill
+methods: [sft]
+out_dir: {tmp_path / "run"}
+adapters_dir: {tmp_path / "adapters"}
+eval_feedback: false
+train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
+""")
+    assert main(["pipeline", "--config", str(config)]) == 0
+    assert "train sft (seed 0): sft on 6 records" in capsys.readouterr().err  # 3 + 3 of the 5 extra
+    record = json.loads((tmp_path / "run" / "data" / "combined-record.json").read_text())
+    assert record["extra"]["kept"] == 3 and record["training_share_unanswerable"] == 0.3333
+    assert record["extra_data"]["dataset"] == "extra.json" and record["extra_articles"] == ["Oska_river"]
+    result = json.loads((tmp_path / "run" / "results" / "results.json").read_text())
+    assert result["n"] == 2 and result["train_questions"] == 6  # evaluated on the same Ada_Brill questions

@@ -59,6 +59,12 @@ class PipelineConfig:
     eval_batch_size: int | None = field(default=None, metadata={
         "help": "Rows per generation batch (default: 16 on a GPU, 8 on a CPU)."})
     eval_feedback: bool = field(default=True, metadata={"help": "Evaluate every variant's feedback too."})
+    extra_data: str | None = field(default=None, metadata={
+        "help": "Another SQuAD 2.0 file whose articles join the training articles, balanced to their share of "
+                "unanswerable questions (laffi.squad.combine; e.g. the official training set's articles)."})
+    extra_balance: str = field(default="match", metadata={
+        "help": "'match': extra_data's answerable questions are subsampled to the training articles' share of "
+                "unanswerable ones; 'all': every question of it is kept."})
     calibrate_articles: str | None = field(default=None, metadata={
         "help": "Split or titles on which every trained adapter's no-answer threshold is chosen before evaluation "
                 "(laffi.pipeline.calibration; e.g. 'validation'); none: the adapters keep what they have."})
@@ -85,6 +91,8 @@ class PipelineConfig:
             bad = set(getattr(self, where) or {}) - known
             if bad:
                 raise LaffiError(f"PipelineConfig.{where} has unknown setting(s): {', '.join(sorted(bad))}.")
+        if self.extra_balance not in ("match", "all"):
+            raise LaffiError(f"PipelineConfig.extra_balance must be 'match' or 'all', not {self.extra_balance!r}.")
         if self.laffi_answer_path is not None:
             from laffi.inference.selffeedback import AnswerPath
 

@@ -62,6 +62,12 @@ class Stages:
         self.progress = progress or (lambda stage, done, total: None)
         self.out = Path(cfg.out_dir)
         self._examples: dict[str, list] = {}
+        if cfg.extra_data:  # every stage reads one file: the data with extra's balanced articles added
+            from dataclasses import replace
+
+            from laffi.squad.combine import combined_training_data
+
+            self.cfg = replace(cfg, **combined_training_data(cfg, self.out / "data"))
 
     # --- data -------------------------------------------------------------------------------------------------
     def selection(self, which: str) -> DataArgs:

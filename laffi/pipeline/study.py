@@ -70,9 +70,9 @@ def trial_stages(study: Study, trial: dict, log=print, settings=None):
 
     cfg = PipelineConfig(**{**_merge(study.base, trial), "run_name": trial["name"]})
     stages = Stages(cfg, log=log, settings=settings)
-    seed = cfg.seeds[0]
-    cfg.sft_name = "sft-" + stages.train_key("sft", seed)[:8]
-    cfg.laffi_name = "laffi-" + stages.train_key("laffi", seed)[:8]
+    seed = stages.cfg.seeds[0]  # (stages.cfg: the config as it runs, e.g. pointed at combined data)
+    stages.cfg.sft_name = "sft-" + stages.train_key("sft", seed)[:8]
+    stages.cfg.laffi_name = "laffi-" + stages.train_key("laffi", seed)[:8]
     return stages
 
 
