@@ -22,6 +22,7 @@ The attention mask is dense (L x L), which costs ~10-20% at these lengths; the t
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -50,10 +51,11 @@ def _common_prefix(rows: list[dict]) -> int:
     return max(n, 0)
 
 
-def _sequence(chunks: list[list[dict]]) -> dict:
+def _sequence(chunks: list[list[dict]], with_tasks: bool = False) -> dict:
     """One packed sequence from chunks of rows; each chunk shares one prefix. segments: 0 for prefix tokens, k for
-    suffix k; groups: which chunk a token belongs to (positions restart per chunk)."""
-    input_ids, position_ids, labels, segments, groups = [], [], [], [], []
+    suffix k; groups: which chunk a token belongs to (positions restart per chunk); with_tasks: tasks, the row's
+    "task" id on its tokens and -1 on shared prefixes (laffi.training.task_loss)."""
+    input_ids, position_ids, labels, segments, groups, tasks = [], [], [], [], [], []
     suffix_id = 0
     for g, rows in enumerate(chunks):
         shared = _common_prefix(rows) if len(rows) > 1 else 0
@@ -63,6 +65,7 @@ def _sequence(chunks: list[list[dict]]) -> dict:
         labels += [-100] * shared
         segments += [0] * shared
         groups += [g] * shared
+        tasks += [-1] * shared
         for r in rows:
             suffix_id += 1
             own = r["input_ids"][shared:]
@@ -71,16 +74,24 @@ def _sequence(chunks: list[list[dict]]) -> dict:
             labels += [tok if shared + j >= r["n_prompt"] else -100 for j, tok in enumerate(own)]
             segments += [suffix_id] * len(own)
             groups += [g] * len(own)
-    return {"input_ids": input_ids, "position_ids": position_ids, "labels": labels, "segments": segments,
-            "groups": groups, "n_examples": sum(len(c) for c in chunks)}
+            tasks += [r.get("task", -1)] * len(own)
+    out = {"input_ids": input_ids, "position_ids": position_ids, "labels": labels, "segments": segments,
+           "groups": groups, "n_examples": sum(len(c) for c in chunks)}
+    if with_tasks:
+        out["tasks"] = tasks
+    return out
 
 
-def pack_rows(rows: list[dict], examples_per_seq: int, seed: int = 0, key: str = "group") -> list[dict]:
+def pack_rows(rows: list[dict], examples_per_seq: int, seed: int = 0, key: str = "group",
+              by_task: bool = False) -> list[dict]:
     """Sequences of `examples_per_seq` rows each (the last may hold fewer). Rows with the same `key` (the passage
-    and prompt kind) go together, so each sequence holds few prefixes; passages and rows come in seeded order."""
+    and prompt kind) go together, so each sequence holds few prefixes; passages and rows come in seeded order.
+    by_task: a passage's rows stay together first, each kind of prompt in turn - its SFT and LaFFi rows share
+    steps, as per-task loss averaging needs - and each sequence says which task each token is (tasks)."""
+    outer = "passage" if by_task else key
     by_key: dict[str, list[dict]] = {}
     for r in rows:
-        by_key.setdefault(r[key], []).append(r)
+        by_key.setdefault(r[outer], []).append(r)
     rng = random.Random(seed)
     keys = list(by_key)
     rng.shuffle(keys)
@@ -88,17 +99,24 @@ def pack_rows(rows: list[dict], examples_per_seq: int, seed: int = 0, key: str =
     for k in keys:
         members = by_key[k]
         rng.shuffle(members)
+        if by_task:  # the prompt kinds in turn, so that every slice of the block holds both
+            kinds: dict[str, list[dict]] = {}
+            for r in members:
+                kinds.setdefault(r[key], []).append(r)
+            members = [r for turn in itertools.zip_longest(*kinds.values()) for r in turn if r is not None]
         ordered += members
     seqs = []
     for start in range(0, len(ordered), examples_per_seq):
         batch = ordered[start:start + examples_per_seq]
+        if by_task:  # within the step, each kind's rows together: they share their prompt prefix
+            batch = sorted(batch, key=lambda r: r[key])
         chunks: list[list[dict]] = []
         for r in batch:
             if chunks and chunks[-1][0][key] == r[key]:
                 chunks[-1].append(r)
             else:
                 chunks.append([r])
-        seqs.append(_sequence(chunks))
+        seqs.append(_sequence(chunks, by_task))
     return seqs
 
 
@@ -134,4 +152,6 @@ class PackedCollator(DataCollatorForLanguageModeling):
         segments, groups = padded("segments", -1), padded("groups", -1)
         out["position_ids"] = padded("position_ids", 0)
         out["attention_mask"] = tree_mask(segments, groups, self.mask_dtype or torch.float32)
+        if all("tasks" in e for e in examples):  # per-task loss averaging (laffi.training.task_loss)
+            out["task_ids"] = padded("tasks", -1)
         return out

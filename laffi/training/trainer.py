@@ -86,6 +86,9 @@ class TrainConfig:
     micro_batch_size: int | None = field(default=None, metadata={
         "help": "Examples per process per forward pass (default: its whole share of batch_size); gradient "
                 "accumulation makes up the rest."})
+    task_weight: float | None = field(default=None, metadata={
+        "help": "laffi+sft only: the SFT rows' share of each step's loss, each task's loss averaged over its own "
+                "tokens (laffi.training.task_loss); none: one mean over every completion token."})
     deepspeed: bool = field(default=False, metadata={
         "help": "With several processes, DeepSpeed ZeRO-2 (configs/accelerate/deepspeed_zero2.yaml; needs "
                 "`pip install deepspeed`)."})
@@ -111,6 +114,10 @@ class TrainConfig:
         for name, ok, rule in checks:
             if not ok:
                 raise LaffiError(f"TrainConfig.{name} must be {rule}, not {getattr(self, name)!r}.")
+        if self.task_weight is not None and not (self.method == "laffi+sft" and self.pack
+                                                 and 0 < self.task_weight < 1):
+            raise LaffiError("TrainConfig.task_weight is the SFT rows' share of the loss in (0, 1), for packed "
+                             f"laffi+sft training only, not {self.task_weight!r} with {self.method}.")
         if not self.target_modules.strip():
             raise LaffiError("TrainConfig.target_modules is empty; e.g. 'q_proj,v_proj' or 'all-linear'.")
         self.layer_range()  # validates `layers`
@@ -180,7 +187,8 @@ def training_rows(records: list[dict], method: str, tokenizer) -> list[dict]:
                      "feedback_source": r.get("feedback_source", "gold") if method == "laffi" else "gold",
                      "draft_kind": r.get("draft_kind", "own") if method == "laffi" else "gold",
                      "feedback_row_id": r.get("feedback_row_id"),  # a row of the app's feedback store
-                     "group": f"{method}\n{r['context']}"})  # rows that share a prompt prefix (laffi.training.packing)
+                     "group": f"{method}\n{r['context']}",  # rows that share a prompt prefix (laffi.training.packing)
+                     "passage": r["context"], "task": 0 if method == "sft" else 1})  # (laffi.training.task_loss)
     return rows
 
 
@@ -250,7 +258,7 @@ def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype, per_s
     if not kept:
         raise LaffiError(f"No training example fits in max_length={cfg.max_length} tokens; raise --max-length.")
     if cfg.pack:
-        seqs = pack_rows(kept, per_sequence or cfg.batch_size, cfg.seed)
+        seqs = pack_rows(kept, per_sequence or cfg.batch_size, cfg.seed, by_task=cfg.task_weight is not None)
         return (Dataset.from_list(seqs), PackedCollator(pad_token_id=tokenizer.pad_token_id, mask_dtype=dtype),
                 kept, len(tokenized) - len(kept))
     items = [{"input_ids": r["input_ids"], "labels": [-100] * r["n_prompt"] + r["input_ids"][r["n_prompt"]:]}
@@ -330,8 +338,12 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
 
         early = EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping)
         callbacks.append(early)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=heldout,
-                         processing_class=tokenizer, peft_config=lora, data_collator=collator, callbacks=callbacks)
+    from laffi.training.task_loss import TaskWeightedTrainer
+
+    weighted = {} if cfg.task_weight is None else {"task_weight": cfg.task_weight}
+    trainer = (TaskWeightedTrainer if weighted else SFTTrainer)(
+        model=model, args=args, train_dataset=dataset, eval_dataset=heldout, processing_class=tokenizer,
+        peft_config=lora, data_collator=collator, callbacks=callbacks, **weighted)
     main = trainer.accelerator.is_main_process  # rank 0 alone writes logs and the adapter (Trainer: checkpoints)
     if main and not last and (work / LOSS_LOG).exists():
         (work / LOSS_LOG).unlink()  # a fresh run starts a fresh log
