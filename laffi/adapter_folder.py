@@ -16,6 +16,8 @@ A folder holds PEFT's adapter_config.json and adapter_model.safetensors, and laf
     answer_path.json       how it answers (laffi.inference.selffeedback.AnswerPath)
     calibration.json       its no-answer threshold, chosen on validation (laffi.inference.answerability)
     precision_guard.json   its answers in bfloat16 against float32 (laffi.bench.work.quality_guard)
+    self_feedback.json     how often its feedback's verdict on its own answers is right, on the most questions
+                           measured (laffi.evaluation.pooled.self_feedback_record; the Ask tab's caveat)
     README.md              the model card
 and beside the folders, base-calibration.json and base-precision_guard.json: the base model's own.
 """
@@ -38,6 +40,7 @@ CALIBRATION = "calibration.json"
 CARD = "README.md"
 BASE_CALIBRATION = "base-calibration.json"  # in an adapters folder, beside the adapter folders
 PRECISION_GUARD = "precision_guard.json"
+SELF_FEEDBACK = "self_feedback.json"
 BASE_PRECISION_GUARD = "base-precision_guard.json"  # beside the adapter folders, like BASE_CALIBRATION
 
 
@@ -71,6 +74,9 @@ class AdapterFolder:
 
     def metrics(self) -> dict | None:
         return self.read(METRICS)
+
+    def self_feedback(self) -> dict | None:
+        return self.read(SELF_FEEDBACK)
 
     def run_key(self) -> str | None:
         return (self.config() or {}).get("run_key")

@@ -128,13 +128,18 @@ def test_every_tab_of_a_fresh_page_shows_no_error(app, browser):
         correct_answer=None, annotator=None)
     pg = open_page(browser, url)
     try:
-        for tab in ("Ask", "Attention", "Train", "Evaluate", "Feedback"):
+        for tab in ("Ask", "Results", "Attention", "Train", "Evaluate", "Feedback"):
             pg.get_by_role("tab", name=tab).click()
             pg.wait_for_timeout(1500)
             assert visible_errors(pg) == [], tab
             pg.screenshot(path=str(ARTIFACTS / f"6-tab-{tab.lower()}.png"), full_page=True)
         rows = pg.locator("#feedback-table").inner_text()
         assert "It says nothing about who built it." in rows and "(no answer)" in rows
+        pg.get_by_role("tab", name="Results").click()  # the committed study, drawn without the model
+        table = pg.locator("#results-table").inner_text()
+        assert table.index("always no answer") < table.index("sft") and "laffi" in table
+        pg.wait_for_selector("#results-figure .main-svg")
+        assert pg.locator("#results-figure .point").count() >= 8  # every policy's points, with intervals
         pg.get_by_role("tab", name="Attention").click()
         pg.click("#attn-button")
         pg.wait_for_function("() => document.querySelector('#attn-notes').innerText.includes('Ask a question')")

@@ -133,6 +133,16 @@ def test_the_self_feedback_caveat_reads_the_adapters_metrics(tmp_path):
     assert "right 98% of the time on 200 validation-article questions" in self_feedback_caveat(lm, "laffi")
     for variant in ("sft", "base"):  # no metrics.json; no folder at all
         assert "own guess" in self_feedback_caveat(lm, variant) and "unmeasured" in self_feedback_caveat(lm, variant)
+    # the measure on the most questions (self_feedback.json, from the pooled evaluation) wins over metrics.json
+    (tmp_path / "laffi" / "self_feedback.json").write_text(json.dumps(
+        {"n": 1596, "balanced_verdict_accuracy": 58.4, "ci": [55.1, 61.9], "verdicts_given": 99.5,
+         "eval_articles": "eval"}))
+    assert ("right 58% of the time [95 % interval 55-62%] on 1,596 eval-article questions"
+            in self_feedback_caveat(lm, "laffi"))
+    (tmp_path / "sft" / "self_feedback.json").write_text(json.dumps(
+        {"n": 1596, "balanced_verdict_accuracy": 50.0, "verdicts_given": 0.0, "eval_articles": "eval"}))
+    no_verdict = self_feedback_caveat(lm, "sft")
+    assert "gave no verdict on 1,596" in no_verdict and "50%" not in no_verdict
 
 
 def test_an_uploads_server_path_is_never_shown():

@@ -67,12 +67,18 @@ def published(results_dir: str | Path = RESULTS) -> tuple[dict | None, dict | No
 
 
 def policy_rows(evaluation: dict) -> list[list[str]]:
-    """One row per policy: name, how it answers, then SHOWN with intervals; always-"no answer" first."""
+    """One row per policy: its name, then SHOWN with intervals; always-"no answer" first (how each answers:
+    answer_paths)."""
     variants = evaluation["variants"]
     order = [ALWAYS_NO_ANSWER] + [v for v in variants if v != ALWAYS_NO_ANSWER]
-    return [[v, variants[v].get("answer_path", ""),
-             *("gives no verdict" if k == VERDICT and shown_value(variants[v], k) is None and variants[v].get(k)
+    return [[v, *("gives no verdict" if k == VERDICT and shown_value(variants[v], k) is None and variants[v].get(k)
                is not None else cell(variants[v], k) for _, k in SHOWN)] for v in order if v in variants]
+
+
+def answer_paths(evaluation: dict) -> str:
+    """'sft: likelihood ranking ...; laffi: direct': how each model policy answers."""
+    return "; ".join(f"{v}: {m.get('answer_path', 'direct')}" for v, m in evaluation["variants"].items()
+                     if v != ALWAYS_NO_ANSWER)
 
 
 def difference_rows(evaluation: dict) -> list[list[str]]:
@@ -106,7 +112,7 @@ def policy_figure(evaluation: dict):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for name, _answer, *_ in policy_rows(evaluation):
+    for name, *_ in policy_rows(evaluation):
         m = evaluation["variants"][name]
         keys = [(label, k) for label, k in DRAWN if shown_value(m, k) is not None]
         ci = m.get("ci") or {}

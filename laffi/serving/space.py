@@ -42,7 +42,7 @@ HARDWARE = {
                                                                      "suggested_hardware": None},
                 "flavor": "zero-a10g"},
 }
-COPIED = ["app.py", "laffi", "adapters", "packages.txt", "package.json", "package-lock.json", "LICENSE"]
+COPIED = ["app.py", "laffi", "adapters", "results", "packages.txt", "package.json", "package-lock.json", "LICENSE"]
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints", ".*")
 
 

@@ -1,7 +1,7 @@
 """The laffi app (Gradio Blocks): one base model and its LoRA adapters side by side, with self-feedback, attention
 views, live feedback capture, training and evaluation. One module per tab; this one lays them out.
 
-    ask, attention_tab, feedback_tab, train_tab, evaluate_tab   the tabs (thin callbacks over the library)
+    ask, results_tab, attention_tab, feedback_tab, train_tab, evaluate_tab   the tabs (thin callbacks over the library)
     context    what the tabs share (AppContext: the model, the feedback store, the settings; the admin unlock)
     loading    the model loading behind a served page (LazyModel), the status line
     text       pop-ups and user text as text, never HTML
@@ -106,6 +106,7 @@ def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
     from laffi.ui.evaluate_tab import build_evaluate_tab
     from laffi.ui.feedback_tab import build_feedback_tab
     from laffi.ui.loading import LazyModel
+    from laffi.ui.results_tab import build_results_tab
     from laffi.ui.train_tab import build_train_tab
 
     if lm is None and settings.zero_gpu:
@@ -131,6 +132,8 @@ def build_app(lm=None, *, settings: Settings, defer_load: bool = False) -> App:
         admin = build_admin(settings)  # per-session unlock, only when LAFFI_ADMIN_PASSWORD is set
         with gr.Tab("Ask"):
             last, asked, saved, session = build_ask_tab(ctx)
+        with gr.Tab("Results"):  # the committed study: no model run, so it shows while the model loads
+            build_results_tab()
         with gr.Tab("Attention") as attention_tab:
             attention_lists = build_attention_tab(ctx, last, f"/gradio_api/file={js}" if js else None)
         with gr.Tab("Train"):

@@ -65,23 +65,27 @@ def validate_question(context: str, question: str, max_chars: int) -> None:
 
 
 def self_feedback_caveat(lm: LanguageModel, variant: str) -> str:
-    """What the audience should know next to a predicted self-feedback: it is the model's guess, and how often
-    its verdicts were right when that was measured (balanced_verdict_accuracy in the adapter's metrics.json)."""
+    """What the audience should know next to a predicted self-feedback: it is the model's guess, and how often its
+    verdicts on its own answers were right where that was measured on the most questions (the adapter's
+    self_feedback.json, else balanced_verdict_accuracy in its metrics.json)."""
     from laffi.adapter_folder import AdapterFolder
-
-    folder = lm.adapters.get(variant)
-    metrics = (AdapterFolder(folder).metrics() if folder else None) or {}
-    accuracy = metrics.get("balanced_verdict_accuracy")
-    guess = "⚠️ The model's own guess about its answer, not a check."
-    if not isinstance(accuracy, (int, float)):
-        return f"{guess} How often {variant}'s verdicts are right is unmeasured."
-    n, articles = metrics.get("n"), metrics.get("eval_articles")
     from laffi.squad.data import ARTICLE_SPLITS
 
+    folder = AdapterFolder(lm.adapters[variant]) if lm.adapters.get(variant) else None
+    record = (folder.self_feedback() if folder else None) or (folder.metrics() if folder else None) or {}
+    accuracy, given = record.get("balanced_verdict_accuracy"), record.get("verdicts_given")
+    guess = "⚠️ The model's own guess about its answer, not a check."
+    n, articles = record.get("n"), record.get("eval_articles")
     kind = f"{articles}-article" if articles in ARTICLE_SPLITS else "evaluation"
-    on = f" on {n} {kind} questions" if isinstance(n, int) else ""
-    return (f"{guess} {variant}'s verdicts (correct or not) were right {accuracy:.0f}% of the time{on} "
-            "(balanced accuracy: 50% is a coin toss).")
+    on = f" on {n:,} {kind} questions" if isinstance(n, int) else ""
+    if isinstance(given, (int, float)) and given == 0:
+        return f"{guess} {variant} was trained to answer, not to judge: its feedback gave no verdict{on}."
+    if not isinstance(accuracy, (int, float)):
+        return f"{guess} How often {variant}'s verdicts are right is unmeasured."
+    ci = record.get("ci")
+    within = f" [95 % interval {ci[0]:.0f}-{ci[1]:.0f}%]" if isinstance(ci, list) and len(ci) == 2 else ""
+    return (f"{guess} {variant}'s verdicts on its own answers (correct or not) were right {accuracy:.0f}% of the "
+            f"time{within}{on} (balanced accuracy: 50% is a coin toss).")
 
 
 def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):

@@ -1,0 +1,58 @@
+"""The Results tab: the study's committed numbers (laffi.evaluation.published), shown without running the model, so
+a Space visitor sees them at once: the shipped adapters on every evaluation question against the always-"no
+answer" policy, the paired differences, each article, how often their self-feedback's verdict is right, and
+the learning curve once it is committed.
+
+Usage:  build_results_tab(results_dir) inside a gr.Blocks (read once, when the page is built: the files change
+        only with a new commit).
+Table cells are plain text; a file's title is shown literally (md_literal).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from laffi.evaluation.published import (RESULTS, SHOWN, answer_paths, curve_figure, difference_rows, part_rows,
+                                        policy_figure, policy_rows, published, reading)
+from laffi.ui.text import md_literal
+
+NO_RESULTS = "No study results are committed yet (results/*/summary.json)."
+NO_CURVE = ("**Learning curve:** not run yet. It will show F1 against the number of training questions (250, "
+            "500, 1,000, all) for SFT and LaFFi, three training seeds each, with the seeds' range as a band.")
+
+
+def evaluation_note(evaluation: dict) -> str:
+    articles = ", ".join(evaluation.get("articles") or [])
+    partial = "" if evaluation.get("complete", True) else " (not every article is evaluated yet)"
+    return (f"### {md_literal(evaluation['title'])}\n{evaluation['n']:,} SQuAD 2.0 questions of the evaluation "
+            f"articles{partial}: {md_literal(articles)}. Thresholds: {md_literal(evaluation.get('thresholds', ''))}. "
+            "Every score is read against the always-\"no answer\" policy (no model); [low, high] is a 95 % "
+            "bootstrap interval over questions. \"best F1\" picks its threshold on these very questions, so it is "
+            f"optimistic. How each answers: {md_literal(answer_paths(evaluation))}.")
+
+
+def build_results_tab(results_dir=RESULTS) -> None:
+    evaluation, curve = published(results_dir)
+    if evaluation is None:
+        gr.Markdown(NO_RESULTS, elem_id="results-note")
+    else:
+        gr.Markdown(evaluation_note(evaluation), elem_id="results-note")
+        gr.Dataframe(value=policy_rows(evaluation), headers=["policy", *(t for t, _ in SHOWN)],
+                     datatype="str", interactive=False, wrap=True, elem_id="results-table",
+                     column_widths=["11%", "11%", "11%", "11%", "11%", "11%", "9%", "9%", "16%"],
+                     label="Policies (always-\"no answer\" first)")
+        gr.Plot(policy_figure(evaluation), elem_id="results-figure", show_label=False)
+        gr.Markdown(md_literal(reading(evaluation)), elem_id="results-reading")
+        gr.Dataframe(value=difference_rows(evaluation),
+                     headers=["comparison", "metric", "difference", "95 % interval", "reading"], datatype="str",
+                     interactive=False, wrap=True, elem_id="results-differences",
+                     label="Paired differences on the same questions")
+        headers, rows = part_rows(evaluation)
+        if rows:
+            gr.Dataframe(value=rows, headers=headers, interactive=False, elem_id="results-articles",
+                         label="F1 on each article")
+    if curve is None:
+        gr.Markdown(NO_CURVE, elem_id="results-curve-note")
+    else:
+        gr.Markdown(f"### {md_literal(curve.get('title', 'Learning curve'))}", elem_id="results-curve-note")
+        gr.Plot(curve_figure(curve), elem_id="results-curve", show_label=False)

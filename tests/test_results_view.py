@@ -1,0 +1,82 @@
+"""The study's committed results as the Results tab shows them (laffi.evaluation.published): the newest summary
+of each kind, the always-"no answer" policy first, intervals as error bars, seeds as a band, and no verdict
+accuracy for a variant whose feedback gives no verdicts."""
+
+import json
+
+import pytest
+
+from laffi.evaluation.published import (CURVE, EVALUATION, RESULTS, answer_paths, curve_figure, curve_points,
+                                        difference_rows, policy_figure, policy_rows, published, reading)
+from laffi.inference.answerability import ALWAYS_NO_ANSWER
+
+
+def write(folder, summary):
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def evaluation(n=100):
+    ci = {"f1": [50.0, 60.0], "HasAns_f1": [20.0, 40.0], "abstain": [40.0, 50.0],
+          "balanced_verdict_accuracy": [55.0, 70.0]}
+    return {"kind": EVALUATION, "title": "Two <b>adapters</b>", "n": n, "articles": ["A"], "variants": {
+        "sft": {"answer_path": "direct", "f1": 55.0, "HasAns_f1": 30.0, "abstain": 45.0,
+                "balanced_verdict_accuracy": 50.0, "verdict_parsed": 0.0, "ci": ci},
+        "laffi": {"answer_path": "direct", "f1": 57.0, "HasAns_f1": 35.0, "abstain": 44.0,
+                  "balanced_verdict_accuracy": 62.0, "verdict_parsed": 98.0, "ci": ci},
+        ALWAYS_NO_ANSWER: {"answer_path": "no model", "f1": 52.0, "HasAns_f1": 0.0, "abstain": 100.0, "ci": {}}},
+        "comparisons": [{"a": "laffi", "b": "sft", "metric": "f1", "diff": 2.0, "lo": -1.0, "hi": 5.0,
+                         "verdict": "no difference"}]}
+
+
+def test_the_newest_summary_of_each_kind_is_shown(tmp_path):
+    write(tmp_path / "2026-01-01-old", evaluation(10))
+    write(tmp_path / "2026-02-01-new", evaluation(20))
+    write(tmp_path / "2026-03-01-other", {"kind": "something else", "n": 30})
+    (tmp_path / "2026-04-01-broken").mkdir()
+    (tmp_path / "2026-04-01-broken" / "summary.json").write_text("{not json")
+    shown, curve = published(tmp_path)
+    assert shown["n"] == 20 and shown["folder"] == "2026-02-01-new" and curve is None
+    assert published(tmp_path / "nowhere") == (None, None)
+
+
+def test_policy_rows_put_the_trivial_policy_first_and_say_when_a_variant_gives_no_verdict():
+    rows = policy_rows(evaluation())
+    assert [r[0] for r in rows] == [ALWAYS_NO_ANSWER, "sft", "laffi"]
+    assert rows[1][-1] == "gives no verdict" and rows[2][-1] == "62.0 [55.0, 70.0]"
+    assert rows[2][1] == "57.0 [50.0, 60.0]" and rows[0][-1] == "–"
+    assert answer_paths(evaluation()) == "sft: direct; laffi: direct"
+    assert difference_rows(evaluation()) == [["laffi − sft", "f1", "+2.0", "[-1.0, +5.0]", "no difference"]]
+    assert reading(evaluation()) == "laffi − sft: F1 +2.0 points [-1.0, +5.0], no difference."
+
+
+def test_the_figure_draws_each_interval_as_an_error_bar():
+    fig = policy_figure(evaluation())
+    by_name = {t.name: t for t in fig.data}
+    laffi = by_name["laffi"]
+    assert list(laffi.y) == [57.0, 35.0, 44.0, 62.0]
+    assert list(laffi.error_y.array) == [3.0, 5.0, 6.0, 8.0] and list(laffi.error_y.arrayminus) == [7.0, 15.0, 4.0, 7.0]
+    assert len(by_name["sft"].y) == 3  # no verdict accuracy drawn for a variant that gives no verdicts
+
+
+def test_the_learning_curve_averages_seeds_and_draws_their_range():
+    points = [{"method": m, "questions": q, "seed": s, "f1": base + s + (q / 100)}
+              for m, base in (("sft", 50.0), ("laffi", 52.0)) for q in (250, 500) for s in (0, 1, 2)]
+    curve = {"kind": CURVE, "points": points, "trivial_f1": 51.5, "title": "F1 against training questions"}
+    assert curve_points(curve, "sft", "f1") == [(250, 53.5, 52.5, 54.5), (500, 56.0, 55.0, 57.0)]
+    fig = curve_figure(curve)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert [t.name for t in lines] == ["sft", "laffi"] and list(lines[1].y) == [55.5, 58.0]
+    assert list(bands[0].y) == [54.5, 57.0, 55.0, 52.5]  # highest seeds out, lowest back
+    assert fig.layout.shapes[0].y0 == 51.5  # the always-"no answer" line
+
+
+def test_the_committed_evaluation_is_readable_and_complete():
+    shown, _ = published(RESULTS)
+    if shown is None:
+        pytest.fail("results/ has no pooled evaluation summary")
+    assert shown["complete"] and shown["n"] == 1596 and set(shown["articles"]) == {
+        "Normans", "Steam_engine", "Immune_system", "Warsaw"}
+    assert [r[0] for r in policy_rows(shown)] == [ALWAYS_NO_ANSWER, "sft", "laffi"]
+    assert {(c["a"], c["b"]) for c in shown["comparisons"]} >= {("laffi", "sft"), ("laffi", ALWAYS_NO_ANSWER)}
