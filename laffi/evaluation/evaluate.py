@@ -75,7 +75,8 @@ def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
     """Verdicts of the feedback on `drafts` (answer texts): verdict_agreement = % of questions whose verdict
     (correct or not) matches whether the draft was exactly right (no verdict = disagreement);
     balanced_verdict_accuracy = mean of the right drafts' share called correct and the wrong drafts' share not
-    called correct (chance: 50, whatever the mix); revised_exact/f1: SQuAD scores of the answers it names."""
+    called correct (chance: 50, whatever the mix), its bootstrap interval under "ci"; revised_exact/f1: SQuAD
+    scores of the answers it names."""
     revised = squad_v2_scores(examples, {ex.qid: fb.revised_answer for ex, fb in zip(examples, feedbacks)})
     right = [bool(score_one(ex.answers, d)[0]) for ex, d in zip(examples, drafts)]
     called = [fb.verdict == "correct" for fb in feedbacks]
@@ -83,7 +84,9 @@ def feedback_metrics(examples, drafts: list[str], feedbacks) -> dict:
     agree = sum(p and c == r for p, c, r in zip(parsed, called, right))
     n = max(len(examples), 1)
     bva = balanced_verdict_accuracy(right, called)
+    interval = balanced_accuracy_ci(right, called)
     return {"revised_exact": revised["exact"], "revised_f1": revised["f1"],
+            "ci": {} if interval is None else {"balanced_verdict_accuracy": [round(x, 2) for x in interval]},
             "verdict_agreement": 100.0 * agree / n, "verdict_parsed": 100.0 * sum(parsed) / n,
             "balanced_verdict_accuracy": bva, "drafts_right": 100.0 * sum(right) / n,
             "revised_share": None if any(fb.revised is None for fb in feedbacks)  # (not stored: pooled runs)
@@ -139,12 +142,9 @@ def variant_metrics(examples, rows, label: str) -> tuple[dict, dict]:
         ci.update(intervals)
         per.update(values)
     if rows and all(fbs):
-        m.update(feedback_metrics(examples, [r.draft for r in rows], fbs))
-        m["drafts_by"] = rows[0].draft_by
-        interval = balanced_accuracy_ci([bool(score_one(ex.answers, r.draft)[0]) for ex, r in zip(examples, rows)],
-                                        [fb.verdict == "correct" for fb in fbs])
-        if interval is not None:
-            ci["balanced_verdict_accuracy"] = [round(interval[0], 2), round(interval[1], 2)]
+        verdicts = feedback_metrics(examples, [r.draft for r in rows], fbs)
+        ci.update(verdicts.pop("ci"))
+        m.update(verdicts, drafts_by=rows[0].draft_by)
     if rows and all(r.na_prob is not None for r in rows):
         m.update(answerability_metrics(examples, rows))
         spans = [r.span if r.span is not None else r.answer for r in rows]
