@@ -115,6 +115,15 @@ def test_pipeline_config_errors(tmp_path, capsys):
     assert "unknown key(s): learning_rate" in capsys.readouterr().err
 
 
+def one_sft_step(data, tiny_dir, tmp_path, **more) -> dict:
+    """Pipeline settings of a tiny SFT run (one step per seed, no feedback evaluation) on `data`: Velmar_bridge
+    trained, Ada_Brill evaluated; `more` adds or replaces keys."""
+    return {"data": str(data), "base": str(tiny_dir), "train_articles": "Velmar_bridge", "eval_articles": "Ada_Brill",
+            "methods": ["sft"], "out_dir": str(tmp_path / "run"), "adapters_dir": str(tmp_path / "adapters"),
+            "eval_feedback": False, "train": {"r": 4, "alpha": 8, "batch_size": 2, "max_steps": 1, "max_length": 2048},
+            **more}
+
+
 def test_pipeline_chooses_every_trained_adapters_threshold_on_validation_first(tiny_dir, small_squad, tmp_path,
                                                                                capsys):
     """calibrate_articles: each trained adapter (every seed) gets calibration.json from questions neither trained
@@ -129,20 +138,11 @@ def test_pipeline_chooses_every_trained_adapters_threshold_on_validation_first(t
          "answers": [{"text": "1702", "answer_start": ctx.index("1702")}]},
         {"id": "q7", "question": "Who paved the port's roads?", "is_impossible": True, "answers": []}]}]})
     squad = write_squad(tmp_path / "three.json", data)
+    import yaml
+
     config = tmp_path / "p.yaml"
-    body = f"""
-data: {squad}
-base: {tiny_dir}
-train_articles: Velmar_bridge
-eval_articles: Ada_Brill
-methods: [sft]
-seeds: [0, 1]
-out_dir: {tmp_path / "run"}
-adapters_dir: {tmp_path / "adapters"}
-eval_feedback: false
-train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
-"""
-    config.write_text(body + "calibrate_articles: Drun_port\n")
+    body = one_sft_step(squad, tiny_dir, tmp_path, seeds=[0, 1])
+    config.write_text(yaml.safe_dump({**body, "calibrate_articles": "Drun_port"}))
     assert main(["pipeline", "--config", str(config)]) == 0
     assert "calibrate: sft, sft-seed1 on 2 Drun_port questions" in capsys.readouterr().err
     for folder in (tmp_path / "adapters" / "sft", tmp_path / "run" / "seeds" / "sft-seed1"):
@@ -151,35 +151,25 @@ train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
         assert json.loads((folder / "metrics.json").read_text())["threshold"] == cal.threshold
     assert main(["pipeline", "--config", str(config)]) == 0
     assert "threshold was chosen on these 2 questions already" in capsys.readouterr().err
-    config.write_text(body + "calibrate_articles: Ada_Brill\n")  # the evaluation's own questions: refused
+    config.write_text(yaml.safe_dump({**body, "calibrate_articles": "Ada_Brill"}))  # the evaluation's own: refused
     assert main(["pipeline", "--config", str(config)]) == 2
     assert "must differ from the training and the evaluation articles" in capsys.readouterr().err
 
 
 def test_a_study_of_training_sizes_and_seeds_becomes_the_results_tabs_learning_curve(tiny_dir, small_squad,
                                                                                      tmp_path):
+    import yaml
+
     from laffi.evaluation.published import curve_figure, curve_points, published
     from laffi.pipeline.study import load_study, run_study
 
     results = tmp_path / "results"
     study_file = tmp_path / "curve.yaml"
-    study_file.write_text(f"""
-curve: {{out: {results / "2026-12-04-curve"}, title: F1 against training questions}}
-base:
-  data: {small_squad}
-  base: {tiny_dir}
-  train_articles: Velmar_bridge
-  eval_articles: Ada_Brill
-  methods: [sft]
-  seeds: [0, 1]
-  out_dir: {tmp_path / "run"}
-  adapters_dir: {tmp_path / "adapters"}
-  eval_feedback: false
-  train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
-trials:
-  - {{name: n2, why: two questions, train_limit: 2}}
-  - {{name: all, why: every question}}
-""")
+    study_file.write_text(yaml.safe_dump({
+        "curve": {"out": str(results / "2026-12-04-curve"), "title": "F1 against training questions"},
+        "base": one_sft_step(small_squad, tiny_dir, tmp_path, seeds=[0, 1]),
+        "trials": [{"name": "n2", "why": "two questions", "train_limit": 2},
+                   {"name": "all", "why": "every question"}]}))
     run_study(load_study(study_file), log=lambda m: None)
     _, curve = published(results)
     assert curve is not None and curve["title"] == "F1 against training questions" and curve["n"] == 2
@@ -219,19 +209,10 @@ def test_extra_training_articles_are_balanced_to_the_training_articles_share_of_
     articles, counts = balanced(json.loads(extra.read_text())["data"], 1 / 3, seed=0)
     assert counts == {"questions": 5, "unanswerable": 1, "kept_answerable": 2, "kept": 3, "share_unanswerable": 0.3333}
     assert "x9" in {q["id"] for q in articles[0]["paragraphs"][0]["qas"]}
+    import yaml
+
     config = tmp_path / "p.yaml"
-    config.write_text(f"""
-data: {small_squad}
-extra_data: {extra}
-base: {tiny_dir}
-train_articles: Velmar_bridge
-eval_articles: Ada_Brill
-methods: [sft]
-out_dir: {tmp_path / "run"}
-adapters_dir: {tmp_path / "adapters"}
-eval_feedback: false
-train: {{r: 4, alpha: 8, batch_size: 2, max_steps: 1, max_length: 2048}}
-""")
+    config.write_text(yaml.safe_dump(one_sft_step(small_squad, tiny_dir, tmp_path, extra_data=str(extra))))
     assert main(["pipeline", "--config", str(config)]) == 0
     assert "train sft (seed 0): sft on 6 records" in capsys.readouterr().err  # 3 + 3 of the 5 extra
     record = json.loads((tmp_path / "run" / "data" / "combined-record.json").read_text())
