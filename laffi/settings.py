@@ -60,6 +60,8 @@ class Settings:
     dtype: str = _env("LAFFI_DTYPE", str, "auto", "precision of the base weights: auto (measured: bfloat16 on CPUs that "
                                                   "run it natively faster), float32, bfloat16 or float16")
     cpu_kernels: bool = _env("LAFFI_CPU_KERNELS", bool, True, "0 keeps torch's own linear layers on a CPU")
+    prefix_cache_mb: int = _env("LAFFI_PREFIX_CACHE_MB", int, 256, "memory (MiB) for passage prefixes kept across "
+                                                                 "calls; 0 turns it off")
     cache: Path = _env("LAFFI_CACHE", Path, Path.home() / ".cache" / "laffi", "where the embedded GGUF is cached as "
                                                                              "safetensors")
     data_dir: Path = _env("LAFFI_DATA_DIR", Path, DEFAULT_DATA, "collected feedback (SQLite) and exports")
@@ -165,7 +167,8 @@ class Settings:
     def model_kwargs(self) -> dict:
         """ModelConfig's fields that the environment sets: `ModelConfig(**settings.model_kwargs())`."""
         kwargs = {"base": self.base, "adapters_dir": self.adapters_dir, "quantize": self.quantize,
-                  "cpu_kernels": self.cpu_kernels, "cache_dir": str(self.cache), "dtype": self.dtype}
+                  "cpu_kernels": self.cpu_kernels, "cache_dir": str(self.cache), "dtype": self.dtype,
+                  "prefix_cache_mb": self.prefix_cache_mb}
         if self.zero_gpu:  # the model goes on cuda at start-up (ZeroGPU's emulated CUDA); its GPUs do bfloat16
             kwargs.update(device="cuda", dtype="bfloat16")
         return kwargs

@@ -8,7 +8,8 @@ from laffi.cli import main
 
 pytestmark = pytest.mark.slow  # every bench step on the tiny model, and `python app.py` started once: minutes
 
-MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "ask_total", "attention", "evaluation", "quality",
+MEASURES = {"side_by_side", "side_by_side_passages", "ask_latency", "ask_total", "ask_latency_new_passage",
+            "ask_total_new_passage", "attention", "evaluation", "quality",
             "evaluation_precision", "startup", "memory", "training", "training_whole_split", "server_ready",
             "app_first_answer", "room_8", "room_20", "room_first_token"}
 
@@ -45,6 +46,8 @@ def test_bench_runs_on_the_tiny_model_and_emits_every_field(tiny_dir, tiny_adapt
     assert app["server_ready_s"] == results["server_ready"]["value"] <= app["value"]
     assert app["first_token_s"] is not None and app["first_token_s"] <= app["value"]
     assert ask["total_s"] == results["ask_total"]["value"]
+    new = results["ask_latency_new_passage"]  # the same Ask with the prefix cache emptied first: both timed
+    assert 0 <= new["value"] <= new["total_s"] == results["ask_total_new_passage"]["value"]
     for n in (8, 20):  # the room: everyone answered, in fewer calls than one per participant and stage
         room = results[f"room_{n}"]
         assert room["answered"] == room["participants"] == n and room["calls"] < 2 * n

@@ -48,7 +48,8 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     # (no adapters folder: no verdict is read).
     device, chosen = resolve_precision(ModelConfig(base=cfg.base, adapters_dir=None, dtype=settings.dtype))
     device = device.type
-    base = dict(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache))
+    base = dict(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache),
+                prefix_cache_mb=settings.prefix_cache_mb)  # LAFFI_PREFIX_CACHE_MB=0: the same bench without it
     lm = load_model(ModelConfig(**base, dtype=chosen.dtype))
     reference = lm if chosen.dtype == "float32" else load_model(ModelConfig(**base, dtype="float32"))
     onednn = any(map(routed, lm.model.modules()))
@@ -57,11 +58,13 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
                           "cpu": cpu_model(), "native_bf16": native_bf16_flags(), "dtype": chosen.dtype,
                           "precision": chosen.as_dict(), "matmul_gflops": rates, "parameters": params,
-                          "onednn_linears": onednn, "python": sys.version.split()[0], "torch": torch.__version__},
+                          "onednn_linears": onednn, "prefix_cache_mb": settings.prefix_cache_mb,
+                          "python": sys.version.split()[0], "torch": torch.__version__},
               "config": cfg.__dict__, "results": []}
     steps = [("side_by_side", lambda: side_by_side(lm, cfg)),
              ("side_by_side_passages", lambda: side_by_side_passages(lm, cfg)),
-             ("ask_latency, ask_total", lambda: ask_latency(lm, cfg, settings, reference)),
+             ("ask_latency, ask_total, ask_latency_new_passage, ask_total_new_passage",
+              lambda: ask_latency(lm, cfg, settings, reference)),
              ("room_8, room_20, room_first_token", lambda: room(lm, cfg, settings)),
              ("attention", lambda: attention(lm, cfg)),
              ("evaluation", lambda: evaluation_speed(lm, cfg)),

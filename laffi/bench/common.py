@@ -65,15 +65,24 @@ class BenchConfig:
             raise LaffiError(f"BenchConfig.quality_questions must be 0 or more, not {self.quality_questions}.")
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of fn() over `repeats` calls, after one untimed warm-up call."""
+def timed(fn, repeats: int, before=None) -> float:
+    """Median wall time of fn() over `repeats` calls, after one untimed warm-up call; before(), if given, runs
+    untimed ahead of every call (cold(lm): each repeat reads its passages anew, as the first time did)."""
     fn()
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def cold(lm):
+    """A `before` for timed: empties lm's prefix cache (laffi.inference.prefix_cache), so that repeating the same
+    work does not time passages kept from the warm-up call instead of the work itself."""
+    return lambda: lm.prefix_cache.forget() if lm.prefix_cache is not None else None
 
 
 def result(name: str, value, target: str, met, unit: str = "x", **details) -> dict:

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from laffi.adapter_folder import AdapterFolder
-from laffi.bench.common import BenchConfig, result, squad_path, squad_sample, timed
+from laffi.bench.common import BenchConfig, cold, result, squad_path, squad_sample, timed
 
 GUARD_F1, GUARD_AUC = 1.0, 0.01  # bfloat16 serves only if every variant's F1 and AUC stay this close to float32's
 GUARD_TARGET = f"|F1 - float32| <= {GUARD_F1:g}, |AUC - float32| <= {GUARD_AUC:g}"
@@ -32,7 +32,7 @@ def evaluation_speed(lm, cfg: BenchConfig) -> dict:
 
     def at(examples, batch_size: int) -> float:
         return timed(lambda: evaluate_variants(lm, examples, [variant], GenerationConfig(batch_size=batch_size)),
-                     max(1, cfg.repeats - 1))
+                     max(1, cfg.repeats - 1), cold(lm))
 
     batched, single = at(in_order, default), at(in_order, 1)
     sampled_batched, sampled_single = at(sampled, default), at(sampled, 1)

@@ -10,7 +10,8 @@
     selffeedback  answer paths: direct, draft -> predicted feedback -> answer, verify, rank
     attention     attention maps of one variant on one question
     precision     the base weights' dtype, measured on this machine (bfloat16 where native and faster)
-    prefix, multilora, kernels   CPU speed: shared-prefix prefill, stacked LoRA, flat-cost linear layers
+    prefix, prefix_cache, multilora, kernels   CPU speed: shared-prefix prefill, prefixes kept across calls,
+                  stacked LoRA, flat-cost linear layers
     backends, vllm               what generates: this process (transformers) or a vLLM server
     tiny          a tiny random Llama for tests (no download)
 """

@@ -72,6 +72,10 @@ class ModelConfig:
         default=True, metadata={"help": "On a CPU, run float32 linear layers through oneDNN when not training and "
                                         "keep freed memory for reuse (laffi.inference.kernels): batches of rows get cheap."}
     )
+    prefix_cache_mb: int = field(
+        default=256, metadata={"help": "Memory for passage prefixes kept across calls (laffi.inference.prefix_cache): "
+                                       "a prompt starting like an earlier one computes only its own tail; 0 turns it off."}
+    )
 
     def __post_init__(self):
         if not str(self.base).strip():
@@ -82,6 +86,8 @@ class ModelConfig:
             raise LaffiError(f"ModelConfig.quantize must be '8bit', '4bit' or empty, not {self.quantize!r}.")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise LaffiError(f"ModelConfig.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {self.device!r}.")
+        if self.prefix_cache_mb < 0:
+            raise LaffiError(f"ModelConfig.prefix_cache_mb must be 0 (off) or more, not {self.prefix_cache_mb}.")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise LaffiError(
                 f"ModelConfig.dtype must be 'auto', 'float32', 'float16' or 'bfloat16', not {self.dtype!r}."
@@ -230,6 +236,7 @@ class LoadedModel:
     adapters: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     precision: Any = None  # laffi.inference.precision.Precision: the base weights' dtype and why
+    prefix_cache: Any = None  # laffi.inference.prefix_cache.PrefixCache, or None (off)
     _fused: Any = field(default=None, repr=False)  # FusedLora over every adapter; rebuilt after an attach
     _generator: RowGenerator | None = field(default=None, repr=False)  # None: this process generates
 
@@ -360,6 +367,8 @@ class LoadedModel:
         self.model.eval()
         self.adapters[name] = path
         self._fused = None
+        if self.prefix_cache is not None:  # a re-attached name has other weights: its kept prefixes are wrong
+            self.prefix_cache.forget(name)
         return True
 
 
@@ -369,5 +378,9 @@ def load_model(cfg: ModelConfig | None = None) -> LoadedModel:
     resolved = resolve_precision(cfg)
     model, tokenizer = load_base(cfg, resolved)
     lm = LoadedModel(model=model, tokenizer=tokenizer, config=cfg, precision=resolved[1])
+    if cfg.prefix_cache_mb:
+        from laffi.inference.prefix_cache import PrefixCache
+
+        lm.prefix_cache = PrefixCache(cfg.prefix_cache_mb * 2**20)
     lm.refresh_adapters()
     return lm

@@ -35,7 +35,7 @@ class _Group:
     prefix: list[int]  # token ids every row of the group starts with (each row keeps >= 1 token of its own)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -47,7 +47,7 @@ def _shares(a: list[int], b: list[int], min_shared: int) -> int:
     """Tokens row b may take from a prefix a, or 0: sharing must cover 3/4 of b (a passage does, a common system
     prompt alone does not: joining on it would leave long unshared tails that every row of the batch pads to)
     and `min_shared` tokens, and never all of b (generation needs one token of the row's own)."""
-    shared = min(_common_prefix(a, b), len(b) - 1)
+    shared = min(common_prefix(a, b), len(b) - 1)
     return shared if shared >= min_shared and 4 * shared >= 3 * len(b) else 0
 
 
@@ -65,9 +65,11 @@ def order_rows(ids: list[list[int]], min_shared: int = MIN_SHARED) -> list[int]:
     return [k for c in clusters for k in c]
 
 
-def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN_SHARED) -> list[_Group] | None:
+def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN_SHARED,
+                singles: bool = False) -> list[_Group] | None:
     """Group rows by variant and shared prefix, greedily in row order (see order_rows): a row joins its variant's
-    last group when it shares enough with it (_shares). None when no group has two rows."""
+    last group when it shares enough with it (_shares). None when no group has two rows, unless `singles` (a
+    prefix cache may hold a lone row's start, or keep it for the next call)."""
     groups: list[_Group] = []
     open_groups: dict[str, _Group] = {}  # the last group of each variant: the only one a row may join
     for i, (row, variant) in enumerate(zip(ids, variants)):
@@ -81,7 +83,7 @@ def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN
         g = _Group(variant, [i], row[:-1])
         groups.append(g)
         open_groups[variant] = g
-    if not any(len(g.rows) > 1 for g in groups):
+    if not singles and not any(len(g.rows) > 1 for g in groups):
         return None
     return groups
 
@@ -105,19 +107,24 @@ def shared_prefix_inputs(lm: LanguageModel, ids: list[list[int]], variants: list
                 groups.append(_Group(v, [i for i in shared.rows if variants[i] == v], shared.prefix))
                 owner.append(p)
     else:
-        groups = plan_groups(plan, variants, min_shared)
-        if groups is None:
+        kept = lm.prefix_cache  # laffi.inference.prefix_cache: prefixes of earlier calls
+        groups = plan_groups(plan, variants, min_shared, singles=kept is not None)
+        if groups is None or any(not g.prefix for g in groups):
             return None
+        if kept is not None:
+            prefix_ids, prefix_mask, cache = cached_prefill(lm, kept, groups)
     pad = lm.tokenizer.pad  # the tokenizer pads on the left (models.load_base)
-    distinct = prefixes if prefixes is not None else groups
-    prefix = pad({"input_ids": [g.prefix for g in distinct]}, return_tensors="pt").to(lm.device)
-    prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
-    positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
     if prefixes is not None:
+        prefix = pad({"input_ids": [g.prefix for g in prefixes]}, return_tensors="pt").to(lm.device)
+        prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
         owner_t = torch.tensor(owner, device=lm.device)
         cache = split_prefill(lm, prefix_ids, prefix_mask, positions, owner_t, [g.variant for g in groups], lower)
         prefix_ids, prefix_mask = prefix_ids[owner_t], prefix_mask[owner_t]
-    else:
+    elif kept is None:
+        prefix = pad({"input_ids": [g.prefix for g in groups]}, return_tensors="pt").to(lm.device)
+        prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
         cache = _prefill(lm, prefix_ids, prefix_mask, positions, [g.variant for g in groups])
     if cache is None or not hasattr(cache, "batch_select_indices"):  # rows can't be given this cache: no sharing
         return None
@@ -147,6 +154,54 @@ def _prefill(lm, prefix_ids, prefix_mask, positions, variants):
                             use_cache=True, logits_to_keep=1).past_key_values
     except TypeError:  # a model whose forward lacks logits_to_keep (older remote code): no sharing, same answers
         return None
+
+
+def cached_prefill(lm: LanguageModel, kept, groups: list[_Group]):
+    """(prefix_ids, prefix_mask, cache) for the groups' prefixes, reusing what `kept` (a PrefixCache) holds of
+    each under its variant and computing only the rest, which is then kept too. Row g is laid out as
+
+        [pad .. | its cached start | pad .. | the rest of its prefix]        (mask 0 on every pad)
+
+    so positions (from the mask) are each token's own, and the rest is read in one forward pass over the cached
+    keys and values: the same numbers as reading the whole prefix, to rounding."""
+    import torch
+    from transformers import DynamicCache
+
+    hits = [kept.lookup(g.variant, g.prefix) for g in groups]
+    done = [n for n, _ in hits]
+    rest = [len(g.prefix) - n for g, n in zip(groups, done)]
+    width_done, width_rest = max(done), max(rest)
+    ids = torch.full((len(groups), width_done + width_rest), lm.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, (g, n, r) in enumerate(zip(groups, done, rest)):
+        ids[b, width_done - n:width_done] = torch.tensor(g.prefix[:n], dtype=torch.long)
+        ids[b, ids.shape[1] - r:] = torch.tensor(g.prefix[n:], dtype=torch.long)
+        mask[b, width_done - n:width_done] = 1
+        mask[b, ids.shape[1] - r:] = 1
+    ids, mask = ids.to(lm.device), mask.to(lm.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = None
+    if width_done:  # the cached starts, right-aligned in the first width_done columns (zeros under pads)
+        sample = next(kv for n, kv in hits if n)
+        layers = []
+        for layer, (k0, v0) in enumerate(sample):
+            k = k0.new_zeros((len(groups), k0.shape[0], width_done, k0.shape[-1]))
+            v = v0.new_zeros((len(groups), v0.shape[0], width_done, v0.shape[-1]))
+            for b, (n, kv) in enumerate(hits):
+                if n:
+                    k[b, :, width_done - n:], v[b, :, width_done - n:] = kv[layer]
+            layers.append((k, v))
+        cache = DynamicCache(ddp_cache_data=layers)
+    if width_rest:
+        variants = [g.variant for g in groups]
+        with torch.inference_mode(), lm.rows(variants):
+            cache = lm.model(input_ids=ids[:, width_done:], attention_mask=mask, position_ids=positions[:, width_done:],
+                             past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+        for b, (g, r) in enumerate(zip(groups, rest)):
+            if r:  # keep the whole prefix, its pads left out
+                real = mask[b].bool()
+                kept.store(g.variant, g.prefix, [(k[b][:, real], v[b][:, real]) for k, v, *_ in list(cache)])
+    return ids, mask, cache
 
 
 def _decoder(lm):

@@ -61,6 +61,9 @@ class LanguageModel(Protocol):
     @property
     def generator(self) -> RowGenerator | None: ...  # None: this process generates
 
+    @property
+    def prefix_cache(self) -> Any: ...  # laffi.inference.prefix_cache.PrefixCache, or None (off)
+
     def use_generator(self, generator: RowGenerator | None) -> None: ...
 
     def peft_names(self, variants: list[str]) -> list[str]: ...

@@ -5,6 +5,7 @@ views, live feedback capture, training and evaluation. One module per tab; this 
     context    what the tabs share (AppContext: the model, the feedback store, the settings; the admin unlock)
     loading    the model loading behind a served page (LazyModel), the status line
     text       pop-ups and user text as text, never HTML
+    examples   the passages written for this demo (the Ask tab's examples, the start-up warm-up)
     room       the room's address and QR code when the app serves a room
 
 Usage:

@@ -27,24 +27,9 @@ from laffi.inference.selffeedback import answer_paths, drafters
 from laffi.inference.surface import LanguageModel
 from laffi.serving.scheduler import QueueFull
 from laffi.ui.context import ASK_GROUP, STORE_ONLY, ordered
+from laffi.ui.examples import EXAMPLES
 from laffi.ui.text import error
 
-# Passages written for this demo (not from SQuAD), with questions the passage cannot answer.
-LIGHTHOUSE = ("The Halvard lighthouse stands on a granite islet two kilometres off the town of Nesby. It was lit in "
-              "1874, and its lamp was converted from paraffin to electricity in 1952. The keeper's cottage is now a "
-              "small museum about the fishing families of the coast.")
-NOVELIST = ("Marisol Ortega trained as a chemist before she began writing crime novels. Her first book, The Salt "
-            "Ledger, sold poorly, but her third, Nine Quiet Rooms, won the Arden Prize in 2011 and was translated "
-            "into fourteen languages.")
-MOSS = ("Glacier mice are balls of moss that roll slowly across some glaciers. Researchers who tagged them found "
-        "that the herd of moss balls moved about 2.5 centimetres a day, changing direction together over weeks.")
-EXAMPLES = [
-    [LIGHTHOUSE, "When was the lighthouse converted to electricity?"],
-    [LIGHTHOUSE, "Who was the first keeper of the lighthouse?"],  # unanswerable
-    [NOVELIST, "Which of Ortega's books won the Arden Prize?"],
-    [NOVELIST, "How many languages was The Salt Ledger translated into?"],  # unanswerable: that was her third book
-    [MOSS, "How far do glacier mice move in a day?"],
-]
 RATINGS = {"👍 good answer": 1, "👎 bad answer": -1}
 MAX_SLOTS = 6  # variants shown side by side
 # What a card says while a variant that does not answer directly is still choosing (AnswerPath.kind).

@@ -25,14 +25,14 @@ from types import SimpleNamespace
 from laffi.inference.model_files import config_on_disk
 from laffi.inference.models import BASE_VARIANT, ModelConfig, cache_dir_of, discover_adapters
 from laffi.inference.surface import LanguageModel, RowGenerator
+from laffi.ui.examples import WARM_UP
 
-WARM_UP = ("The Halvard lighthouse was lit in 1874 and converted to electricity in 1952.",
-           "When was the lighthouse lit?")
 
 
 def warm_up(lm: LanguageModel) -> float:
     """One short answer and one short feedback for every variant, so the first question's answer does not pay
-    for first-call costs (the tokenizer's line-end token sets, oneDNN kernels' first shapes); returns seconds."""
+    for first-call costs (the tokenizer's line-end token sets, oneDNN kernels' first shapes) and the example
+    passage is kept (laffi.ui.examples); returns seconds."""
     from laffi.inference.generation import GenerationConfig, answer_questions
     from laffi.inference.selffeedback import self_feedback
 
@@ -171,6 +171,10 @@ class LazyModel:
     @property
     def generator(self) -> RowGenerator | None:
         return self.wait().generator
+
+    @property
+    def prefix_cache(self):
+        return self.wait().prefix_cache
 
     def use_generator(self, generator: RowGenerator | None) -> None:
         self.wait().use_generator(generator)
