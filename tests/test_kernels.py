@@ -59,3 +59,23 @@ def test_allocator_tuning_defers_to_the_users_malloc_settings(monkeypatch):
 
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert kernels.keep_freed_memory() is True
+
+
+def test_packed_weights_follow_a_changed_weight(plain_and_fast):
+    import torch
+
+    _, fast, _ = plain_and_fast
+    layer = next(m for m in fast.modules() if type(m) is torch.nn.Linear)
+    x = torch.randn(3, layer.in_features)
+    with torch.no_grad():
+        before = layer(x)
+        first = kernels.packed_weight(layer, layer.weight)
+        assert kernels.packed_weight(layer, layer.weight) is first  # packed once, reused
+        torch.testing.assert_close(before, x @ layer.weight.T, rtol=1e-5, atol=1e-5)
+        saved = layer.weight.clone()
+        layer.weight.mul_(2)  # changed in place (as load_state_dict does): packed again
+        try:
+            torch.testing.assert_close(layer(x), 2 * before, rtol=1e-5, atol=1e-5)
+        finally:
+            layer.weight.copy_(saved)
+        torch.testing.assert_close(layer(x), before, rtol=1e-5, atol=1e-5)
