@@ -220,3 +220,27 @@ def test_extra_training_articles_are_balanced_to_the_training_articles_share_of_
     assert record["extra_data"]["dataset"] == "extra.json" and record["extra_articles"] == ["Oska_river"]
     result = json.loads((tmp_path / "run" / "results" / "results.json").read_text())
     assert result["n"] == 2 and result["train_questions"] == 6  # evaluated on the same Ada_Brill questions
+
+
+def test_a_split_curve_runs_each_method_and_seed_as_a_trial_of_its_own(tmp_path):
+    import yaml
+
+    from laffi.pipeline.study import load_study, trial_stages
+
+    study_file = tmp_path / "curve.yaml"
+    study_file.write_text(yaml.safe_dump({
+        "curve": {"out": str(tmp_path / "results"), "split": True},
+        "base": {"seeds": [0, 1], "out_dir": str(tmp_path / "run"), "adapters_dir": str(tmp_path / "adapters")},
+        "trials": [{"name": "n2", "why": "two questions", "train_limit": 2},
+                   {"name": "sft-only", "why": "sft alone", "methods": ["sft"]}]}))
+    study = load_study(study_file)
+    assert [t["name"] for t in study.trials] == ["n2-sft-s0", "n2-laffi-s0", "sft-only-sft-s0",
+                                                 "n2-sft-s1", "n2-laffi-s1", "sft-only-sft-s1"]
+    first, later = study.trials[0], study.trials[3]
+    assert first["methods"] == ["sft"] and first["seeds"] == [0] and later["seeds"] == [1]
+    assert first["train_limit"] == 2 and "seed 0" in first["why"]
+    # a sub-trial's adapter is the one the whole trial trains for that seed: same settings, same name
+    whole = load_study(study_file)
+    whole.curve, whole.trials = None, [{"name": "n2", "why": "", "train_limit": 2}]
+    assert trial_stages(study, first, log=lambda m: None).train_key("sft", 0) == trial_stages(
+        whole, whole.trials[0], log=lambda m: None).train_key("sft", 0)

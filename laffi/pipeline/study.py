@@ -47,10 +47,29 @@ def load_study(path: str | Path) -> Study:
     if curve is not None and not (isinstance(curve, dict) and isinstance(curve.get("out"), str)):
         raise LaffiError(f"'curve' in {path} names the results folder its summary goes to: curve: {{out: ...}}.")
     trials = raw.get("trials") or []
+    if curve is not None and curve.get("split"):
+        trials = split_trials(trials, raw.get("base") or {})
     names = [t.get("name") for t in trials]
     if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise LaffiError(f"Every trial in {path} needs its own name.")
     return Study(base=raw.get("base") or {}, trials=trials, curve=curve)
+
+
+def split_trials(trials: list[dict], base: dict) -> list[dict]:
+    """Each trial once per training seed and method (`curve: {split: true}`), seed by seed: n250-sft-s0,
+    n250-laffi-s0, n500-sft-s0, ... Why: a trial's numbers land (are committed) only when all of it is done, and a
+    trial of 3 seeds x 2 methods trains for hours on a 2-core machine, longer than a working session whose
+    processes end with it. One adapter per sub-trial lands within one, and the first seed's curve comes first."""
+    from laffi.pipeline.config import METHOD_KEYS
+
+    seeds = base.get("seeds") or [base.get("seed", 0)]
+    out = []
+    for seed in seeds:
+        for t in trials:
+            for method in t.get("methods") or base.get("methods") or list(METHOD_KEYS):
+                out.append({**t, "name": f"{t.get('name')}-{method}-s{seed}", "methods": [method], "seeds": [seed],
+                            "why": f"{t.get('why', '')} ({method}, training seed {seed})"})
+    return out
 
 
 def _merge(base: dict, trial: dict) -> dict:
