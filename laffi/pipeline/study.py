@@ -114,6 +114,7 @@ def run_study(study: Study, only: list[str] | None = None, log=print, settings=N
             target = Path(study.curve["out"]) / f"{trial['name']}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(stages.out / trial["name"] / "results.json", target)
+            summarize(study)  # the curve's summary.json follows every trial that lands, not only the last
     return summarize(study)
 
 
