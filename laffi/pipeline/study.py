@@ -114,8 +114,8 @@ def run_study(study: Study, only: list[str] | None = None, log=print, settings=N
             target = Path(study.curve["out"]) / f"{trial['name']}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(stages.out / trial["name"] / "results.json", target)
-            summarize(study)  # the curve's summary.json follows every trial that lands, not only the last
-    return summarize(study)
+            summarize(study, log)  # the curve's summary and image follow every trial that lands
+    return summarize(study, log)
 
 
 def kept_result(study: Study, trial: dict, stages) -> dict | None:
@@ -132,8 +132,9 @@ def kept_result(study: Study, trial: dict, stages) -> dict | None:
     return result if result.get("config") == json.loads(json.dumps(asdict(stages.cfg))) else None
 
 
-def summarize(study: Study) -> list[dict]:
-    """One row per trial and run from the trials' results.json files; written as study.md and study.json."""
+def summarize(study: Study, log=lambda message: None) -> list[dict]:
+    """One row per trial and run from the trials' results.json files; written as study.md and study.json, and
+    for a curve its summary.json and curve.png beside the trials' results."""
     import json
 
     rows, results = [], []
@@ -157,8 +158,21 @@ def summarize(study: Study) -> list[dict]:
         write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})
         write_text_atomic(out_dir / "study.md", study_markdown(rows) + differences_markdown(pairs))
     if study.curve is not None and results:
-        write_json_atomic(Path(study.curve["out"]) / "summary.json", learning_curve(results, study.curve))
+        curve = learning_curve(results, study.curve)
+        write_json_atomic(Path(study.curve["out"]) / "summary.json", curve)
+        draw_curve(curve, Path(study.curve["out"]) / "curve.png", log)
     return rows
+
+
+def draw_curve(curve: dict, path: Path, log) -> None:
+    """The Results tab's learning-curve figure as the README's image; where it can't be drawn (no chromium or
+    no Playwright: the dev requirements), the numbers in summary.json are all there is, and the log says so."""
+    from laffi.evaluation.published import curve_figure, save_png
+
+    try:
+        save_png(curve_figure(curve), path)
+    except (LaffiError, ImportError) as e:
+        log(f"study: the learning curve's image was not drawn ({e}); summary.json holds its numbers.")
 
 
 CURVE_KEYS = ("f1", "HasAns_f1", "NoAns_exact", "abstain", "auc", "best_f1")
