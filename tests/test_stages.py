@@ -90,3 +90,21 @@ def test_the_train_stage_runs_on_the_objects_its_command_line_shows(cfg, monkeyp
     tcfg, data = parse("train", shlex.split(run.commands("sft"))[4:])
     assert tcfg == got["tcfg"]
     assert data.data == got["data"].data and data.articles == got["data"].articles and data.limit == 3
+
+
+def test_synthetic_drafts_alone_need_no_predictions(cfg, tmp_path, monkeypatch):
+    """With drafts 'synthetic' the model's own answers are all dropped, so the base model is never asked for them
+    (on the whole split that was an hour of answering for nothing); the drafts are those predict would have led to."""
+    run = Stages(cfg(drafts="synthetic", train_limit=3), log=lambda m: None)
+    monkeypatch.setattr(Stages, "predict", lambda self: pytest.fail("predict ran for synthetic drafts"))
+    annotated = run.annotate()
+    assert len(annotated) == 3 and all(r["predicted_by"] == "synthetic" for r in annotated)
+    assert not (tmp_path / "run" / "predictions.jsonl").exists()
+    monkeypatch.undo()
+    other = Stages(cfg(drafts="synthetic", train_limit=3, out_dir=str(tmp_path / "other")), log=lambda m: None)
+    records = other.predict()  # the old way: every answer, then dropped
+    from laffi.feedback.drafts import add_drafts
+
+    again, _ = add_drafts(records, "synthetic", seed=other.cfg.seed, k=other.cfg.synthetic_per_question)
+    assert [(r["qid"], r["prediction"], r["draft_kind"]) for r in again] == [
+        (r["qid"], r["prediction"], r["draft_kind"]) for r in annotated]

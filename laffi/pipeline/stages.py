@@ -168,7 +168,12 @@ class Stages:
             from laffi.inference.models import load_model
 
             lm = load_model(self.model_config())
-        records = [] if self.feedback_alone() else self.predict()
+        if self.feedback_alone():
+            records = []
+        elif self.cfg.drafts == "synthetic":  # no answer of the model's is kept: nothing to predict
+            records = [e.to_dict() for e in self.examples("train")]
+        else:
+            records = self.predict()
         self.progress("annotate", 0, len(records))
         annotated, report = annotate_records(records, args, lm=lm, on_event=count_done(self._ticker("annotate")),
                                              log=self.log)
