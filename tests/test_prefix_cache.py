@@ -115,3 +115,26 @@ def test_the_cache_can_be_turned_off(tiny_dir, tiny_adapters):
     assert load_model(ModelConfig(base=str(tiny_dir), adapters_dir=None, prefix_cache_mb=0)).prefix_cache is None
     with pytest.raises(LaffiError, match="prefix_cache_mb"):
         ModelConfig(prefix_cache_mb=-1)
+
+
+def test_a_model_that_cannot_share_a_prefill_answers_without_it(tiny_lm, monkeypatch):
+    """A forward without logits_to_keep (older remote code) refuses the prefix path: generation falls back to a
+    plain batch, with the same tokens, instead of failing."""
+    from laffi.inference.prefix import shared_prefix_inputs
+
+    tiny_lm.prefix_cache.forget()
+    rows = _rows(tiny_lm, QUESTIONS[:2])
+    cfg = GenerationConfig(max_new_tokens=6, stop_at_newline=False)
+    want = generate_batched(tiny_lm, rows, cfg)
+    tiny_lm.prefix_cache.forget()
+    real = tiny_lm.model.forward
+
+    def old_forward(*args, **kwargs):
+        if "logits_to_keep" in kwargs:
+            raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_lm.model, "forward", old_forward)
+    ids = tiny_lm.tokenizer([p for p, _ in rows], add_special_tokens=False)["input_ids"]
+    assert shared_prefix_inputs(tiny_lm, ids, [v for _, v in rows]) is None
+    assert generate_batched(tiny_lm, rows, cfg) == want

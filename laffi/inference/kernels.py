@@ -41,13 +41,14 @@ def _onednn_linear():
     return op
 
 
-_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> ((data_ptr, version), packed weight)
+_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> (weight ref, its version, packed)
 
 
 def packed_weight(module, w):
     """The layer's weight in oneDNN's own blocked layout, made on its first inference call and again whenever the
-    weight tensor is replaced or changed in place (its data pointer or version counter moved); the plain weight
-    where this torch cannot reorder. Why: given a plain weight, the op re-lays it out on every call; measured on
+    weight tensor is replaced or changed in place through autograd's view of it (its version counter moved; a
+    write through `.data` is not seen, and nothing here writes so); the plain weight where this torch cannot
+    reorder. Why: given a plain weight, the op re-lays it out on every call; measured on
     2 cores, 3 rows through a 576x1536 layer took 194 us plain and 87 us packed (1 row: 79 and 77), the 49k-word
     output layer 11.6 and 8.5 ms; a whole decoding step of the embedded model for 3 rows 168-185 ms plain and
     137-139 packed, for 12 rows 212-234 and 150-155, for 24 rows level, for 1 row 8 ms slower (so one row keeps
@@ -57,14 +58,14 @@ def packed_weight(module, w):
     reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
     if reorder is None:
         return w
-    key = (w.data_ptr(), w._version)
     kept = _PACKED.get(module)
-    if kept is None or kept[0] != key:
+    if kept is None or kept[0]() is not w or kept[1] != w._version:
         try:
-            kept = _PACKED[module] = (key, reorder(w.detach()))
+            packed = reorder(w.detach())
         except RuntimeError:
-            kept = _PACKED[module] = (key, w)
-    return kept[1]
+            packed = w
+        kept = _PACKED[module] = (weakref.ref(w), w._version, packed)
+    return kept[2]
 
 
 def _forward(op):

@@ -112,7 +112,7 @@ def shared_prefix_inputs(lm: LanguageModel, ids: list[list[int]], variants: list
         if groups is None or any(not g.prefix for g in groups):
             return None
         if kept is not None:
-            prefix_ids, prefix_mask, cache = cached_prefill(lm, kept, groups)
+            prefix_ids, prefix_mask, cache = cached_prefill(lm, kept, groups)  # cache None: no sharing (below)
     pad = lm.tokenizer.pad  # the tokenizer pads on the left (models.load_base)
     if prefixes is not None:
         prefix = pad({"input_ids": [g.prefix for g in prefixes]}, return_tensors="pt").to(lm.device)
@@ -194,9 +194,13 @@ def cached_prefill(lm: LanguageModel, kept, groups: list[_Group]):
         cache = DynamicCache(ddp_cache_data=layers)
     if width_rest:
         variants = [g.variant for g in groups]
-        with torch.inference_mode(), lm.rows(variants):
-            cache = lm.model(input_ids=ids[:, width_done:], attention_mask=mask, position_ids=positions[:, width_done:],
-                             past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+        try:
+            with torch.inference_mode(), lm.rows(variants):
+                cache = lm.model(input_ids=ids[:, width_done:], attention_mask=mask,
+                                 position_ids=positions[:, width_done:], past_key_values=cache, use_cache=True,
+                                 logits_to_keep=1).past_key_values
+        except TypeError:  # a forward without logits_to_keep (older remote code): no sharing, same answers
+            return ids, mask, None
         for b, (g, r) in enumerate(zip(groups, rest)):
             if r:  # keep the whole prefix, its pads left out
                 real = mask[b].bool()

@@ -62,10 +62,12 @@ def split_trials(trials: list[dict], base: dict) -> list[dict]:
     processes end with it. One adapter per sub-trial lands within one, and the first seed's curve comes first."""
     from laffi.pipeline.config import METHOD_KEYS
 
-    seeds = base.get("seeds") or [base.get("seed", 0)]
+    seeds_of = [t.get("seeds") or base.get("seeds") or [0] for t in trials]  # training seeds (PipelineConfig's)
     out = []
-    for seed in seeds:
-        for t in trials:
+    for seed in dict.fromkeys(s for seeds in seeds_of for s in seeds):
+        for t, seeds in zip(trials, seeds_of):
+            if seed not in seeds:
+                continue
             for method in t.get("methods") or base.get("methods") or list(METHOD_KEYS):
                 out.append({**t, "name": f"{t.get('name')}-{method}-s{seed}", "methods": [method], "seeds": [seed],
                             "why": f"{t.get('why', '')} ({method}, training seed {seed})"})
@@ -171,8 +173,9 @@ def draw_curve(curve: dict, path: Path, log) -> None:
 
     try:
         save_png(curve_figure(curve), path)
-    except (LaffiError, ImportError) as e:
-        log(f"study: the learning curve's image was not drawn ({e}); summary.json holds its numbers.")
+    except Exception as e:  # noqa: BLE001 - no chromium, no Playwright, a browser that fails to start: the study goes on
+        log(f"study: the learning curve's image was not drawn ({str(e).splitlines()[0] if str(e) else type(e).__name__});"
+            " summary.json holds its numbers.")
 
 
 CURVE_KEYS = ("f1", "HasAns_f1", "NoAns_exact", "abstain", "auc", "best_f1")
