@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from laffi.bench.common import PASSAGE, QUESTION, ROOM_QUESTIONS, BenchConfig, result
+from laffi.bench.common import PASSAGE, QUESTION, ROOM_QUESTIONS, BenchConfig, cold, result
 
 PAGE_TARGET_S = 5.0  # issue 15: the page is served within ~5 s of `python app.py`
 FIRST_TOKEN_TARGET_S = 1.0  # the first visible token of an Ask with 3 variants on a ~200-token passage
@@ -156,8 +156,8 @@ def asks(lm, cfg: BenchConfig, settings, kept: bool = True) -> dict:
         ctx = AppContext.create(lm, settings)
         runs = []
         for _ in range(cfg.repeats + 1):
-            if not kept and lm.prefix_cache is not None:
-                lm.prefix_cache.forget()
+            if not kept:
+                cold(lm)()
             start, first = time.perf_counter(), None
             for r in run_ask(ctx, PASSAGE, QUESTION):
                 if first is None and any(v.get("answer") for v in r["variants"].values()):

@@ -65,6 +65,11 @@ def order_rows(ids: list[list[int]], min_shared: int = MIN_SHARED) -> list[int]:
     return [k for c in clusters for k in c]
 
 
+def mask_positions(mask):
+    """Each token's position from the attention mask, as generate() numbers left-padded rows (pads count 0)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def plan_groups(ids: list[list[int]], variants: list[str], min_shared: int = MIN_SHARED,
                 singles: bool = False) -> list[_Group] | None:
     """Group rows by variant and shared prefix, greedily in row order (see order_rows): a row joins its variant's
@@ -106,26 +111,26 @@ def shared_prefix_inputs(lm: LanguageModel, ids: list[list[int]], variants: list
             for v in dict.fromkeys(variants[i] for i in shared.rows):
                 groups.append(_Group(v, [i for i in shared.rows if variants[i] == v], shared.prefix))
                 owner.append(p)
-    else:
-        kept = lm.prefix_cache  # laffi.inference.prefix_cache: prefixes of earlier calls
+    kept = None if prefixes is not None else lm.prefix_cache  # laffi.inference.prefix_cache: earlier calls
+    if prefixes is None:
         groups = plan_groups(plan, variants, min_shared, singles=kept is not None)
         if groups is None or any(not g.prefix for g in groups):
             return None
         if kept is not None:
             prefix_ids, prefix_mask, cache = cached_prefill(lm, kept, groups)  # cache None: no sharing (below)
     pad = lm.tokenizer.pad  # the tokenizer pads on the left (models.load_base)
-    if prefixes is not None:
-        prefix = pad({"input_ids": [g.prefix for g in prefixes]}, return_tensors="pt").to(lm.device)
+    if kept is None:  # every prefix read here, in one left-padded batch
+        distinct = prefixes if prefixes is not None else groups
+        prefix = pad({"input_ids": [g.prefix for g in distinct]}, return_tensors="pt").to(lm.device)
         prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
-        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)  # what generate() would use for left padding
-        owner_t = torch.tensor(owner, device=lm.device)
-        cache = split_prefill(lm, prefix_ids, prefix_mask, positions, owner_t, [g.variant for g in groups], lower)
-        prefix_ids, prefix_mask = prefix_ids[owner_t], prefix_mask[owner_t]
-    elif kept is None:
-        prefix = pad({"input_ids": [g.prefix for g in groups]}, return_tensors="pt").to(lm.device)
-        prefix_ids, prefix_mask = prefix["input_ids"], prefix["attention_mask"]
-        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = _prefill(lm, prefix_ids, prefix_mask, positions, [g.variant for g in groups])
+        positions = mask_positions(prefix_mask)
+        if prefixes is not None:
+            owner_t = torch.tensor(owner, device=lm.device)
+            cache = split_prefill(lm, prefix_ids, prefix_mask, positions, owner_t, [g.variant for g in groups],
+                                  lower)
+            prefix_ids, prefix_mask = prefix_ids[owner_t], prefix_mask[owner_t]
+        else:
+            cache = _prefill(lm, prefix_ids, prefix_mask, positions, [g.variant for g in groups])
     if cache is None or not hasattr(cache, "batch_select_indices"):  # rows can't be given this cache: no sharing
         return None
 
@@ -179,7 +184,7 @@ def cached_prefill(lm: LanguageModel, kept, groups: list[_Group]):
         mask[b, width_done - n:width_done] = 1
         mask[b, ids.shape[1] - r:] = 1
     ids, mask = ids.to(lm.device), mask.to(lm.device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = mask_positions(mask)
     cache = None
     if width_done:  # the cached starts, right-aligned in the first width_done columns (zeros under pads)
         sample = next(kv for n, kv in hits if n)

@@ -184,7 +184,7 @@ def reply_logprobs(lm: LanguageModel, prompts: list[list[int]], replies: list[li
     of a long prompt's logits)."""
     import torch
 
-    from laffi.inference.prefix import shared_prefix_inputs
+    from laffi.inference.prefix import mask_positions, shared_prefix_inputs
 
     ids = [p + r for p, r in zip(prompts, replies)]
     enc = shared_prefix_inputs(lm, ids, variants, own=[len(r) for r in replies]) if share else None
@@ -193,7 +193,7 @@ def reply_logprobs(lm: LanguageModel, prompts: list[list[int]], replies: list[li
     cache = enc.get("past_key_values")
     new = enc["input_ids"][:, cache.get_seq_length():] if cache is not None else enc["input_ids"]
     mask = enc["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -new.shape[1]:]  # as in each row's unpadded prompt
+    positions = mask_positions(mask)[:, -new.shape[1]:]  # as in each row's unpadded prompt
     keep = max(len(r) for r in replies) + 1  # rows end at the last column: a reply of n is the last n tokens
     with torch.inference_mode(), lm.rows(variants):
         logits = lm.model(input_ids=new, attention_mask=mask, position_ids=positions, past_key_values=cache,
