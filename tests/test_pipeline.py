@@ -188,6 +188,10 @@ def test_a_study_of_training_sizes_and_seeds_becomes_the_results_tabs_learning_c
         assert (results / "2026-12-04-curve" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert kept == ["all.json", "n2.json", "summary.json"]
+    kept_n2 = json.loads((results / "2026-12-04-curve" / "n2.json").read_text())
+    assert kept_n2["precision"]["dtype"] == "float32"  # the tiny model on CPU, and every point says so
+    assert {p["precision"] for p in curve["points"]} == {"float32"}
+    assert len(kept_n2["questions"]["qids"]) == 2 and set(kept_n2["questions"]["runs"]) >= set(kept_n2["seeds"])
     shutil.rmtree(tmp_path / "run")
     shutil.rmtree(tmp_path / "adapters")
     said = []
@@ -249,3 +253,27 @@ def test_a_split_curve_runs_each_method_and_seed_as_a_trial_of_its_own(tmp_path)
     whole.curve, whole.trials = None, [{"name": "n2", "why": "", "train_limit": 2}]
     assert trial_stages(study, first, log=lambda m: None).train_key("sft", 0) == trial_stages(
         whole, whole.trials[0], log=lambda m: None).train_key("sft", 0)
+
+
+def test_paired_differences_between_trials_come_from_the_committed_per_question_scores():
+    """A curve's trials land on different machines: LaFFi against SFT is computed from the scores each trial's
+    results.json keeps per question (its runs/ folder is gone), on the questions both were scored on."""
+    from laffi.evaluation.report import question_record
+    from laffi.pipeline.study import run_differences
+
+    qids, has = ["q1", "q2", "q3", "q4"], [True, True, False, False]
+    sft = question_record({"qids": qids, "has_answer": has},
+                          {"sft-a": {"f1": [0.0, 0.5, 1.0, 0.0], "abstain": [1.0, 0.0, 1.0, 0.0]}})
+    laffi = question_record({"qids": qids[::-1], "has_answer": has[::-1]},  # another order: matched by qid
+                            {"laffi-b": {"f1": [0.0, 1.0, 1.0, 0.5], "abstain": [0.0, 1.0, 0.0, 0.0]}})
+    rows = [{"trial": "n2-sft", "run": "sft-a"}, {"trial": "n2-laffi", "run": "laffi-b"},
+            {"trial": "n2-laffi", "run": "base"}]
+    pairs = {p["metric"]: p for p in run_differences({"n2-sft": {"questions": sft}, "n2-laffi": {"questions": laffi}},
+                                                     rows)}
+    assert {p["a"] for p in pairs.values()} == {"n2-laffi/laffi-b"} and pairs["f1"]["n"] == 4
+    # laffi's F1 on q1..q4: 0.5, 1, 1 (abstained), 0 against SFT's 0 (abstained), 0.5, 1 (abstained), 0: +25
+    assert pairs["f1"]["diff"] == pytest.approx(25.0)
+    assert pairs["HasAns_f1"]["diff"] == pytest.approx(50.0) and pairs["NoAns_exact"]["diff"] == pytest.approx(0.0)
+    assert pairs["abstain"]["diff"] == pytest.approx(-25.0)
+    # a result from before the scores were kept gives no pair rather than a wrong one
+    assert run_differences({"n2-sft": {}, "n2-laffi": {"questions": laffi}}, rows) == []

@@ -109,6 +109,7 @@ def evaluate_variants(lm: LanguageModel, examples, variants: list[str], gen: Gen
     pairs = [(ex.context, ex.question) for ex in examples]
     results = answer_all(lm, pairs, variants, gen, feedback=feedback, paths=paths, on_event=on_event, direct=direct)
     out = {"n": len(examples), "variants": {}, "per_question": {}, "precision": precision_record(lm),
+           "qids": [ex.qid for ex in examples], "has_answer": [bool(ex.answers) for ex in examples],
            "direct": {v: [r.direct for r in results[v]] for v in variants}, "results": results}
     for v in variants:
         rows = results[v]

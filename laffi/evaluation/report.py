@@ -138,8 +138,32 @@ def pooled_result(result: dict, named: dict[str, list[str]]) -> dict:
     for a, b in pairs:
         for row in compare(pooled_values, a, b, keys=("f1",) if b in trivial else COMPARED):
             comparisons.append({"a": a, "b": b, **row})
-    return {"n": result["n"], "pooled": rows, "variants": result["variants"], "seeds": named,
-            "comparisons": comparisons}
+    out = {"n": result["n"], "pooled": rows, "variants": result["variants"], "seeds": named,
+           "comparisons": comparisons}
+    if result.get("qids") and result.get("has_answer"):
+        out["questions"] = question_record(result, pooled_values)
+    return out
+
+
+def question_record(result: dict, pooled_values: dict) -> dict:
+    """Every pooled run's score on each question, small enough to commit beside its numbers: so paired
+    differences between runs of different trials (LaFFi against SFT at each point of a curve) can be computed
+    again later, when the runs' folders are long gone. F1 and abstaining over all questions carry the rest: on an
+    unanswerable question F1 and EM are both "it abstained"."""
+    return {"qids": list(result["qids"]), "has_answer": [int(h) for h in result["has_answer"]],
+            "runs": {name: {k: [round(x, 4) for x in values[k]] for k in ("f1", "abstain")}
+                     for name, values in pooled_values.items() if "f1" in values and "abstain" in values}}
+
+
+def question_scores(questions: dict, run: str, qids: list[str]) -> dict[str, list[float]]:
+    """One run's per-question values (as compare takes them) on `qids`, from a question_record."""
+    at = {q: i for i, q in enumerate(questions["qids"])}
+    f1, abstain = questions["runs"][run]["f1"], questions["runs"][run]["abstain"]
+    rows = [at[q] for q in qids]
+    has = [i for i in rows if questions["has_answer"][i]]
+    no = [i for i in rows if not questions["has_answer"][i]]
+    return {"f1": [f1[i] for i in rows], "HasAns_f1": [f1[i] for i in has], "NoAns_exact": [f1[i] for i in no],
+            "abstain": [abstain[i] for i in rows]}
 
 
 def results_markdown(pooled: dict) -> str:

@@ -296,7 +296,7 @@ class Stages:
         named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
         pooled = pooled_result(result, named)
         pooled.update(eval_articles=c.eval_articles, train_articles=c.train_articles, config=asdict(c),
-                      train_questions=len(self.examples("train")))
+                      train_questions=len(self.examples("train")), precision=result["precision"])
         write_json_atomic(out / "results.json", pooled)
         write_text_atomic(out / "results.md", results_markdown(pooled))
         from laffi.training.logs import write_evaluation

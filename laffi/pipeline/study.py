@@ -156,7 +156,7 @@ def summarize(study: Study, log=lambda message: None) -> list[dict]:
                          "answer_path": m.get("answer_path"), "seeds": m.get("seeds"),
                          **{k: m.get(k) for _, k in SUMMARY_KEYS}, "ci": m.get("ci", {})})
     if out_dir is not None:
-        pairs = run_differences(out_dir, rows)
+        pairs = run_differences(dict(results), rows)
         write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})
         write_text_atomic(out_dir / "study.md", study_markdown(rows) + differences_markdown(pairs))
     if study.curve is not None and results:
@@ -196,7 +196,8 @@ def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
             for seed, name in zip(config.get("seeds") or range(len(names)), names):
                 m = result["variants"].get(name) or {}
                 points.append({"trial": trial, "method": method, "questions": result.get("train_questions"),
-                               "seed": seed, "adapter": name, **{k: m.get(k) for k in CURVE_KEYS}})
+                               "seed": seed, "adapter": name, **{k: m.get(k) for k in CURVE_KEYS},
+                               "precision": (result.get("precision") or {}).get("dtype")})
         trivial.append((result["variants"].get(ALWAYS_NO_ANSWER) or {}).get("f1"))
         n.add(result["n"])
     return {"kind": CURVE, "title": curve.get("title", "Learning curve"), "points": points,
@@ -204,34 +205,29 @@ def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
             "eval_articles": (results[0][1].get("eval_articles") if results else None)}
 
 
-def per_question(examples: list[dict]) -> dict[str, list[float]]:
-    """One run's scores per question (examples.jsonl rows, in qid order), as evaluation's intervals use them."""
-    rows = sorted(examples, key=lambda e: e["qid"])
-    has = [r for r in rows if r["gold_answers"]]
-    no = [r for r in rows if not r["gold_answers"]]
-    return {"f1": [r["f1"] for r in rows], "HasAns_f1": [r["f1"] for r in has],
-            "NoAns_exact": [r["em"] for r in no], "abstain": [float(r["prediction"] == "") for r in rows]}
+def run_differences(results: dict[str, dict], rows: list[dict]) -> list[dict]:
+    """Paired differences on the same evaluation questions between runs of different trials: every non-SFT run
+    (LaFFi, as it answers) against every SFT run, so "LaFFi beats SFT" is read from an interval, not two means.
+    results: each trial's results.json, whose "questions" (laffi.evaluation.report.question_record) hold every
+    run's per-question scores; a result from before they were kept has no pairs."""
+    from laffi.evaluation.report import compare, question_scores
 
+    def stored(r):
+        questions = results.get(r["trial"], {}).get("questions")
+        return questions if questions and r["run"] in questions["runs"] else None
 
-def run_differences(out_dir: Path, rows: list[dict]) -> list[dict]:
-    """Paired differences on the same validation questions between runs of different trials: every non-SFT run
-    (LaFFi, as it answers) against every SFT run, so "LaFFi beats SFT" is read from an interval, not two means."""
-    from laffi.evaluation.report import compare
-    from laffi.io import read_jsonl
+    from laffi.inference.answerability import ALWAYS_NO_ANSWER
 
-    def load(r):
-        path = Path(out_dir) / r["trial"] / "eval" / r["run"] / "examples.jsonl"
-        return {e["qid"]: e for e in read_jsonl(path)} if path.is_file() else {}
-
-    runs = [r for r in rows if r["run"] != "base"]
+    # the trivial policy is read against each run inside its own trial (results.json "comparisons")
+    runs = [r for r in rows if r["run"] not in ("base", ALWAYS_NO_ANSWER) and stored(r)]
     pairs = []
     for a in (r for r in runs if not r["run"].startswith("sft")):
         for b in (r for r in runs if r["run"].startswith("sft")):
-            ea, eb = load(a), load(b)
-            shared = sorted(set(ea) & set(eb))
+            qa, qb = stored(a), stored(b)
+            shared = sorted(set(qa["qids"]) & set(qb["qids"]))
             if not shared:
                 continue
-            scores = {"a": per_question([ea[q] for q in shared]), "b": per_question([eb[q] for q in shared])}
+            scores = {"a": question_scores(qa, a["run"], shared), "b": question_scores(qb, b["run"], shared)}
             for row in compare(scores, "a", "b"):
                 pairs.append({"a": f"{a['trial']}/{a['run']}", "b": f"{b['trial']}/{b['run']}", "n": len(shared),
                               **row})
