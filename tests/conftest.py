@@ -52,7 +52,8 @@ def tiny_lm(tiny_dir, tiny_adapters):
     from laffi.inference.models import ModelConfig, load_model
 
     # float32 whatever the CPU: these tests compare tokens exactly across batch shapes
-    return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), dtype="float32"))
+    return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), dtype="float32",
+                                  device="cpu"))  # the CPU path, also where a GPU is there (tests/test_gpu.py has that)
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,7 @@ def test_answers_apply_the_threshold_from_the_adapter_folder(tiny_dir, tiny_adap
     shutil.copytree(tiny_adapters, folder)
     write_calibration(folder / "sft", Calibration(threshold=0.0))  # any doubt at all: abstain
     write_calibration(folder / "laffi", Calibration(threshold=1.0))  # never abstain
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(folder), dtype="float32"))
+    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(folder), dtype="float32", device="cpu"))
     out = answer_questions(lm, PAIRS, ["base", "sft", "laffi"])
     assert all(a.na_prob > 0 and a.text == "" and a.span for a in out["sft"])
     assert all(a.text == a.span and a.span for a in out["laffi"])

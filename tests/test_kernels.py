@@ -11,8 +11,8 @@ def plain_and_fast(tiny_dir):
 
     if kernels._onednn_linear() is None:
         pytest.skip("this CPU or torch build has no oneDNN linear op (laffi then keeps torch's path)")
-    plain, tok = load_base(ModelConfig(base=str(tiny_dir), dtype="float32", cpu_kernels=False))
-    fast, _ = load_base(ModelConfig(base=str(tiny_dir), dtype="float32"))
+    plain, tok = load_base(ModelConfig(base=str(tiny_dir), dtype="float32", cpu_kernels=False, device="cpu"))
+    fast, _ = load_base(ModelConfig(base=str(tiny_dir), dtype="float32", device="cpu"))
     return plain, fast, tok
 
 

@@ -15,7 +15,7 @@ def lm(tiny_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ml_adapters")
     build_tiny_adapter(tiny_dir, root / "sft", seed=1, r=4)
     build_tiny_adapter(tiny_dir, root / "laffi", seed=2, r=8)  # another rank: two blocks of different width
-    return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root), dtype="float32"))
+    return load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(root), dtype="float32", device="cpu"))
 
 
 def _batch(lm):
@@ -69,7 +69,7 @@ def test_dora_adapters_are_not_stacked_and_generation_falls_back(tiny_dir, tmp_p
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"], use_dora=True,
                                      init_lora_weights=False)).save_pretrained(tmp_path / "dora")
-    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tmp_path), dtype="float32"))
+    lm = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tmp_path), dtype="float32", device="cpu"))
     assert lm.adapters and lm.fused_lora() is None
     prompts = ["the bridge is", "a city"]
     mixed = generate_rows(lm, prompts, ["dora", "base"], 6, stop_at_newline=False)
@@ -83,7 +83,7 @@ def test_bfloat16_model_stacked_close_to_peft(tiny_dir, tiny_adapters):
 
     from laffi.inference.models import ModelConfig, load_model
 
-    lm16 = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), dtype="bfloat16"))
+    lm16 = load_model(ModelConfig(base=str(tiny_dir), adapters_dir=str(tiny_adapters), dtype="bfloat16", device="cpu"))
     enc = _batch(lm16)
     with torch.inference_mode():
         want = lm16.model(**enc, adapter_names=ROWS).logits.float()

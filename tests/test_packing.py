@@ -26,7 +26,8 @@ def model(tiny_dir):
 
     from laffi.inference.models import ModelConfig, load_base
 
-    base, tok = load_base(ModelConfig(base=str(tiny_dir), adapters_dir=None, dtype="float32", cpu_kernels=False))
+    base, tok = load_base(ModelConfig(base=str(tiny_dir), adapters_dir=None, dtype="float32", cpu_kernels=False,
+                                      device="cpu"))
     tok.padding_side = "right"
     torch.manual_seed(0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0, task_type="CAUSAL_LM",

@@ -91,7 +91,8 @@ def upper_lm(tmp_path_factory):
     base = build_tiny_model(root / "model", layers=4)
     build_tiny_adapter(base, root / "adapters" / "up1", seed=3, layers=[2, 3])
     build_tiny_adapter(base, root / "adapters" / "up2", seed=4, layers=[3])
-    return load_model(ModelConfig(base=str(base), adapters_dir=str(root / "adapters"), dtype="float32"))
+    return load_model(ModelConfig(base=str(base), adapters_dir=str(root / "adapters"), dtype="float32",
+                                  device="cpu"))
 
 
 def test_upper_layer_adapters_leave_the_lower_layers_to_share(upper_lm, tiny_lm):

@@ -48,8 +48,10 @@ class Snapshot:
 
         model.eval()
         with torch.no_grad():
-            self.logits = model(input_ids=self.input_ids).logits.clone()
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # where the model trained (a GPU, if there is one); compared on the CPU
+            device = next(model.parameters()).device
+            self.logits = model(input_ids=self.input_ids.to(device)).logits.float().cpu()
+        self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def test_training_rows_use_the_inference_prompts(records, tiny_lm):
