@@ -65,7 +65,7 @@ def test_attention_on_cuda_matches_the_cpu(cuda_lm, tiny_lm):
     assert np.isfinite(gpu_view.viz).all()
     # the same weights in half precision: each head's attention within the bertviz window, and the heatmap's
     np.testing.assert_allclose(gpu_view.viz, cpu_view.viz, atol=2e-2)
-    np.testing.assert_allclose(gpu_view.heat, cpu_view.heat, atol=2e-2)
+    np.testing.assert_allclose(gpu_view.heat, cpu_view.heat, atol=3e-2)
     np.testing.assert_allclose(gpu_view.passage_scores, cpu_view.passage_scores, atol=2e-2)
 
 

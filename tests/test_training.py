@@ -49,7 +49,8 @@ class Snapshot:
         model.eval()
         with torch.no_grad():
             # where the model trained (a GPU, if there is one); compared on the CPU
-            device = next(model.parameters()).device
+            device = self.device = next(model.parameters()).device
+            self.dtype = model.get_input_embeddings().weight.dtype  # the frozen base's: the machine's precision
             self.logits = model(input_ids=self.input_ids.to(device)).logits.float().cpu()
         self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -90,21 +91,25 @@ def test_lora_moves_base_stays_and_reload_matches(records, tiny_dir, tmp_path):
     b_keys = [k for k in lora if "lora_B" in k]
     assert b_keys and all(lora[k].abs().sum() > 0 for k in b_keys)  # B starts at zero: training moved it
 
-    original = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
+    # the base trains in the machine's precision (float32 here; bfloat16 on a GPU or a CPU with native bfloat16)
+    original = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=snap.dtype).state_dict()
     for k, v in snap.state.items():
         if "lora_" not in k:
             name = k.replace("base_model.model.", "").replace(".base_layer", "")
             assert torch.equal(v, original[name]), k  # base weights did not move
 
-    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(path)).eval()
-    with torch.no_grad():
-        logits = reloaded(input_ids=input_ids).logits
-    # equal up to float32 summation order: the trained model ran laffi.inference.kernels' oneDNN layers, this one
-    # torch's own
-    torch.testing.assert_close(logits, snap.logits, rtol=1e-5, atol=1e-4)
-    plain = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
-    with torch.no_grad():
-        assert not torch.allclose(plain(input_ids=input_ids).logits, logits, atol=1e-3)
+    def loaded(adapter: bool):
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=snap.dtype).to(snap.device)
+        model = (PeftModel.from_pretrained(model, str(path)) if adapter else model).eval()
+        with torch.no_grad():
+            return model(input_ids=input_ids.to(snap.device)).logits.float().cpu()
+
+    logits = loaded(adapter=True)
+    # float32: equal up to summation order (the trained model ran laffi.inference.kernels' oneDNN layers, this one
+    # torch's own); bfloat16: up to its rounding
+    tolerance = 1e-4 if snap.dtype == torch.float32 else 0.02 * snap.logits.abs().max().item()
+    torch.testing.assert_close(logits, snap.logits, rtol=1e-5, atol=tolerance)
+    assert not torch.allclose(loaded(adapter=False), logits, atol=max(1e-3, 2 * tolerance))
 
 
 def test_adapter_folder_has_config_manifest_log_and_card(records, tiny_dir, tmp_path):

@@ -108,10 +108,12 @@ def test_ask_and_attention_cross_the_zerogpu_boundary(tiny_lm, fake_spaces):
     calls = ModelCalls.wrap(lm)
     pairs, cfg = [("The bridge opened in 1931.", "When did it open?")], GenerationConfig(max_new_tokens=4)
     direct = calls.answer(pairs, lm.variants, cfg)
-    assert direct == answer_questions(lm, pairs, lm.variants, cfg)
+    # where a real GPU is there, the fake ZeroGPU call runs on it: the same tokens, probabilities to rounding (on a
+    # CPU-only machine exactly equal)
+    assert same(direct, answer_questions(lm, pairs, lm.variants, cfg))
     paths = answer_paths(lm, lm.variants)
     results = calls.answer_all(pairs, lm.variants, cfg, paths, direct)
-    assert results == answer_all(lm, pairs, lm.variants, cfg, feedback=True, paths=paths, direct=direct)
+    assert same(results, answer_all(lm, pairs, lm.variants, cfg, feedback=True, paths=paths, direct=direct))
     assert results["sft"][0].feedback is not None
     view = calls.attention(pairs[0][0], pairs[0][1], direct["sft"][0].text, "sft")
     assert isinstance(view, AttentionView) and isinstance(view.heat, np.ndarray)
@@ -143,3 +145,19 @@ def test_gpu_module_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
 
+
+
+def same(a, b) -> bool:
+    """Equal in every text, token and structure; floats (no-answer probabilities, scores) to float rounding."""
+    import dataclasses
+    import math
+
+    if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+        return type(a) is type(b) and same(dataclasses.asdict(a), dataclasses.asdict(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9)
+    return a == b
