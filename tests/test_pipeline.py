@@ -277,3 +277,28 @@ def test_paired_differences_between_trials_come_from_the_committed_per_question_
     assert pairs["abstain"]["diff"] == pytest.approx(-25.0)
     # a result from before the scores were kept gives no pair rather than a wrong one
     assert run_differences({"n2-sft": {}, "n2-laffi": {"questions": laffi}}, rows) == []
+
+
+def test_the_curve_reads_laffi_against_sft_at_each_size_over_the_seeds_that_landed():
+    from laffi.evaluation.published import curve_difference_rows
+    from laffi.evaluation.report import question_record
+    from laffi.pipeline.study import curve_differences
+
+    qids, has = ["q1", "q2", "q3", "q4"], [True, True, False, False]
+
+    def trial(method: str, size: int, f1: list[float], abstain: list[float]) -> dict:
+        run = f"{method}-x"
+        return {"config": {"sft_name": "sft-x"}, "train_questions": size, "seeds": {run: [run]},
+                "questions": question_record({"qids": qids, "has_answer": has}, {run: {"f1": f1, "abstain": abstain}})}
+
+    results = [("n2-sft-s0", trial("sft", 2, [0, 0, 1, 0], [1, 1, 1, 0])),
+               ("n2-sft-s1", trial("sft", 2, [1, 0, 1, 1], [0, 1, 1, 1])),  # seed 1: mean per question .5, 0, 1, .5
+               ("n2-laffi-s0", trial("laffi", 2, [1, 1, 0, 0], [0, 0, 0, 0])),
+               ("n4-sft-s0", trial("sft", 4, [1, 1, 1, 1], [0, 0, 1, 1]))]  # no LaFFi at 4 yet: no row
+    rows = {d["metric"]: d for d in curve_differences(results)}
+    assert {d["questions"] for d in rows.values()} == {2} and rows["f1"]["seeds"] == {"sft": 2, "laffi": 1}
+    assert rows["f1"]["diff"] == pytest.approx(25.0 * (0.5 + 1 - 1 - 0.5))  # laffi 1, 1, 0, 0 against the means
+    assert rows["HasAns_f1"]["diff"] == pytest.approx(75.0) and rows["abstain"]["diff"] == pytest.approx(-75.0)
+    assert curve_difference_rows({"differences": list(rows.values())})[0][:4] == ["2", "1 / 2", "f1", "+0.0"]
+    results[2][1]["questions"] = None  # a trial from before per-question scores were kept
+    assert curve_differences(results) == []

@@ -12,7 +12,9 @@ Files (each a results/<run>/summary.json with a "kind"):
     "pooled evaluation"  laffi.evaluation.pooled.pool_folders' result without per-question values, plus title,
                          split, articles, data (name and digest) and thresholds (how they were chosen)
     "learning curve"     points: [{"method", "questions", "seed", "f1", "HasAns_f1", "auc", "abstain"}],
-                         trivial_f1 (the always-"no answer" policy on the same questions), title, n
+                         trivial_f1 (the always-"no answer" policy on the same questions), title, n, and
+                         differences: [{"questions", "seeds", "metric", "diff", "lo", "hi", "verdict"}] (LaFFi
+                         - SFT paired on the same questions at each size)
 Newest is by folder name (results folders start with their date).
 """
 
@@ -125,6 +127,13 @@ def policy_figure(evaluation: dict):
                       margin=dict(l=50, r=10, t=40, b=40),
                       title=f"SQuAD 2.0, {evaluation['n']:,} evaluation questions")
     return fig
+
+
+def curve_difference_rows(curve: dict) -> list[list[str]]:
+    """LaFFi - SFT at each training size, paired on the same questions: size, seeds, metric, difference,
+    interval, reading (the claim the curve is about, read from an interval rather than two lines)."""
+    return [[str(d["questions"]), f"{d['seeds']['laffi']} / {d['seeds']['sft']}", d["metric"], f"{d['diff']:+.1f}",
+             f"[{d['lo']:+.1f}, {d['hi']:+.1f}]", d["verdict"]] for d in curve.get("differences") or []]
 
 
 def curve_points(curve: dict, method: str, key: str) -> list[tuple[int, float, float, float]]:

@@ -202,7 +202,42 @@ def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
         n.add(result["n"])
     return {"kind": CURVE, "title": curve.get("title", "Learning curve"), "points": points,
             "trivial_f1": trivial[0] if len(set(trivial)) == 1 else None, "n": n.pop() if len(n) == 1 else None,
-            "eval_articles": (results[0][1].get("eval_articles") if results else None)}
+            "eval_articles": (results[0][1].get("eval_articles") if results else None),
+            "differences": curve_differences(results)}
+
+
+CURVE_COMPARED = ("f1", "HasAns_f1", "abstain")
+
+
+def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
+    """LaFFi - SFT at each point of the curve, paired on the same evaluation questions: each method's scores
+    averaged per question over the seeds that landed (from each trial's kept per-question scores), then the
+    difference with its bootstrap interval. Points whose trials kept no per-question scores have none."""
+    from laffi.evaluation.report import compare, question_scores
+    from laffi.evaluation.stats import seed_mean
+
+    runs: dict[tuple, list[tuple[dict, str]]] = {}  # (training questions, method) -> [(questions, run)]
+    for _, result in results:
+        config, questions = result.get("config") or {}, result.get("questions")
+        for run in result.get("seeds") or {}:
+            if questions and run in questions["runs"]:
+                method = "sft" if run == config.get("sft_name") else "laffi"
+                runs.setdefault((result.get("train_questions"), method), []).append((questions, run))
+    out = []
+    for size in sorted({q for q, _ in runs if q is not None}):
+        sft, laffi = runs.get((size, "sft")), runs.get((size, "laffi"))
+        if not sft or not laffi:
+            continue
+        shared = sorted(set.intersection(*(set(q["qids"]) for q, _ in sft + laffi)))
+        if not shared:
+            continue
+        scores = {}
+        for method, found in (("sft", sft), ("laffi", laffi)):
+            per = [question_scores(q, run, shared) for q, run in found]
+            scores[method] = {k: seed_mean([p[k] for p in per]) for k in CURVE_COMPARED}
+        out += [{"questions": size, "seeds": {"sft": len(sft), "laffi": len(laffi)}, "n": len(shared), **row}
+                for row in compare(scores, "laffi", "sft", keys=CURVE_COMPARED)]
+    return out
 
 
 def run_differences(results: dict[str, dict], rows: list[dict]) -> list[dict]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from laffi.evaluation.published import (RESULTS, SHOWN, answer_paths, curve_figure, difference_rows, part_rows,
-                                        policy_figure, policy_rows, published, reading)
+from laffi.evaluation.published import (RESULTS, SHOWN, answer_paths, curve_difference_rows, curve_figure,
+                                        difference_rows, part_rows, policy_figure, policy_rows, published, reading)
 from laffi.ui.text import md_literal
 
 NO_RESULTS = "No study results are committed yet (results/*/summary.json)."
@@ -56,3 +56,8 @@ def build_results_tab(results_dir=RESULTS) -> None:
     else:
         gr.Markdown(f"### {md_literal(curve.get('title', 'Learning curve'))}", elem_id="results-curve-note")
         gr.Plot(curve_figure(curve), elem_id="results-curve", show_label=False)
+        if rows := curve_difference_rows(curve):
+            gr.Dataframe(value=rows, headers=["training questions", "seeds (laffi / sft)", "metric", "laffi − sft",
+                                              "95 % interval", "reading"], datatype="str", interactive=False,
+                         wrap=True, elem_id="results-curve-differences",
+                         label="LaFFi against SFT at each size, paired on the same questions")
