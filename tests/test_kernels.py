@@ -79,3 +79,25 @@ def test_packed_weights_follow_a_changed_weight(plain_and_fast):
         finally:
             layer.weight.copy_(saved)
         torch.testing.assert_close(layer(x), before, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_layers_are_routed_and_give_torchs_bfloat16_answers(tiny_dir):
+    """bfloat16 weights (the precision a CPU with native bfloat16 serves in) take the packed oneDNN path too, with
+    torch's own bfloat16 results: the quality guard measured for the plain path holds for this one."""
+    import torch
+
+    from laffi.inference.models import ModelConfig, load_base
+
+    if kernels._onednn_linear() is None or not kernels._agrees(kernels._onednn_linear(), torch.bfloat16):
+        pytest.skip("no oneDNN bfloat16 linear on this CPU or torch build (bfloat16 keeps torch's path)")
+    plain, tok = load_base(ModelConfig(base=str(tiny_dir), dtype="bfloat16", cpu_kernels=False, device="cpu"))
+    fast, _ = load_base(ModelConfig(base=str(tiny_dir), dtype="bfloat16", device="cpu"))
+    layer = next(m for m in fast.modules() if type(m) is torch.nn.Linear)
+    assert layer.weight.dtype == torch.bfloat16 and kernels.routed(layer)
+    enc = tok(["the old bridge is long", "why", "a city near the river"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        want, got = plain(**enc).logits.float(), fast(**enc).logits.float()
+        tokens = [m.generate(**enc, max_new_tokens=8, do_sample=False) for m in (plain, fast)]
+        assert layer in kernels._PACKED and kernels._PACKED[layer][2] is not layer.weight  # the packed copy ran
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2 * want.abs().max().item())
+    assert torch.equal(tokens[0], tokens[1])
