@@ -147,11 +147,21 @@ def test_exports(app, tmp_path):
         client.predict(variant="all", rating="all", annotator="", api_name="/feedback_push")
 
 
-def test_attention_views(app):
+def test_attention_views(app, monkeypatch):
+    import threading
+
+    import laffi.ui.attention_tab as tab
+    from laffi.inference.model_thread import on_model_thread
+
     client, _, _ = app
     ask(client)
+    made_on = []
+    real = tab.bertviz_html
+    monkeypatch.setattr(tab, "bertviz_html", lambda *a: made_on.append(threading.current_thread()) or real(*a))
     plot, passage, diff, notes, head_html, model_html = client.predict(
         variant="sft", compare_with="base", layer=1, head="mean", api_name="/attention")
+    # bertviz's torch ops run on the model thread, not in Gradio's worker (laffi.inference.model_thread)
+    assert made_on and set(made_on) == {on_model_thread(threading.current_thread)}
     assert plot and passage and diff and "red: more attention in `sft`, purple: more in `base`" in notes
     assert 'sandbox="allow-scripts"' in head_html and "/gradio_api/file=" in head_html
     redraw = client.predict(layer=0, head="2", api_name="/attention_redraw")

@@ -28,6 +28,9 @@ from laffi.errors import LaffiError
 __all__ = ["BenchConfig", "run_bench", "table", "result", "timed"]
 
 
+THROUGH_THE_APP = ("ask_latency", "room_8", "server_ready")  # steps whose model work the app's scheduler runs
+
+
 def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     """Every measurement in turn; returns the JSON-able report. settings: the entry point's (laffi.settings: the
     model cache, the app's environment for the Ask timing); defaults where none are passed."""
@@ -37,6 +40,7 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     from laffi.bench.measures import attention, memory, side_by_side, side_by_side_passages, startup
     from laffi.bench.work import evaluation_speed, quality_guard, training_speed
     from laffi.inference.kernels import routed
+    from laffi.inference.model_thread import on_model_thread
     from laffi.inference.models import ModelConfig, load_model, resolve_precision
     from laffi.settings import Settings
 
@@ -46,14 +50,20 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     # The bench measures the precision this machine would choose, whatever a guard written earlier says, and
     # float32 beside it: the quality guard is how a choice is judged, so it can't depend on an earlier verdict
     # (no adapters folder: no verdict is read).
-    device, chosen = resolve_precision(ModelConfig(base=cfg.base, adapters_dir=None, dtype=settings.dtype))
-    device = device.type
-    base = dict(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache),
-                prefix_cache_mb=settings.prefix_cache_mb)  # LAFFI_PREFIX_CACHE_MB=0: the same bench without it
-    lm = load_model(ModelConfig(**base, dtype=chosen.dtype))
-    reference = lm if chosen.dtype == "float32" else load_model(ModelConfig(**base, dtype="float32"))
+    def prepare():
+        device, chosen = resolve_precision(ModelConfig(base=cfg.base, adapters_dir=None, dtype=settings.dtype))
+        base = dict(base=cfg.base, adapters_dir=cfg.adapters_dir, cache_dir=str(settings.cache),
+                    prefix_cache_mb=settings.prefix_cache_mb)  # LAFFI_PREFIX_CACHE_MB=0: the same bench without it
+        lm = load_model(ModelConfig(**base, dtype=chosen.dtype))
+        reference = lm if chosen.dtype == "float32" else load_model(ModelConfig(**base, dtype="float32"))
+        rates = {d: round(matmul_rate(d, shape=(1024, 576, 1536)), 1)
+                 for d in dict.fromkeys(["float32", chosen.dtype])}
+        return device.type, chosen, lm, reference, rates
+
+    # Every model call on the one model thread, as in the app (laffi.inference.model_thread): the Ask and room
+    # steps answer through the app's scheduler, which calls it, so this thread runs no torch op of its own.
+    device, chosen, lm, reference, rates = on_model_thread(prepare)
     onednn = any(map(routed, lm.model.modules()))
-    rates = {d: round(matmul_rate(d, shape=(1024, 576, 1536)), 1) for d in dict.fromkeys(["float32", chosen.dtype])}
     params = sum(p.numel() for name, p in lm.model.named_parameters() if "lora_" not in name)  # the base's own
     report = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
                           "cpu": cpu_model(), "native_bf16": native_bf16_flags(), "dtype": chosen.dtype,
@@ -85,7 +95,7 @@ def run_bench(cfg: BenchConfig, settings=None, log=print) -> dict:
     for name, step in steps:
         log(f"bench: {name} ...")
         started = time.perf_counter()
-        done = step()
+        done = step() if name.startswith(THROUGH_THE_APP) else on_model_thread(step)
         report["results"] += done if isinstance(done, list) else [done]  # some steps give two rows from one run
         log(f"bench: {name} done in {time.perf_counter() - started:.0f} s")
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -79,12 +79,17 @@ def _line_token_sets(tokenizer):
 class _StopAfterFirstLine:
     """Per-row stop once a row has written some text and then a newline (transformers StoppingCriteria API)."""
 
-    def __init__(self, tokenizer, device):
+    def __init__(self, tokenizer, device, vocab_size: int = 0):
         import torch
 
+        # one boolean per vocabulary entry, looked up by token id: torch.isin against the ~49k "visible" ids
+        # sorted that set at every call (1.3 ms a step, three times, in the profile of an Ask). The model's
+        # output layer may have more rows than the tokenizer has tokens (padding): those ids are in no set.
+        size = max(len(tokenizer), vocab_size)
         self.newline, self.visible, self.ends_line = (
-            torch.tensor(ids, device=device, dtype=torch.long) for ids in _line_token_sets(tokenizer)
-        )
+            torch.zeros(size, dtype=torch.bool, device=device).index_fill_(
+                0, torch.tensor(ids, dtype=torch.long, device=device), True)
+            for ids in _line_token_sets(tokenizer))
         self.seen_text = None
 
     def __call__(self, input_ids, scores, **kwargs):
@@ -93,8 +98,8 @@ class _StopAfterFirstLine:
         last = input_ids[:, -1]  # called once per step, after the new token was appended
         if self.seen_text is None:
             self.seen_text = torch.zeros_like(last, dtype=torch.bool)
-        done = (torch.isin(last, self.newline) & self.seen_text) | torch.isin(last, self.ends_line)
-        self.seen_text |= torch.isin(last, self.visible)
+        done = (self.newline[last] & self.seen_text) | self.ends_line[last]
+        self.seen_text |= self.visible[last]
         return done
 
 
@@ -155,7 +160,8 @@ def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], ma
         enc = dict(tok.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
     kwargs = {}
     if stop_at_newline:
-        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device)])
+        vocab = getattr(model.config.get_text_config(), "vocab_size", 0) or 0
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device, vocab)])
     if on_event is not None:
         kwargs["streamer"] = RowStreamer(tok, labels, on_event, total)
     probe = None if first_token is None else FirstTokenProbe(first_token, lm.device)

@@ -6,7 +6,8 @@ Usage:
     direct = yield from scheduler.stream("answer", (pairs, variants, cfg), interval, show, waiting=tell)
     results = yield from scheduler.stream("answer_all", (pairs, variants, cfg, paths, direct), interval, show,
                                           admit=False)   # a later stage of an Ask that was admitted already
-    with scheduler.exclusive():   # no one's rows run until the block ends (attaching adapters, Attention)
+    value = scheduler.run_exclusive(fn, *args)   # fn on the model thread, in a turn of its own (Attention, ...)
+    with scheduler.exclusive():   # no one's rows run until the block ends (code that needs the model held still)
         ...
     scheduler.stats()             # calls run, requests served, the largest call, measured seconds per call
 
@@ -20,6 +21,9 @@ A request joins at the next call, not at the next decoding step (transformers' g
 `max_rows` bounds a call, so that a crowd is served in a few calls rather than one long one. A request that leaves
 while it waits is dropped; one that leaves while its call runs gets no more events, and its later stages are never
 asked for. A lone request runs exactly the call it would run alone: the same rows, the same batch.
+
+Every call, and every exclusive job, runs on the process's one model thread (laffi.inference.model_thread):
+torch's OpenMP workers slow every small op down by several times once more than one thread runs them.
 
 Where batching across requests is not this process's to do, a request passes straight through in a worker thread
 of its own: a vLLM server batches everyone's rows itself (continuous batching), and on ZeroGPU every call is a GPU
@@ -35,7 +39,9 @@ import time
 from dataclasses import dataclass, field, replace
 
 from laffi.errors import LaffiError
+from laffi.inference import model_thread
 from laffi.inference.events import END, GenerationEvent, relay, streamed
+from laffi.inference.model_thread import on_model_thread
 
 KINDS = ("answer", "answer_all")  # ModelCalls.answer (direct answers) and .answer_all (choosing, self-feedback)
 GATHER_SECONDS = 0.05  # after an idle spell, how long the first request waits for those arriving with it
@@ -135,6 +141,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._holder = threading.local()
         self._counts = {"calls": 0, "requests": 0, "largest": 0}
+        self._job_running = False  # an exclusive job is running on the model thread (run_exclusive)
 
     def batches_here(self) -> bool:
         """Whether requests are batched in this process: not where a server generates, nor on ZeroGPU."""
@@ -173,8 +180,9 @@ class Scheduler:
     @contextlib.contextmanager
     def exclusive(self):
         """The model for the caller's block alone, between calls, in turn with everyone's requests (FIFO).
-        Re-entrant in one thread (Evaluate attaches new adapters inside its own turn)."""
-        if getattr(self._holder, "held", False):
+        Re-entrant in one thread (Evaluate attaches new adapters inside its own turn), and on the model thread
+        while an exclusive job runs there (run_exclusive)."""
+        if getattr(self._holder, "held", False) or (model_thread.here() and self._job_running):
             yield
             return
         lease = _Lease()
@@ -189,6 +197,20 @@ class Scheduler:
         finally:
             self._holder.held = False
             lease.returned.set()
+
+    def run_exclusive(self, fn, /, *args, **kwargs):
+        """fn(*args, **kwargs) on the model thread in a turn of its own (between calls, in arrival order with
+        everyone's requests); its value, or its exception raised here. The caller's context variables go with it
+        (a Gradio progress bar called inside fn still moves)."""
+        with self.exclusive():
+            def job():
+                self._job_running = True
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self._job_running = False
+
+            return on_model_thread(job)
 
     def where(self, ticket: _Ticket) -> Waiting | None:
         """Requests ahead of a waiting one and, from the measured call times, when its call should start: what
@@ -313,7 +335,8 @@ class Scheduler:
                 t.events.put(replace(event, index=local, total=round(event.total * share[id(t)])))
 
         try:
-            value = getattr(self.calls, kind)(*merged_args(kind, group, self.max_rows), on_event=route)
+            value = on_model_thread(getattr(self.calls, kind), *merged_args(kind, group, self.max_rows),
+                                    on_event=route)
             for t, part in zip(group, split_value(value, group)):
                 t.value = part
         except BaseException as e:  # every request of a failed call is told why; the scheduler goes on

@@ -85,8 +85,7 @@ def run_ask(ctx, context: str, question: str, interval: float = STREAM_SECONDS):
         yield {"phase": "loading", "variants": {}}
     lm = ctx.lm.wait()  # a gr.Error saying why when the model failed to load
     if ctx.adapters_changed():  # an adapter trained (or replaced) since start-up answers without a restart
-        with ctx.scheduler.exclusive():
-            ctx.sync_adapters()
+        ctx.scheduler.run_exclusive(ctx.sync_adapters)
     variants = ordered(lm.variants)[:MAX_SLOTS]
     limit = lm.max_context_tokens(ctx.settings.max_context_tokens)
     context, notice = fit_context(lm.tokenizer, context, question, limit)  # long passages: cut, and said so

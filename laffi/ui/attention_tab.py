@@ -14,6 +14,7 @@ import html
 import gradio as gr
 
 from laffi.inference.attention import bertviz_html, heatmap_figure, passage_highlights
+from laffi.inference.model_thread import on_model_thread
 from laffi.inference.models import BASE_VARIANT
 from laffi.ui.text import error, name_range_errors, warning
 
@@ -77,7 +78,7 @@ def build_attention_tab(ctx, last: gr.State, js_base: str | None):
             first = "Ask a question in the Ask tab first: this tab shows attention for the last question asked there."
             warning(first)
             return None, None, None, None, first, "", ""
-        with ctx.scheduler.exclusive():  # between the room's Ask batches (laffi.serving.scheduler)
+        def views():  # on the model thread, between the room's Ask batches (laffi.serving.scheduler)
             ctx.sync_adapters()
             if variant not in ctx.lm.variants:
                 raise error(f"The variant {variant!r} is not loaded; choose one of {', '.join(ctx.lm.variants)}.")
@@ -86,9 +87,14 @@ def build_attention_tab(ctx, last: gr.State, js_base: str | None):
             cmp = None
             if compare_with not in (None, NONE, variant) and compare_with in ctx.lm.variants:
                 cmp = ctx.calls.attention(result["context"], result["question"], answer, compare_with)
+            return view, cmp
+
+        view, cmp = ctx.scheduler.run_exclusive(views)
         missing = "bertviz needs its JavaScript: run `make demo` (npm ci) once."
-        page_head = bertviz_html(view, "head", js_base) if js_base else None
-        page_model = bertviz_html(view, "model", js_base) if js_base else None
+        # bertviz makes its pages with torch ops: on the model thread too (a Gradio worker thread that ran one
+        # kept its own OpenMP team, and every Ask after it ran twice as long; laffi.inference.model_thread)
+        page_head = on_model_thread(bertviz_html, view, "head", js_base) if js_base else None
+        page_model = on_model_thread(bertviz_html, view, "model", js_base) if js_base else None
         text = "\n\n".join(view.notes) or "All tokens are shown."
         if cmp:
             text += (f"\n\nThe difference `{variant}` − `{compare_with}` uses `{variant}`'s answer as input for "

@@ -7,8 +7,8 @@ Usage:
                                          # the app: the model loads in the background (laffi.ui.loading); ctx.lm
                                          # waits for it
     ctx.variant_names()                  # base, sft, laffi, then the rest A-Z: loaded ones and new ones on disk
-    with ctx.scheduler.exclusive():      # the model for this block alone (laffi.serving.scheduler) ...
-        ctx.sync_adapters()              # ... where adapters are attached (new) or re-attached (replaced)
+    ctx.scheduler.run_exclusive(ctx.sync_adapters)   # the model alone, on its thread (laffi.serving.scheduler):
+                                         # adapters attached (new) or re-attached (replaced)
     ctx.adapters_changed()               # whether sync_adapters has anything to do (reads the disk only)
     btn.click(save, ..., **STORE_ONLY)   # an event that only touches the feedback store: never waits for the model
     ctx.calls.answer(pairs, variants, cfg)   # model calls (GPU tasks on ZeroGPU); ctx.sync: the Hub feedback push
@@ -103,8 +103,8 @@ class AppContext:
 
     def sync_adapters(self) -> list[str]:
         """Attach adapter folders that appeared, and re-attach any replaced since it was attached (trained again
-        with 'Replace'), so answers come from the weights on disk. Mutates the model: call it only inside
-        `with ctx.scheduler.exclusive():`, where no one else's rows run."""
+        with 'Replace'), so answers come from the weights on disk. Mutates the model: call it only through
+        `ctx.scheduler.run_exclusive`, where no one else's rows run."""
         lm = self.lm.wait()  # the LoadedModel itself (the LazyModel answers some attributes from disk while loading)
         for name, path in list(lm.adapters.items()):
             now = _stamp(path)

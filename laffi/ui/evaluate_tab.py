@@ -116,7 +116,7 @@ def build_evaluate_tab(ctx, admin):
         except LaffiError as e:
             raise error(upload_message(e, path)) from e
         progress(0, desc="waiting for the model")
-        with ctx.scheduler.exclusive():  # the whole evaluation in one turn: the room's Asks wait, and are told so
+        def run_it():  # the whole evaluation in one turn on the model thread: the room's Asks wait, told so
             ctx.sync_adapters()  # a variant trained since the page loaded
             unknown = [v for v in variants if v not in ctx.lm.variants]
             if unknown:
@@ -124,10 +124,11 @@ def build_evaluate_tab(ctx, admin):
             chosen = ordered(variants)
             out = s.runs_dir / "eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
             progress(0, desc="answering")
-            result = evaluate_variants(ctx.lm, examples, chosen, GenerationConfig(), out_dir=out,
-                                       feedback=self_feedback,
-                                       on_event=count_done(lambda done, total: progress(done / total,
-                                                                                        desc="evaluating")))
+            return chosen, out, evaluate_variants(
+                ctx.lm, examples, chosen, GenerationConfig(), out_dir=out, feedback=self_feedback,
+                on_event=count_done(lambda done, total: progress(done / total, desc="evaluating")))
+
+        chosen, out, result = ctx.scheduler.run_exclusive(run_it)
         archive = shutil.make_archive(str(out), "zip", out)
         rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}  # the model variants, not the policy
         return metrics_table(result), bar_chart(result), archive, rows, _detail(rows, "wrong answers")

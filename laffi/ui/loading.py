@@ -89,18 +89,20 @@ class LazyModel:
 
     def _run(self) -> None:
         try:
+            from laffi.inference.model_thread import on_model_thread
+
             start = time.perf_counter()
             if self._load is not None:
-                lm = self._load()
+                lm = on_model_thread(self._load)
             else:
                 from laffi.inference.models import load_model
 
-                lm = load_model(self.config)
+                lm = on_model_thread(load_model, self.config)  # where every later model call runs
             self.timings["load_s"] = round(time.perf_counter() - start, 2)
             if self.on_ready is not None:
-                self.on_ready(lm)
+                on_model_thread(self.on_ready, lm)
             if self._warm:
-                self.timings["warm_up_s"] = round(warm_up(lm), 2)
+                self.timings["warm_up_s"] = round(on_model_thread(warm_up, lm), 2)
             self.config, self._lm = lm.config, lm
         except BaseException as e:  # shown to whoever waits, never lost in a thread
             self._error = e
