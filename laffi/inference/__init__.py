@@ -12,6 +12,7 @@
     precision     the base weights' dtype, measured on this machine (bfloat16 where native and faster)
     prefix, prefix_cache, multilora, kernels   CPU speed: shared-prefix prefill, prefixes kept across calls,
                   stacked LoRA, flat-cost linear layers
+    model_thread  the one thread that runs all of a process's model work (OpenMP teams slow every other)
     backends, vllm               what generates: this process (transformers) or a vLLM server
     tiny          a tiny random Llama for tests (no download)
 """
