@@ -88,8 +88,11 @@ def test_bfloat16_layers_are_routed_and_give_torchs_bfloat16_answers(tiny_dir):
 
     from laffi.inference.models import ModelConfig, load_base
 
-    if kernels._onednn_linear() is None or not kernels._agrees(kernels._onednn_linear(), torch.bfloat16):
-        pytest.skip("no oneDNN bfloat16 linear on this CPU or torch build (bfloat16 keeps torch's path)")
+    from laffi.inference.precision import native_bf16_flags
+
+    if (kernels._onednn_linear() is None or not native_bf16_flags()
+            or not kernels._agrees(kernels._onednn_linear(), torch.bfloat16)):
+        pytest.skip("no native bfloat16 or no oneDNN bfloat16 linear here (bfloat16 keeps torch's path)")
     plain, tok = load_base(ModelConfig(base=str(tiny_dir), dtype="bfloat16", cpu_kernels=False, device="cpu"))
     fast, _ = load_base(ModelConfig(base=str(tiny_dir), dtype="bfloat16", device="cpu"))
     layer = next(m for m in fast.modules() if type(m) is torch.nn.Linear)

@@ -11,6 +11,8 @@ from laffi.inference.model_thread import here, on_model_thread
 
 from .test_scheduler import PASSAGE, StubCalls, StubModel, drain
 
+pytestmark = pytest.mark.timeout(120)  # a deadlock fails here instead of holding the shared thread for ever
+
 
 def test_calls_from_any_thread_run_on_one_thread_with_their_values_errors_and_context():
     seen, out = [], []
@@ -52,6 +54,20 @@ def test_the_schedulers_calls_and_exclusive_jobs_run_on_the_model_thread():
             return threading.current_thread(), x * 2
 
     assert scheduler.run_exclusive(job, 21) == (model, 42)
+
+    def outer():
+        inner = scheduler.run_exclusive(lambda: "inner")  # a job inside a job: inline, in the same turn
+        with scheduler.exclusive():  # and the outer job's turn still stands after it
+            return inner
+
+    assert scheduler.run_exclusive(outer) == "inner"
+
+    def turn_outside_a_job():
+        with scheduler.exclusive():
+            pass
+
+    with pytest.raises(RuntimeError, match="run_exclusive"):  # would wait for the thread it runs on
+        on_model_thread(turn_outside_a_job)
     with pytest.raises(KeyError):
         scheduler.run_exclusive(lambda: {}["missing"])
     _, again = drain(scheduler.stream("answer", ([(PASSAGE, "Who?")], ["base"], GenerationConfig())))
@@ -72,6 +88,17 @@ def test_the_app_loads_and_warms_its_model_on_the_model_thread():
         return Loaded()
 
     lazy = LazyModel(Settings(), load=load, warm=False)
+    waited = LazyModel(Settings(), load=lambda: Loaded(), warm=False)
+
+    def wait_on_the_model_thread():  # as a job queued before the load would: a sentence, never a hang
+        waited.start()
+        try:
+            waited.wait()
+        except Exception as e:  # gr.Error
+            return str(e)
+
+    assert "still loading" in on_model_thread(wait_on_the_model_thread)
+    assert isinstance(waited.wait(timeout=10), Loaded)
     lazy.on_ready = lambda lm: where.setdefault("ready", threading.current_thread())
     lazy.start().wait(timeout=10)
     model = on_model_thread(threading.current_thread)

@@ -300,5 +300,10 @@ def test_the_curve_reads_laffi_against_sft_at_each_size_over_the_seeds_that_land
     assert rows["f1"]["diff"] == pytest.approx(25.0 * (0.5 + 1 - 1 - 0.5))  # laffi 1, 1, 0, 0 against the means
     assert rows["HasAns_f1"]["diff"] == pytest.approx(75.0) and rows["abstain"]["diff"] == pytest.approx(-75.0)
     assert curve_difference_rows({"differences": list(rows.values())})[0][:4] == ["2", "1 / 2", "f1", "+0.0"]
+    # a whole trial of two seeds at size 4 (its run is their mean) against SFT alone: it counts as two seeds
+    both = trial("laffi", 4, [0.5, 0.5, 1, 1], [0.5, 0.5, 1, 1])
+    both["seeds"] = {"laffi-x": ["laffi-x", "laffi-x-seed1"]}
+    at4 = {d["metric"]: d for d in curve_differences([*results, ("n4-laffi", both)]) if d["questions"] == 4}
+    assert at4["f1"]["seeds"] == {"sft": 1, "laffi": 2} and at4["f1"]["diff"] == pytest.approx(-25.0)
     results[2][1]["questions"] = None  # a trial from before per-question scores were kept
     assert curve_differences(results) == []

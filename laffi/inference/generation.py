@@ -160,7 +160,8 @@ def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], ma
         enc = dict(tok.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
     kwargs = {}
     if stop_at_newline:
-        vocab = getattr(model.config.get_text_config(), "vocab_size", 0) or 0
+        head = model.get_output_embeddings()  # the ids generation can produce: its output layer's rows
+        vocab = head.weight.shape[0] if head is not None and getattr(head, "weight", None) is not None else 0
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopAfterFirstLine(tok, lm.device, vocab)])
     if on_event is not None:
         kwargs["streamer"] = RowStreamer(tok, labels, on_event, total)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import os
 import queue
 import threading
 
@@ -36,6 +37,16 @@ def _serve() -> None:
             future.set_result(context.run(fn, *args, **kwargs))
         except BaseException as e:  # the caller raises it; this thread goes on serving
             future.set_exception(e)
+
+
+def _forget_in_child() -> None:
+    """A forked child (ZeroGPU's workers) has no model thread: it starts its own at its first call."""
+    global _thread, _jobs, _starting
+    _thread, _jobs, _starting = None, queue.Queue(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def here() -> bool:

@@ -216,26 +216,29 @@ def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
     from laffi.evaluation.report import compare, question_scores
     from laffi.evaluation.stats import seed_mean
 
-    runs: dict[tuple, list[tuple[dict, str]]] = {}  # (training questions, method) -> [(questions, run)]
+    # (training questions, method) -> [(questions, run, seeds)]: a trial's run is already its seeds' mean
+    runs: dict[tuple, list[tuple[dict, str, int]]] = {}
     for _, result in results:
         config, questions = result.get("config") or {}, result.get("questions")
-        for run in result.get("seeds") or {}:
+        for run, names in (result.get("seeds") or {}).items():
             if questions and run in questions["runs"]:
                 method = "sft" if run == config.get("sft_name") else "laffi"
-                runs.setdefault((result.get("train_questions"), method), []).append((questions, run))
+                runs.setdefault((result.get("train_questions"), method), []).append((questions, run, len(names)))
     out = []
     for size in sorted({q for q, _ in runs if q is not None}):
         sft, laffi = runs.get((size, "sft")), runs.get((size, "laffi"))
         if not sft or not laffi:
             continue
-        shared = sorted(set.intersection(*(set(q["qids"]) for q, _ in sft + laffi)))
+        shared = sorted(set.intersection(*(set(q["qids"]) for q, _, _ in sft + laffi)))
         if not shared:
             continue
         scores = {}
         for method, found in (("sft", sft), ("laffi", laffi)):
-            per = [question_scores(q, run, shared) for q, run in found]
-            scores[method] = {k: seed_mean([p[k] for p in per]) for k in CURVE_COMPARED}
-        out += [{"questions": size, "seeds": {"sft": len(sft), "laffi": len(laffi)}, "n": len(shared), **row}
+            # every seed counts once: a trial's mean over k seeds stands for k of them
+            per = [question_scores(q, run, shared) for q, run, k in found for _ in range(k)]
+            scores[method] = {key: seed_mean([p[key] for p in per]) for key in CURVE_COMPARED}
+        seeds = {"sft": sum(k for *_, k in sft), "laffi": sum(k for *_, k in laffi)}
+        out += [{"questions": size, "seeds": seeds, "n": len(shared), **row}
                 for row in compare(scores, "laffi", "sft", keys=CURVE_COMPARED)]
     return out
 

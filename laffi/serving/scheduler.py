@@ -141,7 +141,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._holder = threading.local()
         self._counts = {"calls": 0, "requests": 0, "largest": 0}
-        self._job_running = False  # an exclusive job is running on the model thread (run_exclusive)
+        self._jobs_running = 0  # exclusive jobs running on the model thread (run_exclusive), nested ones counted
 
     def batches_here(self) -> bool:
         """Whether requests are batched in this process: not where a server generates, nor on ZeroGPU."""
@@ -182,9 +182,12 @@ class Scheduler:
         """The model for the caller's block alone, between calls, in turn with everyone's requests (FIFO).
         Re-entrant in one thread (Evaluate attaches new adapters inside its own turn), and on the model thread
         while an exclusive job runs there (run_exclusive)."""
-        if getattr(self._holder, "held", False) or (model_thread.here() and self._job_running):
+        if getattr(self._holder, "held", False) or (model_thread.here() and self._jobs_running):
             yield
             return
+        if model_thread.here():  # the turn is granted by the scheduler's thread, which may be waiting for this one
+            raise RuntimeError("Scheduler.exclusive() can't be taken on the model thread outside a job of this "
+                               "scheduler: use run_exclusive(fn) from another thread.")
         lease = _Lease()
         with self._changed:
             self._queue.append(lease)
@@ -204,11 +207,11 @@ class Scheduler:
         (a Gradio progress bar called inside fn still moves)."""
         with self.exclusive():
             def job():
-                self._job_running = True
+                self._jobs_running += 1  # a count: a job inside a job leaves the outer one's turn standing
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    self._job_running = False
+                    self._jobs_running -= 1
 
             return on_model_thread(job)
 

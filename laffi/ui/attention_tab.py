@@ -89,6 +89,7 @@ def build_attention_tab(ctx, last: gr.State, js_base: str | None):
                 cmp = ctx.calls.attention(result["context"], result["question"], answer, compare_with)
             return view, cmp
 
+        ctx.lm.wait()  # loaded before the turn: the load itself runs on the model thread
         view, cmp = ctx.scheduler.run_exclusive(views)
         missing = "bertviz needs its JavaScript: run `make demo` (npm ci) once."
         # bertviz makes its pages with torch ops: on the model thread too (a Gradio worker thread that ran one

@@ -128,6 +128,7 @@ def build_evaluate_tab(ctx, admin):
                 ctx.lm, examples, chosen, GenerationConfig(), out_dir=out, feedback=self_feedback,
                 on_event=count_done(lambda done, total: progress(done / total, desc="evaluating")))
 
+        ctx.lm.wait()  # loaded before the turn: the load itself runs on the model thread
         chosen, out, result = ctx.scheduler.run_exclusive(run_it)
         archive = shutil.make_archive(str(out), "zip", out)
         rows = {v: _read_rows(out / v / "examples.jsonl") for v in chosen}  # the model variants, not the policy

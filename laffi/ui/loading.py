@@ -91,23 +91,29 @@ class LazyModel:
         try:
             from laffi.inference.model_thread import on_model_thread
 
-            start = time.perf_counter()
-            if self._load is not None:
-                lm = on_model_thread(self._load)
-            else:
-                from laffi.inference.models import load_model
-
-                lm = on_model_thread(load_model, self.config)  # where every later model call runs
-            self.timings["load_s"] = round(time.perf_counter() - start, 2)
-            if self.on_ready is not None:
-                on_model_thread(self.on_ready, lm)
-            if self._warm:
-                self.timings["warm_up_s"] = round(on_model_thread(warm_up, lm), 2)
+            # one job on the model thread (where every later model call runs): nothing queued meanwhile runs
+            # between loading, on_ready and the warm-up
+            lm = on_model_thread(self._load_and_warm)
             self.config, self._lm = lm.config, lm
         except BaseException as e:  # shown to whoever waits, never lost in a thread
             self._error = e
         finally:
             self._ready.set()
+
+    def _load_and_warm(self):
+        start = time.perf_counter()
+        if self._load is not None:
+            lm = self._load()
+        else:
+            from laffi.inference.models import load_model
+
+            lm = load_model(self.config)
+        self.timings["load_s"] = round(time.perf_counter() - start, 2)
+        if self.on_ready is not None:
+            self.on_ready(lm)
+        if self._warm:
+            self.timings["warm_up_s"] = round(warm_up(lm), 2)
+        return lm
 
     @property
     def ready(self) -> bool:
@@ -122,7 +128,11 @@ class LazyModel:
         starts the load if nothing started it yet: a wait for a load that nobody starts would never end."""
         from laffi.ui.text import error
 
+        from laffi.inference import model_thread
+
         self.start()
+        if not self._ready.is_set() and model_thread.here():  # the load is queued on this very thread
+            raise error("The model is still loading; try again in a moment.")
         if not self._ready.wait(timeout):
             raise error("The model is still loading; try again in a moment.")
         if self._error is not None:
