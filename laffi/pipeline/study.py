@@ -192,7 +192,7 @@ def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
     for trial, result in results:
         config = result.get("config") or {}
         for run, names in (result.get("seeds") or {}).items():
-            method = "sft" if run == config.get("sft_name") else "laffi"
+            method = run_method(run, config)
             for seed, name in zip(config.get("seeds") or range(len(names)), names):
                 m = result["variants"].get(name) or {}
                 points.append({"trial": trial, "method": method, "questions": result.get("train_questions"),
@@ -209,6 +209,11 @@ def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
 CURVE_COMPARED = ("f1", "HasAns_f1", "abstain")
 
 
+def run_method(run: str, config: dict) -> str:
+    """Which method a trial's pooled run is: its SFT adapter's name, or else LaFFi."""
+    return "sft" if run == config.get("sft_name") else "laffi"
+
+
 def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
     """LaFFi - SFT at each point of the curve, paired on the same evaluation questions: each method's scores
     averaged per question over the seeds that landed (from each trial's kept per-question scores), then the
@@ -222,7 +227,7 @@ def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
         config, questions = result.get("config") or {}, result.get("questions")
         for run, names in (result.get("seeds") or {}).items():
             if questions and run in questions["runs"]:
-                method = "sft" if run == config.get("sft_name") else "laffi"
+                method = run_method(run, config)
                 runs.setdefault((result.get("train_questions"), method), []).append((questions, run, len(names)))
     out = []
     for size in sorted({q for q, _ in runs if q is not None}):
@@ -234,8 +239,8 @@ def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
             continue
         scores = {}
         for method, found in (("sft", sft), ("laffi", laffi)):
-            # every seed counts once: a trial's mean over k seeds stands for k of them
-            per = [question_scores(q, run, shared) for q, run, k in found for _ in range(k)]
+            # every seed counts once: a trial's mean over k seeds stands for k of them (read once, counted k times)
+            per = [scores_of for q, run, k in found for scores_of in [question_scores(q, run, shared)] * k]
             scores[method] = {key: seed_mean([p[key] for p in per]) for key in CURVE_COMPARED}
         seeds = {"sft": sum(k for *_, k in sft), "laffi": sum(k for *_, k in laffi)}
         out += [{"questions": size, "seeds": seeds, "n": len(shared), **row}

@@ -39,8 +39,8 @@ import time
 from dataclasses import dataclass, field, replace
 
 from laffi.errors import LaffiError
-from laffi.inference import model_thread
 from laffi.inference.events import END, GenerationEvent, relay, streamed
+from laffi.inference.model_thread import here as on_the_model_thread
 from laffi.inference.model_thread import on_model_thread
 
 KINDS = ("answer", "answer_all")  # ModelCalls.answer (direct answers) and .answer_all (choosing, self-feedback)
@@ -182,10 +182,10 @@ class Scheduler:
         """The model for the caller's block alone, between calls, in turn with everyone's requests (FIFO).
         Re-entrant in one thread (Evaluate attaches new adapters inside its own turn), and on the model thread
         while an exclusive job runs there (run_exclusive)."""
-        if getattr(self._holder, "held", False) or (model_thread.here() and self._jobs_running):
+        if getattr(self._holder, "held", False) or (on_the_model_thread() and self._jobs_running):
             yield
             return
-        if model_thread.here():  # the turn is granted by the scheduler's thread, which may be waiting for this one
+        if on_the_model_thread():  # the turn is granted by the scheduler's thread, which may be waiting for this one
             raise RuntimeError("Scheduler.exclusive() can't be taken on the model thread outside a job of this "
                                "scheduler: use run_exclusive(fn) from another thread.")
         lease = _Lease()
