@@ -26,12 +26,16 @@ def test_mixed_batch_equals_each_variant_alone(tiny_lm):
 
 
 def test_mixed_batch_is_one_forward_batch(tiny_lm, monkeypatch):
+    import laffi.inference.decoding as decoding
+
     calls = []
-    real = tiny_lm.model.generate
-    monkeypatch.setattr(tiny_lm.model, "generate", lambda **kw: calls.append(kw) or real(**kw))
+    real = decoding.greedy
+    monkeypatch.setattr(decoding, "greedy", lambda model, enc, *a, **kw: calls.append((enc, kw)) or
+                        real(model, enc, *a, **kw))
     generate_grid(tiny_lm, _prompts(tiny_lm), tiny_lm.variants, GenerationConfig(max_new_tokens=4, batch_size=64))
-    assert len(calls) == 1 and calls[0]["input_ids"].shape[0] == 3 * len(PAIRS)
-    assert "adapter_names" not in calls[0]  # the stacked path (laffi.inference.multilora) applied the adapters
+    assert len(calls) == 1 and calls[0][0]["input_ids"].shape[0] == 3 * len(PAIRS)
+    assert "adapter_names" not in calls[0][0]  # the stacked path (laffi.inference.multilora) applied the adapters
+    assert sorted(set(calls[0][1]["variants"])) == sorted(tiny_lm.variants)  # one batch, every variant in it
 
 
 def test_base_equals_model_with_adapters_disabled(tiny_lm, tiny_dir):

@@ -74,9 +74,12 @@ def test_generation_with_shared_prefixes_equals_without(tiny_lm, batch_size):
 
 
 def test_generation_uses_the_shared_prefill(tiny_lm, monkeypatch):
+    import laffi.inference.decoding as decoding
+
     calls = []
-    real = tiny_lm.model.generate
-    monkeypatch.setattr(tiny_lm.model, "generate", lambda **kw: calls.append(kw) or real(**kw))
+    real = decoding.greedy
+    monkeypatch.setattr(decoding, "greedy", lambda model, enc, *a, **kw: calls.append(enc) or
+                        real(model, enc, *a, **kw))
     generate_rows(tiny_lm, _prompts(tiny_lm), ["sft"] * 6, 3)
     assert calls[0]["past_key_values"].get_seq_length() > 20
 

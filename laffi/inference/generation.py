@@ -137,6 +137,9 @@ def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], ma
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
+    from laffi.inference.decoding import greedy, supports
+    from laffi.inference.kv_cache import empty_cache, reserve
+
     if len(prompts) != len(variants):
         raise ValueError("generate_rows needs one variant per prompt")
     labels = labels if labels is not None else as_rows(list(zip(prompts, variants)))
@@ -158,6 +161,9 @@ def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], ma
     enc = shared_prefix_inputs(lm, ids, variants) if share_prefixes else None
     if enc is None:  # nothing shared: one ordinary left-padded batch
         enc = dict(tok.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
+    cache = enc.get("past_key_values")  # room for every token to come: no copy of the cache per step (kv_cache)
+    enc["past_key_values"] = empty_cache(max_new_tokens) if cache is None else reserve(
+        cache, enc["input_ids"].shape[1] - cache.get_seq_length() + max_new_tokens)
     kwargs = {}
     if stop_at_newline:
         head = model.get_output_embeddings()  # the ids generation can produce: its output layer's rows
@@ -170,11 +176,17 @@ def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], ma
         kwargs["logits_processor"] = LogitsProcessorList([probe])
     eos = model.generation_config.eos_token_id
     eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []), tok.eos_token_id})
-    with torch.inference_mode(), lm.rows(variants):
-        out = model.generate(
-            **enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False,
-            temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=eos, **kwargs,
-        )
+    if supports(model):  # finished rows leave the batch (laffi.inference.decoding): generate()'s tokens
+        with torch.inference_mode():
+            out = greedy(model, enc, tok.pad_token_id, eos, max_new_tokens, min_new_tokens, rows=lm.rows,
+                         variants=variants, stopping=kwargs.get("stopping_criteria", ()),
+                         processors=kwargs.get("logits_processor", ()), streamer=kwargs.get("streamer"))
+    else:
+        with torch.inference_mode(), lm.rows(variants):
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False,
+                temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=eos,
+                **kwargs)
     if probe is not None and first_probs is not None:
         first_probs[:] = probe.values
     texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
