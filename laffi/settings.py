@@ -74,7 +74,7 @@ class Settings:
     max_eval_questions: int = _env("LAFFI_MAX_EVAL_QUESTIONS", int, 500, "most questions per evaluation in the app")
     queue_size: int = _env("LAFFI_QUEUE_SIZE", int, 64, "questions answered or waiting at once; more are told the "
                                                         "room is busy")
-    batch_rows: int = _env("LAFFI_BATCH_ROWS", int, 32, "rows (participant x variant) the scheduler answers in one "
+    batch_rows: int = _env("LAFFI_BATCH_ROWS", int, 64, "rows (participant x variant) the scheduler answers in one "
                                                         "call (laffi.serving.scheduler)")
     on_space: bool = _env("SPACE_ID", bool, False, "set by Hugging Face Spaces (any value means: on a Space)")
     enable_training: bool | None = _env("LAFFI_ENABLE_TRAINING", bool, None, "the Train tab (default: off on a "

@@ -2,7 +2,7 @@
 model work (Attention, Evaluate, attaching adapters) takes the model between calls.
 
 Usage:
-    scheduler = Scheduler(calls, lm, max_waiting=64, max_rows=32)     # calls: laffi.serving.model_calls.ModelCalls
+    scheduler = Scheduler(calls, lm, max_waiting=64, max_rows=64)     # calls: laffi.serving.model_calls.ModelCalls
     direct = yield from scheduler.stream("answer", (pairs, variants, cfg), interval, show, waiting=tell)
     results = yield from scheduler.stream("answer_all", (pairs, variants, cfg, paths, direct), interval, show,
                                           admit=False)   # a later stage of an Ask that was admitted already
@@ -17,8 +17,9 @@ every request waits on one queue; the scheduler's thread takes the oldest and ev
 same kind and settings, and answers all their (passage, question) pairs in ONE call: its mixed-adapter batch spans
 participants, and questions on one passage read it once per adapter (laffi.inference.prefix). Events come back
 with the call's pair index, which leads each to its own participant's queue: nobody sees another's rows.
-A request joins at the next call, not at the next decoding step (transformers' generate runs a batch to its end);
-`max_rows` bounds a call, so that a crowd is served in a few calls rather than one long one. A request that leaves
+A request joins at the next call, not at the next decoding step (a call's batch decodes to its end, its finished
+rows leaving it: laffi.inference.decoding); `max_rows` bounds a call (64: measured, twenty participants in one call
+of 60 rows were answered in 18.8 s, in calls of 32 rows in 24.0 s, once finished rows left). A request that leaves
 while it waits is dropped; one that leaves while its call runs gets no more events, and its later stages are never
 asked for. A lone request runs exactly the call it would run alone: the same rows, the same batch.
 
@@ -130,7 +131,7 @@ def split_value(value: dict, tickets: list[_Ticket]) -> list[dict]:
 
 
 class Scheduler:
-    def __init__(self, calls, lm, max_waiting: int = 64, max_rows: int = 32, gather_seconds: float = GATHER_SECONDS):
+    def __init__(self, calls, lm, max_waiting: int = 64, max_rows: int = 64, gather_seconds: float = GATHER_SECONDS):
         self.calls, self.lm = calls, lm
         self.max_waiting, self.max_rows, self.gather_seconds = max_waiting, max_rows, gather_seconds
         self._changed = threading.Condition()
