@@ -1,0 +1,71 @@
+"""TRL's fused loss head with labelled positions only on a CPU (laffi.training.loss_head): the same loss and
+gradients as every position, from fewer rows through the output layer."""
+
+
+def _loss_and_grads(tiny_dir, monkeypatch, compact: bool, real):
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from laffi.training.loss_head import label_positions_only
+
+    if compact:
+        assert label_positions_only() and label_positions_only()  # idempotent
+    rows = []
+
+    class Spy(real):
+        @staticmethod
+        def forward(ctx, hidden, *args):
+            rows.append(hidden.shape[0])
+            return real.forward(ctx, hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).float()
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(3, 300, (2, 40))
+    labels = ids.clone()
+    labels[:, :30] = -100  # the prompt: no loss, as SFT's completion-only loss
+    out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.loss.detach(), grads, rows
+
+
+def test_labelled_positions_only_give_the_same_loss_and_gradients(tiny_dir, monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    original, head = trl_utils._use_triton, trl_utils._ChunkedLogProbFunction
+    try:
+        plain = _loss_and_grads(tiny_dir, monkeypatch, False, head)
+        compact = _loss_and_grads(tiny_dir, monkeypatch, True, head)
+    finally:
+        trl_utils._use_triton = original
+    assert plain[2] == [2 * 39] and compact[2] == [2 * 10]  # every position, then the labelled ones only
+    assert torch.allclose(plain[0], compact[0], rtol=1e-5, atol=1e-6)
+    assert plain[1].keys() == compact[1].keys() and len(plain[1]) > 3
+    for name, grad in plain[1].items():
+        assert torch.allclose(grad, compact[1][name], rtol=1e-4, atol=1e-6), name
+
+
+def test_other_devices_keep_trls_choice(monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    from laffi.training.loss_head import label_positions_only
+
+    seen = []
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: seen.append(device.type) or False)
+    assert label_positions_only()
+    assert trl_utils._use_triton(torch.device("cpu")) is True and seen == []
+    assert trl_utils._use_triton(torch.device("meta")) is False and seen == ["meta"]
+
+
+def test_without_trls_switch_nothing_changes(monkeypatch):
+    import trl.trainer.utils as trl_utils
+
+    from laffi.training.loss_head import label_positions_only
+
+    monkeypatch.delattr(trl_utils, "_use_triton")
+    assert label_positions_only() is False
