@@ -4,7 +4,7 @@
     preflight     settings a run can't use, refused before any real work
     packing       a passage computed once for every question a step asks about it
     task_loss     laffi+sft with each task's loss averaged on its own and weighted (task_weight)
-    loss_head     TRL's chunked loss head on labelled positions only, on a CPU too
+    cpu_steps     a CPU step without needless work: the loss head on labelled positions, no LoRA input casts
     distributed   `accelerate launch` on N processes, the batch plan, the one Stop callback
     logs          the per-step loss log and the adapter's model card
 """

@@ -1,5 +1,6 @@
-"""TRL's fused loss head with labelled positions only on a CPU (laffi.training.loss_head): the same loss and
-gradients as every position, from fewer rows through the output layer."""
+"""A CPU training step without needless work (laffi.training.cpu_steps): TRL's fused loss head with labelled
+positions only gives the same loss and gradients as every position; LoRA inputs left uncast under bfloat16
+autocast give the same loss and gradients too."""
 
 
 def _loss_and_grads(tiny_dir, monkeypatch, compact: bool, real):
@@ -7,7 +8,7 @@ def _loss_and_grads(tiny_dir, monkeypatch, compact: bool, real):
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
 
-    from laffi.training.loss_head import label_positions_only
+    from laffi.training.cpu_steps import label_positions_only
 
     if compact:
         assert label_positions_only() and label_positions_only()  # idempotent
@@ -53,7 +54,7 @@ def test_other_devices_keep_trls_choice(monkeypatch):
     import torch
     import trl.trainer.utils as trl_utils
 
-    from laffi.training.loss_head import label_positions_only
+    from laffi.training.cpu_steps import label_positions_only
 
     seen = []
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: seen.append(device.type) or False)
@@ -65,7 +66,38 @@ def test_other_devices_keep_trls_choice(monkeypatch):
 def test_without_trls_switch_nothing_changes(monkeypatch):
     import trl.trainer.utils as trl_utils
 
-    from laffi.training.loss_head import label_positions_only
+    from laffi.training.cpu_steps import label_positions_only
 
     monkeypatch.delattr(trl_utils, "_use_triton")
     assert label_positions_only() is False
+
+
+def test_lora_inputs_uncast_under_autocast_give_the_same_loss_and_gradients(tiny_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from laffi.training.cpu_steps import faster_steps
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    ids = torch.randint(3, 300, (2, 24))
+    layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert layers and all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)
+
+    def step(faster: bool):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16), faster_steps(model, autocast=faster):
+            if faster:
+                assert not any(m.cast_input_dtype_enabled for m in layers)  # PEFT's cast is off in the block
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, faster = step(False), step(True)
+    assert all(m.cast_input_dtype_enabled for m in layers)  # and back on after it
+    assert torch.equal(plain[0], faster[0])
+    assert plain[1].keys() == faster[1].keys() and len(plain[1]) > 4
+    for name, grad in plain[1].items():
+        assert torch.equal(grad, faster[1][name]), name
