@@ -192,6 +192,10 @@ def test_a_study_of_training_sizes_and_seeds_becomes_the_results_tabs_learning_c
     assert kept_n2["precision"]["dtype"] == "float32"  # the tiny model on CPU, and every point says so
     assert {p["precision"] for p in curve["points"]} == {"float32"}
     assert len(kept_n2["questions"]["qids"]) == 2 and set(kept_n2["questions"]["runs"]) >= set(kept_n2["seeds"])
+    said, first = [], (results / "2026-12-04-curve" / "n2.json").stat().st_mtime_ns
+    run_study(load_study(study_file), log=said.append)  # again on this machine: nothing is evaluated again
+    assert sum("its result is kept in" in m for m in said) == 2 and not any("evaluate" in m for m in said)
+    assert (results / "2026-12-04-curve" / "n2.json").stat().st_mtime_ns == first
     shutil.rmtree(tmp_path / "run")
     shutil.rmtree(tmp_path / "adapters")
     said = []

@@ -106,8 +106,7 @@ def run_study(study: Study, only: list[str] | None = None, log=print, settings=N
         if only and trial["name"] not in only:
             continue
         stages = trial_stages(study, trial, log, settings)
-        ran_here = (stages.out / trial["name"] / "results.json").is_file()
-        if not ran_here and kept_result(study, trial, stages) is not None:
+        if kept_result(study, trial, stages) is not None:  # on this machine too: its evaluation would be redone
             log(f"study: trial {trial['name']}: its result is kept in {study.curve['out']} (delete it to rerun)")
             continue
         log(f"study: trial {trial['name']}: {trial.get('why', '')}")
