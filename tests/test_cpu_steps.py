@@ -101,3 +101,18 @@ def test_lora_inputs_uncast_under_autocast_give_the_same_loss_and_gradients(tiny
     assert plain[1].keys() == faster[1].keys() and len(plain[1]) > 4
     for name, grad in plain[1].items():
         assert torch.equal(grad, faster[1][name]), name
+
+
+def test_lora_dropout_keeps_peft_casts(tiny_dir):
+    """Dropout on a bfloat16 input rounds differently from PEFT's float32 dropout: the casts stay."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from laffi.training.cpu_steps import faster_steps
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.05, target_modules="all-linear"))
+    layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    with faster_steps(model, autocast=True):
+        assert layers and all(m.cast_input_dtype_enabled for m in layers)

@@ -23,7 +23,9 @@ import contextlib
 _UNSUPPORTED = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
                 "bad_words_ids": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
                 "suppress_tokens": None, "begin_suppress_tokens": None, "sequence_bias": None,
-                "exponential_decay_length_penalty": None, "renormalize_logits": False}
+                "exponential_decay_length_penalty": None, "renormalize_logits": False, "min_length": 0,
+                "min_new_tokens": None, "num_beams": 1, "guidance_scale": None, "remove_invalid_values": False,
+                "stop_strings": None, "max_time": None}
 
 
 def supports(model) -> bool:
@@ -36,8 +38,8 @@ def supports(model) -> bool:
 
 
 def positions_of(mask):
-    """Each token's position as generate() numbers them: real tokens counted from 0, pads given 1."""
-    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    """Each token's position as generate() numbers them: real tokens counted from 0, pads given 0."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
 def greedy(model, enc: dict, pad_id: int, eos_ids: list[int], max_new_tokens: int, min_new_tokens: int = 0,
@@ -46,8 +48,9 @@ def greedy(model, enc: dict, pad_id: int, eos_ids: list[int], max_new_tokens: in
     every row) for at most max_new_tokens; the prompt plus every row's new tokens, pad after a row has stopped.
     rows(variants) -> a context manager giving batch row i the variant variants[i] (laffi.inference.models
     rows); it is entered again for the rows left after finished ones leave. stopping: callables(input_ids,
-    scores) -> per-row bool (transformers StoppingCriteria); processors: callables(input_ids, scores) -> scores,
-    given the rows still generating; streamer: put(tokens) after every step, prompt first, then end()."""
+    scores) -> per-row bool (transformers StoppingCriteria; scores is None, as generate passes it unless asked
+    for them); processors: callables(input_ids, scores) -> scores, given the rows still generating; streamer:
+    put(tokens) after every step, prompt first, then end()."""
     import torch
 
     ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -71,8 +74,8 @@ def greedy(model, enc: dict, pad_id: int, eos_ids: list[int], max_new_tokens: in
                           past_key_values=cache, use_cache=True)
             try:
                 result = model(**inputs, **last_only)
-            except TypeError:
-                if not last_only or step:
+            except TypeError as refused:  # refused at the call, before any layer wrote to the cache
+                if not last_only or step or "logits_to_keep" not in str(refused):
                     raise
                 last_only = {}  # a forward without logits_to_keep (older remote code): every position's logits
                 result = model(**inputs)

@@ -11,7 +11,9 @@ the Ask's CPU time, second only to the linear layers, and the share grows with t
 rows of a 400-token passage copy ~330 MB per step). StaticCache needs fixed shapes and a maximum length up front
 (and gives up DynamicCache's row selection, which the shared-prefix prefill uses); this layer keeps DynamicLayer's
 behaviour and only pre-allocates: its keys and values are views of larger buffers, each step written in place.
-A buffer that fills up (more tokens than reserved) grows by doubling, so no length is ever refused.
+A buffer that fills up (more tokens than reserved) grows by doubling, so no length is ever refused. Unlike
+DynamicLayer, an update after a crop writes over the cropped positions of the buffer, which keys handed out
+before the crop still view: nothing here keeps them (the prefix cache stores copies), but assisted decoding would.
 """
 
 from __future__ import annotations
