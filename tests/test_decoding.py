@@ -126,3 +126,10 @@ def test_reserve_turns_a_prefilled_cache_into_reserved_layers():
     layer = cache.layers[0]
     assert isinstance(layer, kv_cache.ReservedLayer) and layer.key_buffer.shape[-2] == 16
     assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
+
+
+def test_an_empty_cache_for_a_model_reserves_every_full_attention_layer(tiny_lm):
+    cache = kv_cache.empty_cache(7, tiny_lm.model.config)
+    layers = tiny_lm.model.config.num_hidden_layers
+    assert len(cache.layers) == layers and all(isinstance(x, kv_cache.ReservedLayer) for x in cache.layers)
+    assert all(x.spare == 7 for x in cache.layers)

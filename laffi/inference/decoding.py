@@ -37,11 +37,6 @@ def supports(model) -> bool:
     return config is None or all(getattr(config, k, v) in (v, None) for k, v in _UNSUPPORTED.items())
 
 
-def positions_of(mask):
-    """Each token's position as generate() numbers them: real tokens counted from 0, pads given 0."""
-    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-
-
 def greedy(model, enc: dict, pad_id: int, eos_ids: list[int], max_new_tokens: int, min_new_tokens: int = 0,
            rows=None, variants: list[str] | None = None, stopping=(), processors=(), streamer=None):
     """Greedy continuation of enc (input_ids, attention_mask and, optionally, past_key_values holding a prefix of
@@ -52,6 +47,8 @@ def greedy(model, enc: dict, pad_id: int, eos_ids: list[int], max_new_tokens: in
     for them); processors: callables(input_ids, scores) -> scores, given the rows still generating; streamer:
     put(tokens) after every step, prompt first, then end()."""
     import torch
+
+    from laffi.inference.prefix import mask_positions
 
     ids, mask = enc["input_ids"], enc["attention_mask"]
     cache = enc.get("past_key_values")
@@ -64,7 +61,7 @@ def greedy(model, enc: dict, pad_id: int, eos_ids: list[int], max_new_tokens: in
     if streamer is not None:
         streamer.put(ids)
     past = cache.get_seq_length() if cache is not None else 0
-    step_ids, step_mask, step_pos = ids[:, past:], mask, positions_of(mask)[:, past:]
+    step_ids, step_mask, step_pos = ids[:, past:], mask, mask_positions(mask)[:, past:]
     out, last_only = ids, {"logits_to_keep": 1}  # only the last position's logits: the prefill's are not needed
     with contextlib.ExitStack() as turn:
         if rows is not None:

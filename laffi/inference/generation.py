@@ -162,7 +162,7 @@ def generate_rows(lm: LanguageModel, prompts: list[str], variants: list[str], ma
     if enc is None:  # nothing shared: one ordinary left-padded batch
         enc = dict(tok.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
     cache = enc.get("past_key_values")  # room for every token to come: no copy of the cache per step (kv_cache)
-    enc["past_key_values"] = empty_cache(max_new_tokens) if cache is None else reserve(
+    enc["past_key_values"] = empty_cache(max_new_tokens, model.config) if cache is None else reserve(
         cache, enc["input_ids"].shape[1] - cache.get_seq_length() + max_new_tokens)
     kwargs = {}
     if stop_at_newline:

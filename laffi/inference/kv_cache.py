@@ -2,7 +2,7 @@
 
 Usage:
     cache = reserve(enc["past_key_values"], tokens=suffix + max_new_tokens)   # a prefilled DynamicCache
-    cache = empty_cache(tokens=prompt + max_new_tokens)                          # or nothing prefilled yet
+    cache = empty_cache(max_new_tokens, model.config)                            # or nothing prefilled yet
     model.generate(**enc, past_key_values=cache, ...)     # the same numbers, no copy of the cache per step
 
 Why (profiled: one Ask on the example passage, bfloat16, 2 cores): transformers' DynamicLayer grows by
@@ -85,8 +85,8 @@ def reserve(cache: DynamicCache, tokens: int) -> DynamicCache:
     return cache
 
 
-def empty_cache(tokens: int) -> DynamicCache:
-    """An empty cache whose layers (made as the model asks for them) reserve `tokens` positions each, beyond
-    what their first update brings (give the prompt's length plus the tokens to generate: the first update is
-    the prompt)."""
-    return reserve(DynamicCache(), tokens)
+def empty_cache(tokens: int, config=None) -> DynamicCache:
+    """An empty cache whose full-attention layers reserve `tokens` positions each, beyond what their first update
+    brings (the prompt). config: the model's, so that its other kinds of layers (sliding windows) are made as
+    transformers makes them; without it every layer is made as the model asks for it."""
+    return reserve(DynamicCache(config=config), tokens)
