@@ -140,12 +140,15 @@ def test_every_tab_of_a_fresh_page_shows_no_error(app, browser):
         assert table.index("always no answer") < table.index("sft") and "laffi" in table
         pg.wait_for_selector("#results-figure .main-svg")
         assert pg.locator("#results-figure .point").count() >= 8  # every policy's points, with intervals
-        from laffi.evaluation.published import curve_difference_rows, published
+        from laffi.evaluation.published import curve_difference_rows, curve_trivial_rows, published
 
         _, curve = published()
         if curve is not None and curve_difference_rows(curve):  # LaFFi against SFT, once both landed at a size
             shown = pg.locator("#results-curve-differences").inner_text()
             assert "laffi − sft" in shown and curve_difference_rows(curve)[0][3] in shown
+        if curve is not None and curve_trivial_rows(curve):  # each method against the policy, seeds averaged
+            shown = pg.locator("#results-curve-trivial").inner_text()
+            assert 'always "no answer"' in shown and curve_trivial_rows(curve)[-1][4] in shown
         pg.get_by_role("tab", name="Attention").click()
         pg.click("#attn-button")
         pg.wait_for_function("() => document.querySelector('#attn-notes').innerText.includes('Ask a question')")

@@ -311,3 +311,31 @@ def test_the_curve_reads_laffi_against_sft_at_each_size_over_the_seeds_that_land
     assert at4["f1"]["seeds"] == {"sft": 1, "laffi": 2} and at4["f1"]["diff"] == pytest.approx(-25.0)
     results[2][1]["questions"] = None  # a trial from before per-question scores were kept
     assert curve_differences(results) == []
+
+
+def test_each_point_of_the_curve_is_read_against_always_no_answer_over_its_seeds():
+    """One interval per method and size, from the seeds' per-question mean: one lucky seed is not a method
+    beating the policy that needs no model."""
+    from laffi.evaluation.published import curve_trivial_rows
+    from laffi.evaluation.report import question_record
+    from laffi.inference.answerability import ALWAYS_NO_ANSWER
+    from laffi.pipeline.study import curve_against_trivial
+
+    qids, has = ["q1", "q2", "q3", "q4"], [True, True, False, False]
+
+    def trial(method: str, f1: list[float]) -> dict:
+        run = f"{method}-x"
+        return {"config": {"sft_name": "sft-x"}, "train_questions": 2, "seeds": {run: [run]},
+                "questions": question_record({"qids": qids, "has_answer": has},
+                                             {run: {"f1": f1, "abstain": [0, 0, 1, 1]},
+                                              ALWAYS_NO_ANSWER: {"f1": [0, 0, 1, 1], "abstain": [1, 1, 1, 1]}})}
+
+    results = [("n2-laffi-s0", trial("laffi", [1, 1, 0, 0])), ("n2-sft-s0", trial("sft", [1, 1, 1, 1])),
+               ("n2-sft-s1", trial("sft", [0, 0, 1, 1]))]  # SFT: per-question mean .5, .5, 1, 1
+    rows = curve_against_trivial(results)
+    assert [(r["method"], r["seeds"]) for r in rows] == [("sft", 2), ("laffi", 1)]  # SFT first at each size
+    assert rows[0]["diff"] == pytest.approx(25.0) and rows[1]["diff"] == pytest.approx(0.0)
+    assert {r["metric"] for r in rows} == {"f1"} and rows[0]["lo"] <= rows[0]["diff"] <= rows[0]["hi"]
+    assert curve_trivial_rows({"against_trivial": rows})[0][:4] == ["2", "sft", "2", "+25.0"]
+    results[0][1]["questions"] = None  # kept no per-question scores: no row rather than a wrong one
+    assert [r["method"] for r in curve_against_trivial(results)] == ["sft"]

@@ -14,7 +14,9 @@ Files (each a results/<run>/summary.json with a "kind"):
     "learning curve"     points: [{"method", "questions", "seed", "f1", "HasAns_f1", "auc", "abstain"}],
                          trivial_f1 (the always-"no answer" policy on the same questions), title, n, and
                          differences: [{"questions", "seeds", "metric", "diff", "lo", "hi", "verdict"}] (LaFFi
-                         - SFT paired on the same questions at each size)
+                         - SFT paired on the same questions at each size), against_trivial: [{"questions",
+                         "method", "seeds", "metric", "diff", "lo", "hi", "verdict"}] (each method's seed mean
+                         - always "no answer", F1)
 Newest is by folder name (results folders start with their date).
 """
 
@@ -136,6 +138,13 @@ def curve_difference_rows(curve: dict) -> list[list[str]]:
              f"[{d['lo']:+.1f}, {d['hi']:+.1f}]", d["verdict"]] for d in curve.get("differences") or []]
 
 
+def curve_trivial_rows(curve: dict) -> list[list[str]]:
+    """Each method at each training size against the always-"no answer" policy (F1, its seeds averaged per
+    question): size, method, seeds, difference, interval, reading."""
+    return [[str(d["questions"]), d["method"], str(d["seeds"]), f"{d['diff']:+.1f}",
+             f"[{d['lo']:+.1f}, {d['hi']:+.1f}]", d["verdict"]] for d in curve.get("against_trivial") or []]
+
+
 def curve_points(curve: dict, method: str, key: str) -> list[tuple[int, float, float, float]]:
     """(training questions, mean over seeds, lowest seed, highest seed) of one method's metric, by size."""
     by_size: dict[int, list[float]] = {}
@@ -150,17 +159,25 @@ def curve_figure(curve: dict, key: str = "f1"):
     range as a band, and the always-"no answer" policy as a line."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
-    for method in dict.fromkeys(p["method"] for p in curve["points"]):
-        pts = curve_points(curve, method, key)
+    # one colour per method for its line and its band (plotly's default cycle would give the band its own)
+    colours = ("#636efa", "#ef553b", "#00cc96", "#ab63fa")
+    fig, sizes = go.Figure(), set()
+    for i, method in enumerate(dict.fromkeys(p["method"] for p in curve["points"])):
+        pts, colour = curve_points(curve, method, key), colours[i % len(colours)]
         xs = [q for q, *_ in pts]
+        sizes.update(xs)
         fig.add_scatter(x=xs + xs[::-1], y=[hi for *_, hi in pts] + [lo for _, _, lo, _ in pts][::-1],
-                        fill="toself", opacity=0.2, line=dict(width=0), showlegend=False, hoverinfo="skip",
-                        name=f"{method} seeds")
-        fig.add_scatter(x=xs, y=[mean for _, mean, _, _ in pts], mode="lines+markers", name=method)
+                        mode="lines", fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
+                        showlegend=False, hoverinfo="skip", name=f"{method} seeds")
+        fig.add_scatter(x=xs, y=[mean for _, mean, _, _ in pts], mode="lines+markers", name=method,
+                        line=dict(color=colour), marker=dict(color=colour))
     if key == "f1" and curve.get("trivial_f1") is not None:
         fig.add_hline(y=curve["trivial_f1"], line_dash="dot", annotation_text=ALWAYS_NO_ANSWER)
-    fig.update_layout(xaxis_type="log", xaxis_title="training questions", yaxis_title=f"{key} (mean; band: seeds)",
+    # ticks at the sizes trained (a log axis would label 3, 4, 5 ... between them)
+    ticks = sorted(q for q in sizes if q is not None)
+    fig.update_layout(xaxis=dict(type="log", title="training questions", tickvals=ticks,
+                                 ticktext=[f"{q:,}" for q in ticks]),
+                      yaxis_title=f"{key} (mean; band: lowest to highest seed)",
                       height=380, margin=dict(l=50, r=10, t=40, b=40), title=curve.get("title", "learning curve"))
     return fig
 

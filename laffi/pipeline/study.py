@@ -202,7 +202,7 @@ def learning_curve(results: list[tuple[str, dict]], curve: dict) -> dict:
     return {"kind": CURVE, "title": curve.get("title", "Learning curve"), "points": points,
             "trivial_f1": trivial[0] if len(set(trivial)) == 1 else None, "n": n.pop() if len(n) == 1 else None,
             "eval_articles": (results[0][1].get("eval_articles") if results else None),
-            "differences": curve_differences(results)}
+            "differences": curve_differences(results), "against_trivial": curve_against_trivial(results)}
 
 
 CURVE_COMPARED = ("f1", "HasAns_f1", "abstain")
@@ -213,37 +213,66 @@ def run_method(run: str, config: dict) -> str:
     return "sft" if run == config.get("sft_name") else "laffi"
 
 
-def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
-    """LaFFi - SFT at each point of the curve, paired on the same evaluation questions: each method's scores
-    averaged per question over the seeds that landed (from each trial's kept per-question scores), then the
-    difference with its bootstrap interval. Points whose trials kept no per-question scores have none."""
-    from laffi.evaluation.report import compare, question_scores
-    from laffi.evaluation.stats import seed_mean
-
-    # (training questions, method) -> [(questions, run, seeds)]: a trial's run is already its seeds' mean
+def curve_runs(results: list[tuple[str, dict]]) -> dict[tuple, list[tuple[dict, str, int]]]:
+    """(training questions, method) -> [(per-question record, run, seeds)] of the trials that kept per-question
+    scores: a trial's run is already its seeds' mean, so it stands for that many seeds."""
     runs: dict[tuple, list[tuple[dict, str, int]]] = {}
     for _, result in results:
         config, questions = result.get("config") or {}, result.get("questions")
         for run, names in (result.get("seeds") or {}).items():
-            if questions and run in questions["runs"]:
+            if questions and run in questions["runs"] and result.get("train_questions") is not None:
                 method = run_method(run, config)
                 runs.setdefault((result.get("train_questions"), method), []).append((questions, run, len(names)))
-    out = []
-    for size in sorted({q for q, _ in runs if q is not None}):
+    return runs
+
+
+def seed_scores(found: list[tuple[dict, str, int]], shared: list[str]) -> dict[str, list[float]]:
+    """One method's per-question scores on `shared`, averaged over its seeds (every seed counts once: a trial's
+    mean over k seeds is read once and counted k times)."""
+    from laffi.evaluation.report import question_scores
+    from laffi.evaluation.stats import seed_mean
+
+    per = [scores for q, run, k in found for scores in [question_scores(q, run, shared)] * k]
+    return {key: seed_mean([p[key] for p in per]) for key in CURVE_COMPARED}
+
+
+def shared_qids(found: list[tuple[dict, str, int]]) -> list[str]:
+    return sorted(set.intersection(*(set(q["qids"]) for q, _, _ in found)))
+
+
+def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
+    """LaFFi - SFT at each point of the curve, paired on the same evaluation questions: each method's scores
+    averaged per question over the seeds that landed (from each trial's kept per-question scores), then the
+    difference with its bootstrap interval. Points whose trials kept no per-question scores have none."""
+    from laffi.evaluation.report import compare
+
+    runs, out = curve_runs(results), []
+    for size in sorted({q for q, _ in runs}):
         sft, laffi = runs.get((size, "sft")), runs.get((size, "laffi"))
-        if not sft or not laffi:
+        if not sft or not laffi or not (shared := shared_qids(sft + laffi)):
             continue
-        shared = sorted(set.intersection(*(set(q["qids"]) for q, _, _ in sft + laffi)))
-        if not shared:
-            continue
-        scores = {}
-        for method, found in (("sft", sft), ("laffi", laffi)):
-            # every seed counts once: a trial's mean over k seeds stands for k of them (read once, counted k times)
-            per = [scores_of for q, run, k in found for scores_of in [question_scores(q, run, shared)] * k]
-            scores[method] = {key: seed_mean([p[key] for p in per]) for key in CURVE_COMPARED}
+        scores = {"sft": seed_scores(sft, shared), "laffi": seed_scores(laffi, shared)}
         seeds = {"sft": sum(k for *_, k in sft), "laffi": sum(k for *_, k in laffi)}
         out += [{"questions": size, "seeds": seeds, "n": len(shared), **row}
                 for row in compare(scores, "laffi", "sft", keys=CURVE_COMPARED)]
+    return out
+
+
+def curve_against_trivial(results: list[tuple[str, dict]]) -> list[dict]:
+    """Each method at each size against the always-"no answer" policy (F1), paired on the same questions with
+    the method's scores averaged per question over its seeds: one interval per point instead of one per seed, so
+    a single lucky seed does not read as a method beating the policy."""
+    from laffi.evaluation.report import compare, question_scores
+    from laffi.inference.answerability import ALWAYS_NO_ANSWER
+
+    out = []
+    for (size, method), found in sorted(curve_runs(results).items(), key=lambda kv: (kv[0][0], kv[0][1] != "sft")):
+        if not (shared := shared_qids(found)) or ALWAYS_NO_ANSWER not in found[0][0]["runs"]:
+            continue
+        scores = {method: seed_scores(found, shared),
+                  ALWAYS_NO_ANSWER: question_scores(found[0][0], ALWAYS_NO_ANSWER, shared)}
+        out += [{"questions": size, "method": method, "seeds": sum(k for *_, k in found), "n": len(shared), **row}
+                for row in compare(scores, method, ALWAYS_NO_ANSWER, keys=("f1",))]
     return out
 
 

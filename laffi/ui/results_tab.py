@@ -13,7 +13,8 @@ from __future__ import annotations
 import gradio as gr
 
 from laffi.evaluation.published import (RESULTS, SHOWN, answer_paths, curve_difference_rows, curve_figure,
-                                        difference_rows, part_rows, policy_figure, policy_rows, published, reading)
+                                        curve_trivial_rows, difference_rows, part_rows, policy_figure, policy_rows,
+                                        published, reading)
 from laffi.ui.text import md_literal
 
 NO_RESULTS = "No study results are committed yet (results/*/summary.json)."
@@ -61,3 +62,8 @@ def build_results_tab(results_dir=RESULTS) -> None:
                                               "95 % interval", "reading"], datatype="str", interactive=False,
                          wrap=True, elem_id="results-curve-differences",
                          label="LaFFi against SFT at each size, paired on the same questions")
+        if rows := curve_trivial_rows(curve):
+            gr.Dataframe(value=rows, headers=["training questions", "method", "seeds", 'F1 − always "no answer"',
+                                              "95 % interval", "reading"], datatype="str", interactive=False,
+                         wrap=True, elem_id="results-curve-trivial",
+                         label='Each method against always "no answer" at each size, its seeds averaged per question')
