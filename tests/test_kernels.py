@@ -104,3 +104,32 @@ def test_bfloat16_layers_are_routed_and_give_torchs_bfloat16_answers(tiny_dir):
         assert layer in kernels._PACKED and kernels._PACKED[layer][2] is not layer.weight  # the packed copy ran
     torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2 * want.abs().max().item())
     assert torch.equal(tokens[0], tokens[1])
+
+
+def test_one_token_queries_take_the_packed_path_with_the_same_attention(plain_and_fast, monkeypatch):
+    """A decoding step of rows that need no mask reaches SDPA with an all-true one (its packed grouped-query
+    path, not enable_gqa), and the logits are stock SDPA's; the Attention tab's eager switch comes back to it."""
+    import torch
+    import transformers.integrations.sdpa_attention as sdpa
+
+    plain, fast, _ = plain_and_fast
+    assert fast.config._attn_implementation == kernels.PACKED_GQA and plain.config._attn_implementation == "sdpa"
+    masks = []
+    real = sdpa.sdpa_attention_forward
+    monkeypatch.setattr(sdpa, "sdpa_attention_forward",
+                        lambda module, q, k, v, mask, **kw: masks.append((q.shape[2], mask))
+                        or real(module, q, k, v, mask, **kw))
+    ids = torch.randint(5, min(100, fast.config.vocab_size), (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for model in (fast, plain):
+            out = model(input_ids=ids, use_cache=True)
+            step = model(input_ids=ids[:, -1:], past_key_values=out.past_key_values, use_cache=True)
+            model.last = step.logits
+    one_token = [mask for q_len, mask in masks if q_len == 1]
+    assert one_token and all(m is not None and bool(m.all()) for m in one_token)  # only our wrapper passed a mask
+    assert torch.allclose(fast.last, plain.last, atol=1e-5)
+    from laffi.inference.attention import eager_attention
+
+    with eager_attention(fast):  # the Attention tab reads weights through eager attention, then switches back
+        assert fast.config._attn_implementation == "eager"
+    assert fast.config._attn_implementation == kernels.PACKED_GQA

@@ -182,10 +182,11 @@ def load_base(cfg: ModelConfig, resolved=None):
         model.to(device)
     model.eval()
     if device.type == "cpu" and cfg.cpu_kernels:
-        from laffi.inference.kernels import keep_freed_memory, use_onednn_linears
+        from laffi.inference.kernels import keep_freed_memory, use_onednn_linears, use_packed_gqa_decoding
 
         use_onednn_linears(model)
         keep_freed_memory()
+        use_packed_gqa_decoding(model)
     # Decoder-only batching: pad on the left so every row's next token sits at the same position.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
