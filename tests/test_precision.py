@@ -101,6 +101,32 @@ def test_a_threshold_chosen_in_another_precision_is_a_warning(tiny_lm, tmp_path)
     assert calibration_warnings(dataclasses.replace(lm, precision=p.Precision("float32", "x")), ["sft"]) == []
 
 
+
+def test_thresholds_chosen_in_two_precisions_live_side_by_side(tiny_lm, tmp_path):
+    """Recalibrating in bfloat16 keeps float32's threshold; each precision serves its own, and rewriting one
+    precision's entry leaves the other's."""
+    import dataclasses
+    import json
+
+    from laffi.inference.answerability import (Calibration, calibration_warnings, calibrations, read_calibration,
+                                               write_calibration)
+
+    folder = tmp_path / "sft"
+    folder.mkdir()
+    write_calibration(folder, Calibration(threshold=0.5, precision=None))  # unrecorded: float32
+    write_calibration(folder, Calibration(threshold=0.7, precision="bfloat16"))
+    assert read_calibration(folder).threshold == 0.5 and read_calibration(folder, precision="float32").threshold == 0.5
+    assert read_calibration(folder, precision="bfloat16").threshold == 0.7
+    assert read_calibration(folder, precision="float16").threshold == 0.5  # none in that precision: the first
+    write_calibration(folder, Calibration(threshold=0.6, precision="float32"))  # float32 again: bfloat16's stays
+    raw = json.loads((folder / "calibration.json").read_text())
+    assert raw["threshold"] == 0.6 and raw["by_precision"]["bfloat16"]["threshold"] == 0.7
+    lm = dataclasses.replace(tiny_lm, adapters={"sft": folder}, precision=p.Precision("bfloat16", "measured"))
+    assert calibrations(lm, ["sft"])["sft"].threshold == 0.7 and calibration_warnings(lm, ["sft"]) == []
+    f32 = dataclasses.replace(lm, precision=p.Precision("float32", "x"))
+    assert calibrations(f32, ["sft"])["sft"].threshold == 0.6
+
+
 def test_bf16_base_trains_float32_lora_and_the_adapter_loads_back_in_float32(tiny_dir, tmp_path, monkeypatch):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model

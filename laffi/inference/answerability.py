@@ -5,7 +5,8 @@ Usage:
     probe = FirstToken(abstain_token_ids(tokenizer), forbid=True)   # P(reply starts "no ...") and a forced span
     shown = decide(span, na_prob, threshold)                         # "" when na_prob > threshold (official rule)
     cal = choose_threshold(examples, spans, na_probs, how="p_abstain")   # on validation questions only
-    write_calibration(adapter_dir, cal); read_calibration(adapter_dir)    # calibration.json beside the weights
+    write_calibration(adapter_dir, cal); read_calibration(adapter_dir, precision="bfloat16")   # calibration.json
+                                                    # beside the weights, one threshold per precision chosen in
     answerability_auc(examples, na_probs)                             # HasAns vs NoAns ranked by na_prob
 
 Why: greedy decoding turns a model's doubt into "no answer". A model that has learned to find spans but not when
@@ -151,18 +152,33 @@ def choose_threshold(examples, spans: list[str], na_probs: list[float], how: str
 
 
 def write_calibration(path: str | Path, cal: Calibration) -> Path:
-    """Write cal to an adapter folder (calibration.json) or to the file path given."""
+    """Write cal to an adapter folder (calibration.json) or to the file path given. Thresholds chosen in
+    different precisions live side by side (bfloat16's no-answer probabilities differ a little from float32's):
+    the file's own fields are the first precision's, "by_precision" holds the others, and writing replaces
+    only the entry of cal's precision."""
     from laffi.adapter_folder import CALIBRATION, AdapterFolder
 
     target = Path(path)
     folder, name = (AdapterFolder(target), CALIBRATION) if target.is_dir() else (AdapterFolder(target.parent),
                                                                                   target.name)
-    return folder.write(name, asdict(cal))
+    old = folder.read(name) or {}
+    entry = asdict(cal)
+    others = {k: v for k, v in (old.get("by_precision") or {}).items() if k != precision_of(entry)}
+    if old.get("threshold") is not None and precision_of(old) != precision_of(entry):
+        return folder.write(name, {**old, "by_precision": {**others, precision_of(entry): entry}})
+    return folder.write(name, {**entry, **({"by_precision": others} if others else {})})
 
 
-def read_calibration(path: str | Path | None, base: str | None = None) -> Calibration | None:
+def precision_of(raw: dict) -> str:
+    """The precision a calibration (or its file's fields) was chosen in: float32 where unrecorded."""
+    return raw.get("precision") or "float32"
+
+
+def read_calibration(path: str | Path | None, base: str | None = None,
+                     precision: str | None = None) -> Calibration | None:
     """An adapter folder's calibration (or a calibration file's); None when there is none or it is unreadable.
-    With `base`, a file written for another base model does not apply (None)."""
+    With `base`, a file written for another base model does not apply (None). With `precision`, the threshold
+    chosen in that precision where the file has one, else its first (calibration_warnings says so)."""
     from laffi.adapter_folder import CALIBRATION, AdapterFolder
 
     if path is None:
@@ -170,6 +186,10 @@ def read_calibration(path: str | Path | None, base: str | None = None) -> Calibr
     target = Path(path)
     raw = AdapterFolder(target).read(CALIBRATION) if target.is_dir() else AdapterFolder(target.parent).read(
         target.name)
+    if not isinstance(raw, dict):
+        return None
+    if precision is not None and precision_of(raw) != precision:
+        raw = (raw.get("by_precision") or {}).get(precision) or raw
     try:
         cal = Calibration(**{k: raw[k] for k in raw if k in Calibration.__dataclass_fields__})
     except (TypeError, KeyError):
@@ -190,15 +210,17 @@ def base_calibration_path(lm: LanguageModel) -> Path | None:
 
 def calibrations(lm: LanguageModel, variants: list[str]) -> dict[str, Calibration | None]:
     """Each variant's calibration: its adapter folder's, the base model's file for base (if it was written for
-    this base model), None where there is none."""
+    this base model), None where there is none; the one chosen in the precision the model runs in, where there
+    is one."""
     from laffi.inference.models import BASE_VARIANT
 
+    serving = lm.precision.dtype if lm.precision is not None else None
     out = {}
     for v in variants:
         if v == BASE_VARIANT:
-            out[v] = read_calibration(base_calibration_path(lm), base=lm.config.base)
+            out[v] = read_calibration(base_calibration_path(lm), base=lm.config.base, precision=serving)
         else:
-            out[v] = read_calibration(lm.adapters.get(v))
+            out[v] = read_calibration(lm.adapters.get(v), precision=serving)
     return out
 
 
