@@ -47,12 +47,32 @@ def test_training_with_a_task_weight_uses_the_weighted_loss(records, tiny_dir, t
     from laffi.training import task_loss
 
     calls = []
-    real = task_loss.task_weighted_loss
-    monkeypatch.setattr(task_loss, "task_weighted_loss", lambda *a: calls.append(a[3]) or real(*a))
+    real = task_loss.labelled_task_loss
+    monkeypatch.setattr(task_loss, "labelled_task_loss", lambda *a: calls.append(a[3]) or real(*a))
     result = train_adapter(records, cfg(tmp_path, tiny_dir, method="laffi+sft", name="joint", task_weight=0.7))
     assert result.finished and calls and set(calls) == {0.7}
     saved = json.loads((result.path / "training_config.json").read_text())
     assert saved["train"]["task_weight"] == 0.7
+
+
+def test_projecting_only_labelled_positions_gives_the_full_loss(records, tiny_lm):  # noqa: F811
+    import torch
+
+    from laffi.training.task_loss import labelled_positions, labelled_targets, labelled_task_loss
+
+    tok, model = tiny_lm.tokenizer, tiny_lm.model
+    rows = tokenize_rows(training_rows(records, "laffi+sft", tok), tok)
+    batch = PackedCollator(pad_token_id=tok.pad_token_id)(pack_rows(rows, examples_per_seq=4, seed=0, by_task=True)[:2])
+    labels, tasks = batch["labels"], batch["task_ids"]
+    keep = labelled_positions(labels)
+    assert 0 < keep.sum() < keep.numel()  # fewer positions projected than the batch has
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "task_ids")}
+    with torch.no_grad():
+        full = task_weighted_loss(model(**inputs).logits, labels, tasks, 0.3)
+        kept = model(**inputs, logits_to_keep=keep).logits
+        part = labelled_task_loss(kept.reshape(-1, kept.shape[-1]), *labelled_targets(labels, tasks), 0.3)
+    assert kept.reshape(-1, kept.shape[-1]).shape[0] == keep.sum()
+    assert part.item() == pytest.approx(full.item(), rel=1e-4)
 
 
 @pytest.mark.parametrize("bad", [dict(method="laffi"), dict(task_weight=1.0), dict(pack=False)])
