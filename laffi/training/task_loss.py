@@ -23,13 +23,14 @@ SFT_TASK, LAFFI_TASK = 0, 1
 def task_weighted_loss(logits, labels, task_ids, alpha: float):
     """alpha x mean loss over SFT label tokens + (1 - alpha) x mean over LaFFi label tokens (next-token shifted:
     the logit at t predicts labels[t + 1]); the weights of the tasks present in the batch sum to 1."""
-    return labelled_task_loss(logits[:, :-1][labels[:, 1:] != -100], *labelled_targets(labels, task_ids), alpha)
+    return labelled_task_loss(logits[labelled_positions(labels)], *labelled_targets(labels, task_ids), alpha)
 
 
 def labelled_positions(labels):
     """The positions whose logit predicts a label (labels[t + 1] set): the only ones the output layer must
     project, as logits_to_keep (the 49k-word output layer on every position of a packed row costs a third of a
-    step on a CPU)."""
+    step on a CPU). TRL's fused head, which does the same for the pooled loss (laffi.training.cpu_steps), returns
+    one mean over every token, and this loss needs each task's tokens apart."""
     import torch
 
     keep = torch.zeros_like(labels, dtype=torch.bool)
@@ -38,9 +39,9 @@ def labelled_positions(labels):
 
 
 def labelled_targets(labels, task_ids):
-    """(targets, tasks) of the labelled positions, in labelled_positions' order."""
-    mask = labels[:, 1:] != -100
-    return labels[:, 1:][mask], task_ids[:, 1:][mask]
+    """(targets, tasks) of the labelled positions, in labelled_positions' order: what the logit at t predicts."""
+    keep = labelled_positions(labels)[:, :-1]
+    return labels[:, 1:][keep], task_ids[:, 1:][keep]
 
 
 def labelled_task_loss(logits, targets, tasks, alpha: float):
