@@ -31,6 +31,13 @@ class Study:
     base: dict
     trials: list[dict] = field(default_factory=list)
     curve: dict | None = None  # {"out": a results folder, "title"}: the trials as a learning curve, written there
+    folds: dict | None = None  # {"out", "over", "apply"}: thresholds by leave-one-article-out (laffi.pipeline.folds)
+
+    @property
+    def kept_in(self) -> Path | None:
+        """The committed results folder each finished trial is copied to (a curve's or a folds study's)."""
+        where = self.curve or self.folds
+        return Path(where["out"]) if where else None
 
 
 def load_study(path: str | Path) -> Study:
@@ -40,19 +47,27 @@ def load_study(path: str | Path) -> Study:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as e:
         raise LaffiError(f"The study file {str(path)!r} does not exist.") from e
-    if not isinstance(raw, dict) or set(raw) - {"base", "trials", "curve"}:
-        raise LaffiError(f"The study file {path} must have only 'base' (pipeline settings), 'trials' and "
-                         "'curve'.")
+    if not isinstance(raw, dict) or set(raw) - {"base", "trials", "curve", "folds"}:
+        raise LaffiError(f"The study file {path} must have only 'base' (pipeline settings), 'trials', 'curve' "
+                         "and 'folds'.")
     curve = raw.get("curve")
     if curve is not None and not (isinstance(curve, dict) and isinstance(curve.get("out"), str)):
         raise LaffiError(f"'curve' in {path} names the results folder its summary goes to: curve: {{out: ...}}.")
     trials = raw.get("trials") or []
     if curve is not None and curve.get("split"):
         trials = split_trials(trials, raw.get("base") or {})
+    folds = raw.get("folds")
+    if folds is not None:
+        from laffi.pipeline.folds import fold_trials
+
+        if curve is not None or not (isinstance(folds, dict) and isinstance(folds.get("out"), str)):
+            raise LaffiError(f"'folds' in {path} names the results folder its thresholds go to (folds: {{out: ...}}),"
+                             " and a study is a curve or folds, not both.")
+        trials = fold_trials(trials, raw.get("base") or {}, folds)
     names = [t.get("name") for t in trials]
     if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
         raise LaffiError(f"Every trial in {path} needs its own name.")
-    return Study(base=raw.get("base") or {}, trials=trials, curve=curve)
+    return Study(base=raw.get("base") or {}, trials=trials, curve=curve, folds=folds)
 
 
 def split_trials(trials: list[dict], base: dict) -> list[dict]:
@@ -107,27 +122,35 @@ def run_study(study: Study, only: list[str] | None = None, log=print, settings=N
             continue
         stages = trial_stages(study, trial, log, settings)
         if kept_result(study, trial, stages) is not None:  # on this machine too: its evaluation would be redone
-            log(f"study: trial {trial['name']}: its result is kept in {study.curve['out']} (delete it to rerun)")
+            log(f"study: trial {trial['name']}: its result is kept in {study.kept_in} (delete it to rerun)")
             continue
         log(f"study: trial {trial['name']}: {trial.get('why', '')}")
-        stages.all()
-        if study.curve is not None:  # the trial's numbers where they are committed: adapters and runs/ are not
-            target = Path(study.curve["out"]) / f"{trial['name']}.json"
+        # a folds study's full-data trial is often another study's finished trial (the same out_dir and settings)
+        local = stages.out / trial["name"] / "results.json"
+        result = (study.folds is not None and kept_result(study, trial, stages, local)) or stages.all()
+        if study.kept_in is not None:  # the trial's numbers where they are committed: adapters and runs/ are not
+            target = study.kept_in / f"{trial['name']}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(stages.out / trial["name"] / "results.json", target)
-            summarize(study, log)  # the curve's summary and image follow every trial that lands
+            if study.folds is not None:
+                from laffi.pipeline.folds import committed
+
+                write_json_atomic(target, committed(stages, trial, result))
+            else:
+                shutil.copyfile(stages.out / trial["name"] / "results.json", target)
+            summarize(study, log)  # the summary (and a curve's image) follow every trial that lands
     return summarize(study, log)
 
 
-def kept_result(study: Study, trial: dict, stages) -> dict | None:
-    """A curve trial's committed result (curve.out/<trial>.json) when it was run with exactly these settings."""
+def kept_result(study: Study, trial: dict, stages, path: Path | None = None) -> dict | None:
+    """A curve or folds trial's committed result (<out>/<trial>.json, or `path`) when it was run with exactly
+    these settings."""
     import json
     from dataclasses import asdict
 
-    if study.curve is None:
+    if study.kept_in is None:
         return None
     try:
-        result = json.loads((Path(study.curve["out"]) / f"{trial['name']}.json").read_text(encoding="utf-8"))
+        result = json.loads((path or study.kept_in / f"{trial['name']}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return result if result.get("config") == json.loads(json.dumps(asdict(stages.cfg))) else None
@@ -144,7 +167,10 @@ def summarize(study: Study, log=lambda message: None) -> list[dict]:
         stages = trial_stages(study, trial, log=lambda m: None)
         out_dir = stages.out
         path = stages.out / trial["name"] / "results.json"
-        result = json.loads(path.read_text()) if path.is_file() else kept_result(study, trial, stages)
+        if study.folds is not None:  # only the committed file has the per-question records the thresholds need
+            result = kept_result(study, trial, stages)
+        else:
+            result = json.loads(path.read_text()) if path.is_file() else kept_result(study, trial, stages)
         if result is None:
             continue
         results.append((trial["name"], result))
@@ -158,6 +184,12 @@ def summarize(study: Study, log=lambda message: None) -> list[dict]:
         pairs = run_differences(dict(results), rows)
         write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})
         write_text_atomic(out_dir / "study.md", study_markdown(rows) + differences_markdown(pairs))
+    if study.folds is not None and results:
+        from laffi.pipeline.folds import fold_markdown, fold_summary
+
+        thresholds = fold_summary(study.trials, dict(results), study.folds, log)
+        write_json_atomic(study.kept_in / "thresholds.json", thresholds)
+        write_text_atomic(study.kept_in / "thresholds.md", fold_markdown(thresholds))
     if study.curve is not None and results:
         curve = learning_curve(results, study.curve)
         write_json_atomic(Path(study.curve["out"]) / "summary.json", curve)

@@ -186,12 +186,17 @@ def titles(examples: list[QAExample]) -> list[str]:
     return list(dict.fromkeys(ex.title for ex in examples))
 
 
+def article_titles(articles: str) -> tuple[str, ...]:
+    """The titles an article selection names: a split name from ARTICLE_SPLITS, or comma-separated titles."""
+    return ARTICLE_SPLITS.get(articles) or tuple(t.strip() for t in articles.split(",") if t.strip())
+
+
 def select_articles(examples: list[QAExample], articles: str | None) -> list[QAExample]:
     """Keep the questions of some articles: a split name from ARTICLE_SPLITS or comma-separated titles ("all" or
     nothing: every article)."""
     if not articles or articles == "all":
         return examples
-    wanted = ARTICLE_SPLITS.get(articles) or tuple(t.strip() for t in articles.split(",") if t.strip())
+    wanted = article_titles(articles)
     unknown = [t for t in wanted if t not in set(titles(examples))]
     if unknown:
         raise LaffiError(f"Article {unknown[0]!r} is not in the data; use a split name "

@@ -1,0 +1,143 @@
+"""Thresholds by leave-one-article-out (laffi.pipeline.folds): the fold trials a study file becomes, the threshold
+search over pooled out-of-fold records, its nested transfer check, and a folds study end to end on the tiny model."""
+
+import json
+
+import pytest
+
+from laffi.errors import LaffiError
+from laffi.pipeline.folds import best_threshold, fold_trials, per_question, recipe_variant, scored, transfer
+
+
+def rec(qid, has, na, f1, title="A", answered=1):
+    return [qid, title, has, na, int(f1 == 1.0), f1, answered]
+
+
+def test_each_trial_becomes_itself_and_one_fold_per_training_article():
+    base = {"train_articles": "A,B,C", "eval_articles": "V", "eval_limit": 200}
+    trials = fold_trials([{"name": "sft", "methods": ["sft"]}], base, {"out": "x", "over": "A,B,C"})
+    assert [t["name"] for t in trials] == ["sft", "sft-without-A", "sft-without-B", "sft-without-C"]
+    assert trials[0] == {"name": "sft", "methods": ["sft"]}  # the full-data trial, scored on validation
+    b = trials[2]
+    assert (b["train_articles"], b["eval_articles"], b["eval_limit"], b["calibrate_articles"]) == ("A,C", "B", None,
+                                                                                                  None)
+    with pytest.raises(LaffiError, match="outside folds.over"):
+        fold_trials([{"name": "s", "methods": ["sft"]}], {**base, "eval_articles": "B"}, {"out": "x"})
+    with pytest.raises(LaffiError, match="one method"):
+        fold_trials([{"name": "s", "methods": ["sft", "laffi"]}], base, {"out": "x"})
+    with pytest.raises(LaffiError, match="base's train_articles"):
+        fold_trials([{"name": "s", "methods": ["sft"]}], base, {"out": "x", "over": "A,B"})
+
+
+def test_the_threshold_is_the_official_search_and_scores_follow_the_official_rule():
+    # answer q1 (right) and q2 (wrong on an unanswerable one), abstain on q3: best is to abstain above 0.2
+    records = [rec("q1", 1, 0.1, 1.0), rec("q2", 0, 0.3, 0.0), rec("q3", 0, 0.9, 0.0), rec("q4", 1, 0.2, 0.5)]
+    t = best_threshold(records)
+    assert t == 0.2
+    q = per_question(records, t)
+    assert q["f1"] == [1.0, 1.0, 1.0, 0.5] and q["abstain"] == [0.0, 1.0, 1.0, 0.0]
+    s = scored(records, t)
+    assert (s["f1"], s["HasAns_f1"], s["abstain"], s["always_no_answer_f1"]) == (87.5, 75.0, 50.0, 50.0)
+    assert per_question(records, 0.0)["f1"] == [0.0, 1.0, 1.0, 0.0]  # everything above 0 abstains
+    # an unanswerable question answered with an empty span is right even when not abstained on
+    assert per_question([rec("q", 0, 0.1, 0.0, answered=0)], 0.5)["f1"] == [1.0]
+
+
+def test_nested_transfer_chooses_each_articles_threshold_without_it():
+    # article A wants a high threshold (its unanswerables sit at 0.6), B and the validation a low one (0.3)
+    folds = {"A": [rec("a1", 1, 0.5, 1.0, "A"), rec("a2", 0, 0.6, 0.0, "A")],
+             "B": [rec("b1", 1, 0.2, 1.0, "B"), rec("b2", 0, 0.4, 0.0, "B")]}
+    validation = [rec("v1", 1, 0.25, 1.0, "V"), rec("v2", 0, 0.3, 0.0, "V")]
+    out = transfer(folds, validation)
+    by = {r["article"]: r for r in out["articles"]}
+    assert best_threshold(validation) == 0.25
+    # A at the threshold of B + validation (0.25): a1 abstained (0), a2 right; its own best answers a1 too
+    assert (by["A"]["loao_threshold_f1"], by["A"]["validation_threshold_f1"], by["A"]["best_f1"]) == (50.0, 50.0, 100.0)
+    assert by["B"]["loao_threshold_f1"] == 100.0 and out["n"] == 4
+    assert out["loao_minus_validation"]["diff"] == out["loao_threshold_f1"] - out["validation_threshold_f1"]
+
+
+def test_the_summary_pools_every_fold_with_the_validation_article_and_applies_the_threshold(tmp_path):
+    from laffi.io import write_jsonl_atomic
+    from laffi.pipeline.folds import fold_summary
+
+    def result(variant, records):
+        return {"seeds": {variant: [variant]}, "answerability": {variant: records, "base": records}}
+
+    folds = {"A": [rec("a1", 1, 0.5, 1.0, "A"), rec("a2", 0, 0.6, 0.0, "A")],
+             "B": [rec("b1", 1, 0.55, 1.0, "B"), rec("b2", 0, 0.7, 0.0, "B")]}
+    validation = [rec("v1", 1, 0.25, 1.0, "V"), rec("v2", 0, 0.3, 0.0, "V")]
+    results = {"sft": result("sft-1", validation), "sft-without-A": result("sft-2", folds["A"]),
+               "sft-without-B": result("sft-3", folds["B"])}
+    trials = [{"name": n} for n in ("sft", "sft-without-A", "sft-without-B", "sft-without-C")]
+    evaluated = tmp_path / "eval" / "sft-1"  # evaluation predictions shown at the validation threshold (0.25)
+    rows = [{"qid": "e1", "gold_answers": ["x"], "span": "x", "na_prob": 0.5, "threshold": 0.25},
+            {"qid": "e2", "gold_answers": [], "span": "y", "na_prob": 0.65, "threshold": 0.25}]
+    evaluated.mkdir(parents=True)
+    write_jsonl_atomic(evaluated / "examples.jsonl", rows)
+    summary = fold_summary(trials, results, {"out": str(tmp_path / "out"), "apply": {"sft": [str(evaluated)]}})
+    sft = summary["recipes"][0]
+    assert (sft["recipe"], sft["variant"], sft["folds_done"], sft["folds_missing"]) == ("sft", "sft-1", ["A", "B"],
+                                                                                        ["C"])
+    assert sft["validation_threshold"] == 0.25 and sft["threshold"] == 0.55 and sft["pool"]["n"] == 6
+    a = sft["applied"][0]
+    assert (a["own"]["f1"], a["loao"]["f1"], a["best"]["f1"]) == (50.0, 100.0, 100.0)
+    assert a["loao_minus_own"]["diff"] == 50.0 and (tmp_path / "out" / "applied").is_dir()
+    evaluated.joinpath("examples.jsonl").unlink()  # kept: the same numbers without the evaluation folder
+    assert fold_summary(trials, results, {"out": str(tmp_path / "out"), "apply": {"sft": [str(evaluated)]}}) == summary
+
+
+def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(tiny_dir, small_squad, tmp_path):
+    import yaml
+
+    from laffi.pipeline.study import load_study, run_study
+    from tests.conftest import write_squad
+    from tests.test_pipeline import one_sft_step
+
+    data = json.loads(small_squad.read_text())["data"]
+    ctx = "The port of Drun was founded in 1702 by fishermen from the north."
+    data.append({"title": "Drun_port", "paragraphs": [{"context": ctx, "qas": [
+        {"id": "q6", "question": "When was the port founded?", "is_impossible": False,
+         "answers": [{"text": "1702", "answer_start": ctx.index("1702")}]},
+        {"id": "q7", "question": "Who paved the port's roads?", "is_impossible": True, "answers": []}]}]})
+    squad = write_squad(tmp_path / "three.json", data)
+    out = tmp_path / "results" / "thresholds"
+    study_file = tmp_path / "thresholds.yaml"
+    base = one_sft_step(squad, tiny_dir, tmp_path, train_articles="Velmar_bridge,Ada_Brill", eval_articles="Drun_port")
+    study_file.write_text(yaml.safe_dump({
+        "folds": {"out": str(out), "over": "Velmar_bridge,Ada_Brill",
+                  "apply": {"sft": [str(tmp_path / "run" / "sft-without-Ada_Brill" / "eval" / "base")]}},
+        "base": base, "trials": [{"name": "sft", "why": "SFT", "methods": ["sft"]}]}))
+    study = load_study(study_file)
+    assert [t["name"] for t in study.trials] == ["sft", "sft-without-Velmar_bridge", "sft-without-Ada_Brill"]
+    run_study(study, log=lambda m: None)
+    kept = json.loads((out / "sft-without-Velmar_bridge.json").read_text())
+    assert kept["eval_articles"] == "Velmar_bridge" and kept["n"] == 3
+    records = kept["answerability"][recipe_variant(kept)]
+    assert [r[0] for r in records] == ["q1", "q2", "q3"] and all(len(r) == 7 for r in records)
+    text = (out / "sft-without-Velmar_bridge.json").read_text()
+    assert "Velmar bridge opened" not in text and "When did" not in text  # no passage, no question
+    summary = json.loads((out / "thresholds.json").read_text())
+    sft, base_row = summary["recipes"]
+    assert (sft["recipe"], base_row["recipe"]) == ("sft", "base")
+    assert sft["folds_done"] == ["Ada_Brill", "Velmar_bridge"] and sft["folds_missing"] == []
+    assert sft["pool"]["n"] == 3 + 2 + 2  # both folds' held-out questions and the validation article's
+
+    def trained(name):
+        r = json.loads((out / f"{name}.json").read_text())
+        return r["answerability"][recipe_variant(r)]
+
+    pool = trained("sft-without-Velmar_bridge") + trained("sft-without-Ada_Brill") + trained("sft")
+    assert sft["threshold"] == round(best_threshold(pool), 6) and sft["variant"].startswith("sft-")
+    applied = sft["applied"][0]
+    assert applied["own"]["n"] == 2 and applied["loao"]["threshold"] == sft["threshold"]
+    assert (out / "applied").is_dir() and "Thresholds by leave-one-article-out" in (out / "thresholds.md").read_text()
+    # a new machine: runs/ gone, the committed numbers rebuild the same summary without training anything
+    import shutil
+
+    shutil.rmtree(tmp_path / "run")
+    shutil.rmtree(tmp_path / "adapters")
+    said = []
+    run_study(load_study(study_file), log=said.append)
+    assert sum("its result is kept in" in m for m in said) == 3 and not (tmp_path / "adapters").exists()
+    assert json.loads((out / "thresholds.json").read_text()) == summary
