@@ -25,6 +25,8 @@ def test_each_trial_becomes_itself_and_one_fold_per_training_article():
         fold_trials([{"name": "s", "methods": ["sft"]}], {**base, "eval_articles": "B"}, {"out": "x"})
     with pytest.raises(LaffiError, match="one method"):
         fold_trials([{"name": "s", "methods": ["sft", "laffi"]}], base, {"out": "x"})
+    with pytest.raises(LaffiError, match="another name"):
+        fold_trials([{"name": "base", "methods": ["sft"]}], base, {"out": "x"})
     with pytest.raises(LaffiError, match="base's train_articles"):
         fold_trials([{"name": "s", "methods": ["sft"]}], base, {"out": "x", "over": "A,B"})
 

@@ -47,6 +47,8 @@ def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
                          "full-data adapter is scored there.")
     out = []
     for t in trials:
+        if t.get("name") == "base":
+            raise LaffiError("A folds study names its base model's row 'base': give the trial another name.")
         if len(t.get("methods") or base.get("methods") or []) != 1:
             raise LaffiError(f"Trial {t.get('name')!r} of a folds study must train one method (methods: [sft] or "
                              "[laffi]): a threshold belongs to one recipe.")
@@ -174,25 +176,26 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
     from laffi.evaluation.stats import paired_diff_ci
 
     recipes = [t for t in trials if FOLD_MARK not in t["name"]]
+    # (row label, the trial whose folds it reads, its variant there): every recipe, then the untrained base model,
+    # whose answers every fold scored too
+    rows = [(t["name"], t, recipe_variant) for t in recipes] + [("base", recipes[0], lambda r: "base")] * bool(recipes)
     out = []
-    for t in [*recipes, {"name": "base"}]:
-        full = results.get(recipes[0]["name"] if t["name"] == "base" else t["name"])
-        fold_names = [f["name"] for f in trials if f["name"].startswith(
-            (recipes[0]["name"] if t["name"] == "base" else t["name"]) + FOLD_MARK)]
+    for label, t, pick in rows:
+        full = results.get(t["name"])
+        fold_names = [f["name"] for f in trials if f["name"].startswith(t["name"] + FOLD_MARK)]
         done = {n.split(FOLD_MARK, 1)[1]: results[n] for n in fold_names if n in results}
         if full is None or not done:
             continue
-        pick = (lambda r: "base") if t["name"] == "base" else recipe_variant
         validation = full["answerability"][pick(full)]
         by_article = {title: r["answerability"][pick(r)] for title, r in done.items()}
         pool = [x for recs in by_article.values() for x in recs] + validation
         loao = best_threshold(pool)
-        row = {"recipe": t["name"], "variant": pick(full), "why": t.get("why", ""),
+        row = {"recipe": label, "variant": pick(full), "why": t.get("why", "") if label != "base" else "the base model",
                "folds_done": sorted(done), "folds_missing": sorted(n.split(FOLD_MARK, 1)[1] for n in fold_names
                                                                     if n not in results),
                "threshold": round(loao, 6), "validation_threshold": round(best_threshold(validation), 6),
                "pool": scored(pool, loao), "transfer": transfer(by_article, validation), "applied": []}
-        for folder in (folds.get("apply") or {}).get(t["name"], []):
+        for folder in (folds.get("apply") or {}).get(label, []):
             found = applied_records(folder, Path(folds["out"]))
             if found is None:
                 log(f"study: {folder} is not on this machine (nor kept in {folds['out']}/applied): not applied")
