@@ -73,7 +73,7 @@ def answer_records(folder: Path) -> list[list]:
             raise LaffiError(f"{folder} has no no-answer probabilities: it cannot choose a threshold.")
         em, f1 = score_one(tuple(r["gold_answers"]), span)
         out.append([r["qid"], r.get("title", ""), int(bool(r["gold_answers"])), float(r["na_prob"]), int(em),
-                    round(float(f1), 4), int(bool(span.strip()))])
+                    round(float(f1), 4), int(bool(span))])
     return out
 
 
@@ -91,7 +91,7 @@ def per_question(records: list[list], threshold: float) -> dict[str, list[float]
     f1, abstain = [], []
     for r in records:
         out = r[3] > threshold
-        f1.append(float(not r[2]) if out else (r[5] if r[2] else float(not r[6])))
+        f1.append(float(not r[2]) if out else r[5])  # span F1 against the gold, "" on unanswerable ones: official
         abstain.append(float(out))
     return {"f1": f1, "abstain": abstain, "has_answer": [bool(r[2]) for r in records]}
 
@@ -135,9 +135,11 @@ def transfer(folds: dict[str, list[list]], validation: list[list]) -> dict:
 def committed(stages, trial: dict, result: dict) -> dict:
     """What a folds study commits of a finished trial: its results.json plus every variant's RECORD_FIELDS rows
     (numbers, SQuAD ids and titles only: never a passage, question or answer)."""
-    eval_dir = stages.out / trial["name"] / "eval"
-    return {**result, "answerability": {p.parent.name: answer_records(p.parent)
-                                        for p in sorted(eval_dir.glob("*/examples.jsonl"))}}
+    from laffi.inference.answerability import ALWAYS_NO_ANSWER
+
+    eval_dir = stages.out / trial["name"] / "eval"  # only this result's variants: an older adapter's folder may linger
+    return {**result, "answerability": {v: answer_records(eval_dir / v) for v in result["variants"]
+                                        if v != ALWAYS_NO_ANSWER}}
 
 
 def applied_records(folder: str, out: Path) -> tuple[list[list], float | None] | None:
