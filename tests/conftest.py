@@ -81,6 +81,19 @@ def write_squad(path: Path, articles: list[dict]) -> Path:
     return path
 
 
+def three_articles(small_squad: Path, path: Path) -> Path:
+    """small_squad with a third article (Drun_port: one answerable question, one not) written to `path`."""
+    import json
+
+    data = json.loads(small_squad.read_text())["data"]
+    ctx = "The port of Drun was founded in 1702 by fishermen from the north."
+    data.append({"title": "Drun_port", "paragraphs": [{"context": ctx, "qas": [
+        {"id": "q6", "question": "When was the port founded?", "is_impossible": False,
+         "answers": [{"text": "1702", "answer_start": ctx.index("1702")}]},
+        {"id": "q7", "question": "Who paved the port's roads?", "is_impossible": True, "answers": []}]}]})
+    return write_squad(path, data)
+
+
 @pytest.fixture
 def small_squad(tmp_path) -> Path:
     """A SQuAD v2 file with passages written for these tests: two articles, answerable and unanswerable questions."""

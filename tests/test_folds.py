@@ -94,16 +94,10 @@ def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(t
     import yaml
 
     from laffi.pipeline.study import load_study, run_study
-    from tests.conftest import write_squad
+    from tests.conftest import three_articles
     from tests.test_pipeline import one_sft_step
 
-    data = json.loads(small_squad.read_text())["data"]
-    ctx = "The port of Drun was founded in 1702 by fishermen from the north."
-    data.append({"title": "Drun_port", "paragraphs": [{"context": ctx, "qas": [
-        {"id": "q6", "question": "When was the port founded?", "is_impossible": False,
-         "answers": [{"text": "1702", "answer_start": ctx.index("1702")}]},
-        {"id": "q7", "question": "Who paved the port's roads?", "is_impossible": True, "answers": []}]}]})
-    squad = write_squad(tmp_path / "three.json", data)
+    squad = three_articles(small_squad, tmp_path / "three.json")
     out = tmp_path / "results" / "thresholds"
     study_file = tmp_path / "thresholds.yaml"
     base = one_sft_step(squad, tiny_dir, tmp_path, train_articles="Velmar_bridge,Ada_Brill", eval_articles="Drun_port")

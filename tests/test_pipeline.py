@@ -129,15 +129,9 @@ def test_pipeline_chooses_every_trained_adapters_threshold_on_validation_first(t
     """calibrate_articles: each trained adapter (every seed) gets calibration.json from questions neither trained
     on nor scored, the evaluation answers at that threshold, and a rerun keeps it."""
     from laffi.inference.answerability import read_calibration
-    from tests.conftest import write_squad
+    from tests.conftest import three_articles
 
-    data = json.loads(small_squad.read_text())["data"]
-    ctx = "The port of Drun was founded in 1702 by fishermen from the north."
-    data.append({"title": "Drun_port", "paragraphs": [{"context": ctx, "qas": [
-        {"id": "q6", "question": "When was the port founded?", "is_impossible": False,
-         "answers": [{"text": "1702", "answer_start": ctx.index("1702")}]},
-        {"id": "q7", "question": "Who paved the port's roads?", "is_impossible": True, "answers": []}]}]})
-    squad = write_squad(tmp_path / "three.json", data)
+    squad = three_articles(small_squad, tmp_path / "three.json")
     import yaml
 
     config = tmp_path / "p.yaml"

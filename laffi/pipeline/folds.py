@@ -60,17 +60,18 @@ def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
     return out
 
 
-def answer_records(folder: Path) -> list[list]:
-    """One variant's evaluated questions (<eval>/<variant>/examples.jsonl) as RECORD_FIELDS rows: its span scored
-    against the gold answers, whatever threshold it was shown with."""
+def answer_records(rows: list[dict], where: Path) -> list[list]:
+    """One variant's evaluated questions (the rows of <eval>/<variant>/examples.jsonl, read from `where`) as
+    RECORD_FIELDS rows: its span scored against the gold answers, whatever threshold it was shown with."""
     from laffi.squad.metric import score_one
 
-    rows = read_jsonl(Path(folder) / "examples.jsonl")
     out = []
     for r in rows:
+        # without a span (the base model) its direct answer before any threshold: "prediction", which the
+        # evaluation's span metrics fall back to, is already "" where the old threshold abstained
         span = r.get("span") if r.get("span") is not None else r.get("direct", "")
         if r.get("na_prob") is None:
-            raise LaffiError(f"{folder} has no no-answer probabilities: it cannot choose a threshold.")
+            raise LaffiError(f"{where} has no no-answer probabilities: it cannot choose a threshold.")
         em, f1 = score_one(tuple(r["gold_answers"]), span)
         out.append([r["qid"], r.get("title", ""), int(bool(r["gold_answers"])), float(r["na_prob"]), int(em),
                     round(float(f1), 4), int(bool(span))])
@@ -87,13 +88,14 @@ def best_threshold(records: list[list]) -> float:
 
 
 def per_question(records: list[list], threshold: float) -> dict[str, list[float]]:
-    """Each question's F1, HasAns F1 (None on unanswerable) and abstention at `threshold` (the official rule)."""
-    f1, abstain = [], []
-    for r in records:
-        out = r[3] > threshold
-        f1.append(float(not r[2]) if out else r[5])  # span F1 against the gold, "" on unanswerable ones: official
-        abstain.append(float(out))
-    return {"f1": f1, "abstain": abstain, "has_answer": [bool(r[2]) for r in records]}
+    """Each question's F1 and abstention at `threshold` by the official rule (laffi.squad.metric), and whether it
+    is answerable."""
+    from laffi.squad.metric import apply_no_ans_threshold
+
+    f1 = apply_no_ans_threshold({r[0]: r[5] for r in records}, {r[0]: r[3] for r in records},
+                                {r[0]: bool(r[2]) for r in records}, threshold)
+    return {"f1": [f1[r[0]] for r in records], "abstain": [float(r[3] > threshold) for r in records],
+            "has_answer": [bool(r[2]) for r in records]}
 
 
 def scored(records: list[list], threshold: float) -> dict:
@@ -127,7 +129,7 @@ def transfer(folds: dict[str, list[list]], validation: list[list]) -> dict:
         a += qa
         b += qb
     diff, lo, hi = (100 * x for x in paired_diff_ci(b, a)) if a else (None, None, None)
-    return {"articles": rows, "n": len(a), "validation_threshold_f1": round(100 * sum(a) / max(len(a), 1), 2),
+    return {"articles": rows, "n": len(a), "validation_threshold": round(one, 6), "validation_threshold_f1": round(100 * sum(a) / max(len(a), 1), 2),
             "loao_threshold_f1": round(100 * sum(b) / max(len(b), 1), 2),
             "loao_minus_validation": None if diff is None else {"diff": round(diff, 2), "ci": [round(lo, 2), round(hi, 2)]}}
 
@@ -138,8 +140,8 @@ def committed(stages, trial: dict, result: dict) -> dict:
     from laffi.inference.answerability import ALWAYS_NO_ANSWER
 
     eval_dir = stages.out / trial["name"] / "eval"  # only this result's variants: an older adapter's folder may linger
-    return {**result, "answerability": {v: answer_records(eval_dir / v) for v in result["variants"]
-                                        if v != ALWAYS_NO_ANSWER}}
+    return {**result, "answerability": {v: answer_records(read_jsonl(eval_dir / v / "examples.jsonl"), eval_dir / v)
+                                        for v in result["variants"] if v != ALWAYS_NO_ANSWER}}
 
 
 def applied_records(folder: str, out: Path) -> tuple[list[list], float | None] | None:
@@ -154,7 +156,7 @@ def applied_records(folder: str, out: Path) -> tuple[list[list], float | None] |
     if (Path(folder) / "examples.jsonl").is_file():
         rows = read_jsonl(Path(folder) / "examples.jsonl")
         kept = {"folder": folder, "threshold": rows[0].get("threshold") if rows else None,
-                "records": answer_records(Path(folder))}
+                "records": answer_records(rows, Path(folder))}
         write_json_atomic(keep, kept)
     elif keep.is_file():
         kept = json.loads(keep.read_text(encoding="utf-8"))
@@ -176,6 +178,7 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
     transfers on validation data (transfer()), and the F1 of folds.apply's evaluation predictions at the
     threshold they were evaluated with, at this one, and at their own best (optimistic)."""
     from laffi.evaluation.stats import paired_diff_ci
+    from laffi.inference.answerability import DEFAULT_THRESHOLD
 
     recipes = [t for t in trials if FOLD_MARK not in t["name"]]
     # (row label, the trial whose folds it reads, its variant there): every recipe, then the untrained base model,
@@ -191,21 +194,22 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
         validation = full["answerability"][pick(full)]
         by_article = {title: r["answerability"][pick(r)] for title, r in done.items()}
         pool = [x for recs in by_article.values() for x in recs] + validation
-        loao = best_threshold(pool)
+        loao, moved = best_threshold(pool), transfer(by_article, validation)
         row = {"recipe": label, "variant": pick(full), "why": t.get("why", "") if label != "base" else "the base model",
                "folds_done": sorted(done), "folds_missing": sorted(n.split(FOLD_MARK, 1)[1] for n in fold_names
                                                                     if n not in results),
-               "threshold": round(loao, 6), "validation_threshold": round(best_threshold(validation), 6),
-               "pool": scored(pool, loao), "transfer": transfer(by_article, validation), "applied": []}
+               "threshold": round(loao, 6), "validation_threshold": moved["validation_threshold"],
+               "pool": scored(pool, loao), "transfer": moved, "applied": []}
         for folder in (folds.get("apply") or {}).get(label, []):
             found = applied_records(folder, Path(folds["out"]))
             if found is None:
                 log(f"study: {folder} is not on this machine (nor kept in {folds['out']}/applied): not applied")
                 continue
             records, own = found
-            at_own, at_loao = per_question(records, own if own is not None else 0.5), per_question(records, loao)
+            own = DEFAULT_THRESHOLD if own is None else own  # shown without a calibration: the default applied
+            at_own, at_loao = per_question(records, own), per_question(records, loao)
             diff, lo, hi = (100 * x for x in paired_diff_ci(at_loao["f1"], at_own["f1"]))
-            row["applied"].append({"folder": folder, "own": scored(records, own if own is not None else 0.5),
+            row["applied"].append({"folder": folder, "own": scored(records, own),
                                    "loao": scored(records, loao), "best": scored(records, best_threshold(records)),
                                    "loao_minus_own": {"diff": round(diff, 2), "ci": [round(lo, 2), round(hi, 2)]}})
         out.append(row)
