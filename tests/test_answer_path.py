@@ -73,3 +73,28 @@ def test_eval_writes_both_paths_in_the_official_format(tiny_lm, small_squad, tmp
     direct = json.loads((tmp_path / "laffi" / "predictions_direct.json").read_text())
     assert shown == via and set(direct) == set(shown) == {e.qid for e in examples}
     assert "revised_f1" not in result["variants"]["base"]
+
+
+def test_eval_on_the_verify_path_keeps_the_direct_score_the_folds_combine(tiny_lm, small_squad, tmp_path):
+    from laffi.evaluation.evaluate import evaluate_variants
+    from laffi.io import read_jsonl
+    from laffi.pipeline.folds import answer_records, has_verdicts
+    from laffi.squad.data import load_squad
+
+    examples, _ = load_squad(str(small_squad))
+    gen = GenerationConfig(max_new_tokens=6)
+    evaluate_variants(tiny_lm, examples, ["laffi"], gen, out_dir=tmp_path / "v",
+                      paths={"laffi": AnswerPath("verify", "self")})
+    evaluate_variants(tiny_lm, examples, ["laffi"], gen, out_dir=tmp_path / "d",
+                      paths={"laffi": AnswerPath("direct", "self")})
+    verified = read_jsonl(tmp_path / "v" / "laffi" / "examples.jsonl")
+    direct = read_jsonl(tmp_path / "d" / "laffi" / "examples.jsonl")
+    assert {r["path_kind"] for r in verified} == {"verify"} and {r["path_kind"] for r in direct} == {"direct"}
+    assert [r["direct_na_prob"] for r in verified] == pytest.approx([r["na_prob"] for r in direct], abs=1e-5)
+    records = answer_records(verified, tmp_path)
+    assert has_verdicts(records) and not has_verdicts(answer_records(direct, tmp_path))
+    # the same direct score and span either way, so the two paths' thresholds are one recipe's
+    plain = answer_records(direct, tmp_path)
+    assert [r[3] for r in records] == pytest.approx([r[3] for r in plain], abs=1e-5)
+    assert [r[4:7] for r in records] == [r[4:7] for r in plain]
+    assert [r[7] for r in records] == pytest.approx([v["na_prob"] for v in verified], abs=1e-6)  # "span": shown

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from laffi.errors import LaffiError
-from laffi.pipeline.folds import best_threshold, fold_trials, per_question, recipe_variant, scored, transfer
+from laffi.pipeline.folds import (best_threshold, fold_markdown, fold_trials, per_question, recipe_variant, scored,
+                                  transfer)
 
 
 def rec(qid, has, na, f1, title="A", answered=1):
@@ -29,6 +30,9 @@ def test_each_trial_becomes_itself_and_one_fold_per_training_article():
         fold_trials([{"name": "base", "methods": ["sft"]}], base, {"out": "x"})
     with pytest.raises(LaffiError, match="base's train_articles"):
         fold_trials([{"name": "s", "methods": ["sft"]}], base, {"out": "x", "over": "A,B"})
+    for own in ({"train_articles": "A,B"}, {"eval_articles": "A"}, {"data": "other.json"}, {"seeds": [2]}):
+        with pytest.raises(LaffiError, match="the folds choose its articles"):
+            fold_trials([{"name": "s", "methods": ["sft"], **own}], base, {"out": "x"})
 
 
 def test_the_threshold_is_the_official_search_and_scores_follow_the_official_rule():
@@ -47,17 +51,54 @@ def test_the_threshold_is_the_official_search_and_scores_follow_the_official_rul
 
 
 def test_nested_transfer_chooses_each_articles_threshold_without_it():
-    # article A wants a high threshold (its unanswerables sit at 0.6), B and the validation a low one (0.3)
-    folds = {"A": [rec("a1", 1, 0.5, 1.0, "A"), rec("a2", 0, 0.6, 0.0, "A")],
-             "B": [rec("b1", 1, 0.2, 1.0, "B"), rec("b2", 0, 0.4, 0.0, "B")]}
+    # A (4 questions) alone wants 0.85, B and C want 0.85 only with A beside them, the validation article 0.25:
+    # a search that saw A's own questions would give A 0.85 and 100 F1 instead of 0.6 and 25
+    folds = {"A": [rec("a1", 1, 0.85, 1.0), rec("a3", 1, 0.85, 1.0), rec("a4", 1, 0.85, 1.0), rec("a2", 0, 0.95, 0.0)],
+             "B": [rec("b1", 1, 0.6, 1.0, "B"), rec("b2", 0, 0.8, 0.0, "B")],
+             "C": [rec("c1", 1, 0.6, 1.0, "C"), rec("c2", 0, 0.8, 0.0, "C")]}
     validation = [rec("v1", 1, 0.25, 1.0, "V"), rec("v2", 0, 0.3, 0.0, "V")]
     out = transfer(folds, validation)
     by = {r["article"]: r for r in out["articles"]}
-    assert best_threshold(validation) == 0.25
-    # A at the threshold of B + validation (0.25): a1 abstained (0), a2 right; its own best answers a1 too
-    assert (by["A"]["loao_threshold_f1"], by["A"]["validation_threshold_f1"], by["A"]["best_f1"]) == (50.0, 50.0, 100.0)
-    assert by["B"]["loao_threshold_f1"] == 100.0 and out["n"] == 4
+    assert best_threshold(validation) == 0.25 == out["validation_threshold"]
+    assert (by["A"]["loao_threshold"], by["B"]["loao_threshold"], by["C"]["loao_threshold"]) == (0.6, 0.85, 0.85)
+    # A at 0.6 (from B, C and the validation article): its answerable questions abstained, a2 right
+    assert (by["A"]["loao_threshold_f1"], by["A"]["validation_threshold_f1"], by["A"]["best_f1"]) == (25.0, 25.0, 100.0)
+    assert (by["B"]["loao_threshold_f1"], by["B"]["validation_threshold_f1"]) == (50.0, 50.0) and out["n"] == 8
     assert out["loao_minus_validation"]["diff"] == out["loao_threshold_f1"] - out["validation_threshold_f1"]
+    # moving B's unanswerable question above 0.85 makes B's nested threshold right and the validation one wrong
+    folds["B"][1] = rec("b2", 0, 0.9, 0.0, "B")
+    moved = {r["article"]: r for r in transfer(folds, validation)["articles"]}["B"]
+    assert (moved["loao_threshold_f1"], moved["validation_threshold_f1"]) == (100.0, 50.0)
+
+
+def verdict_rec(qid, has, direct, span, f1, title="A", contrast=0.5):
+    return rec(qid, has, direct, f1, title) + [span, contrast]
+
+
+def test_the_combined_score_finds_what_neither_score_alone_separates():
+    from laffi.pipeline.folds import at_rule, best_f1_threshold, best_rule, combined, has_verdicts
+
+    # each score alone ranks one unanswerable question below an answerable one; their mean separates all four
+    records = [verdict_rec("q1", 1, 0.1, 0.6, 1.0), verdict_rec("q2", 1, 0.5, 0.1, 1.0),
+               verdict_rec("q3", 0, 0.4, 0.9, 0.0), verdict_rec("q4", 0, 0.9, 0.5, 0.0)]
+    assert has_verdicts(records) and not has_verdicts([r[:7] for r in records])
+    assert best_f1_threshold(records)[0] == 75.0  # the direct score alone
+    assert best_f1_threshold(combined(records, {"verdict": "span", "weight": 0.0}))[0] == 75.0  # the verdict alone
+    rule = best_rule(records, combine=True)
+    assert (rule["verdict"], rule["weight"]) == ("span", 0.2)  # the first weight that separates (0.1 does not)
+    assert at_rule(records, rule)["f1"] == [1.0, 1.0, 1.0, 1.0]
+    assert best_rule(records) == {"threshold": 0.1}  # without combining: the direct score's (first of two best)
+
+
+def test_a_verify_path_row_keeps_its_direct_score_and_its_verdicts():
+    from laffi.pipeline.folds import answer_records
+
+    row = {"qid": "q", "gold_answers": ["1952"], "span": "1952", "na_prob": 0.3, "path_kind": "verify",
+           "direct_na_prob": 0.2, "candidates": [{"answer": "1952", "score": 0.6}, {"answer": "", "score": 0.2}]}
+    (r,) = answer_records([row], "x")
+    assert r[:7] == ["q", "", 1, 0.2, 1, 1.0, 1]  # na_prob: the direct reply's, as every other recipe's
+    assert r[7:] == [pytest.approx(0.4), pytest.approx(0.25)]  # 1 - P(Correct | span); 0.2 / (0.2 + 0.6)
+    assert answer_records([{**row, "path_kind": "direct"}], "x")[0] == ["q", "", 1, 0.3, 1, 1.0, 1]
 
 
 def test_the_summary_pools_every_fold_with_the_validation_article_and_applies_the_threshold(tmp_path):
@@ -83,11 +124,35 @@ def test_the_summary_pools_every_fold_with_the_validation_article_and_applies_th
     assert (sft["recipe"], sft["variant"], sft["folds_done"], sft["folds_missing"]) == ("sft", "sft-1", ["A", "B"],
                                                                                         ["C"])
     assert sft["validation_threshold"] == 0.25 and sft["threshold"] == 0.55 and sft["pool"]["n"] == 6
+    assert not sft["complete"] and sft["combined"] is None  # C's fold is missing; no verdicts to combine
     a = sft["applied"][0]
     assert (a["own"]["f1"], a["loao"]["f1"], a["best"]["f1"]) == (50.0, 100.0, 100.0)
     assert a["loao_minus_own"]["diff"] == 50.0 and (tmp_path / "out" / "applied").is_dir()
     evaluated.joinpath("examples.jsonl").unlink()  # kept: the same numbers without the evaluation folder
     assert fold_summary(trials, results, {"out": str(tmp_path / "out"), "apply": {"sft": [str(evaluated)]}}) == summary
+    assert "2 of 3 (incomplete: provisional)" in fold_markdown(summary) and "(provisional)" in fold_markdown(summary)
+
+
+def test_a_verify_path_recipe_gets_a_combined_row_read_against_its_direct_score(tmp_path):
+    from laffi.pipeline.folds import fold_summary
+
+    def result(variant, records):
+        return {"seeds": {variant: [variant]}, "answerability": {variant: records, "base": [r[:7] for r in records]}}
+
+    # articles whose direct scores alone misorder a question that the verdict puts right
+    arts = {t: [verdict_rec(f"{t}1", 1, 0.1, 0.6, 1.0, t), verdict_rec(f"{t}2", 1, 0.5, 0.1, 1.0, t),
+                verdict_rec(f"{t}3", 0, 0.4, 0.9, 0.0, t), verdict_rec(f"{t}4", 0, 0.9, 0.5, 0.0, t)] for t in "ABV"}
+    results = {"a05": result("laffi-1", arts["V"]), "a05-without-A": result("laffi-2", arts["A"]),
+               "a05-without-B": result("laffi-3", arts["B"])}
+    trials = [{"name": n} for n in ("a05", "a05-without-A", "a05-without-B")]
+    summary = fold_summary(trials, results, {"out": str(tmp_path / "out")})
+    laffi, base = summary["recipes"]
+    assert laffi["complete"] and base["combined"] is None
+    c = laffi["combined"]
+    assert (c["rule"]["verdict"], c["rule"]["weight"], c["pool"]["f1"]) == ("span", 0.2, 100.0)
+    assert c["transfer"]["loao_threshold_f1"] == 100.0 and laffi["transfer"]["loao_threshold_f1"] == 75.0
+    assert c["minus_direct"]["diff"] == 25.0
+    assert "| a05 (laffi-1) | 2 of 2 | span | 0.2 |" in fold_markdown(summary)
 
 
 def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(tiny_dir, small_squad, tmp_path):

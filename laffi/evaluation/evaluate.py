@@ -181,11 +181,11 @@ def _write_variant(folder: Path, examples, rows) -> None:
         d_em, d_f1 = score_one(ex.answers, r.direct.text)
         line = {"qid": ex.qid, "title": ex.title, "question": ex.question, "gold_answers": list(ex.answers),
                 "prediction": r.answer, "em": em, "f1": f1, "direct": r.direct.text, "raw": r.direct.raw,
-                "direct_em": d_em, "direct_f1": d_f1, "answer_path": r.path.label()}
+                "direct_em": d_em, "direct_f1": d_f1, "answer_path": r.path.label(), "path_kind": r.path.kind}
         if r.na_prob is not None:
             line.update(span=r.span, na_prob=r.na_prob, threshold=r.threshold)
-        if r.candidates is not None:
-            line["candidates"] = r.candidates
+        if r.candidates is not None:  # a chooser: its verdicts' na_prob, and its direct reply's beside it
+            line.update(candidates=r.candidates, direct_na_prob=r.direct.na_prob)
         if r.feedback is not None:
             line.update(draft=r.draft, draft_by=r.draft_by, feedback=r.feedback.text, verdict=r.feedback.verdict,
                         revised_answer=r.feedback.revised_answer,

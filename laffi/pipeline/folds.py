@@ -18,6 +18,12 @@ question of the one left out. Those out-of-fold predictions, pooled with the val
 threshold per recipe, as cross-validation chooses a hyper-parameter; the full-data adapter then serves with it.
 Whether that transfers better than one article's threshold is read on validation data alone: each article's
 questions at the threshold chosen on all the others (nested) against the validation article's threshold.
+
+A LaFFi recipe evaluated on the verify path (laffi_answer_path kind 'verify') has two no-answer scores per
+question: its direct reply's P(abstain) and its verdict's on its own span (1 - P(Correct | span), or the
+contrast with P(Correct | "no answer")). The combined score w * direct + (1 - w) * verdict, as Retro-Reader sums
+its verifier's and reader's scores, has its weight, verdict kind and threshold chosen together out of fold, and
+is read against the direct score alone at nested thresholds on the same questions.
 """
 
 from __future__ import annotations
@@ -28,8 +34,14 @@ from laffi.errors import LaffiError
 from laffi.io import read_jsonl
 
 FOLD_MARK = "-without-"  # fold trial names: <trial>-without-<held-out title>
-# one question as the threshold search needs it, no text: [qid, title, answerable, na_prob, span EM, span F1, span given]
+# one question as the threshold search needs it, no text: [qid, title, answerable, na_prob, span EM, span F1, span
+# given]; na_prob is the direct reply's P(abstain) (for the base and direct variants the only one)
 RECORD_FIELDS = ("qid", "title", "has_answer", "na_prob", "span_exact", "span_f1", "answered")
+# a verify-path variant's records go on with its verdict's no-answer scores (laffi.inference.answerability)
+VERDICT_KINDS = ("span", "contrast")
+WEIGHTS = tuple(i / 10 for i in range(11))  # the direct score's share in the combined one: 0 (verdict alone) to 1
+# what a fold trial sets itself: a trial that set them too would not be leaving one article out
+FOLD_SETS = ("data", "train_articles", "eval_articles", "eval_limit", "calibrate_articles", "seeds")
 
 
 def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
@@ -49,6 +61,9 @@ def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
     for t in trials:
         if t.get("name") == "base":
             raise LaffiError("A folds study names its base model's row 'base': give the trial another name.")
+        if set(t) & set(FOLD_SETS):
+            raise LaffiError(f"Trial {t.get('name')!r} of a folds study sets {', '.join(sorted(set(t) & set(FOLD_SETS)))}"
+                             ": the folds choose its articles, and its data and seed are the base's.")
         if len(t.get("methods") or base.get("methods") or []) != 1:
             raise LaffiError(f"Trial {t.get('name')!r} of a folds study must train one method (methods: [sft] or "
                              "[laffi]): a threshold belongs to one recipe.")
@@ -63,6 +78,7 @@ def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
 def answer_records(rows: list[dict], where: Path) -> list[list]:
     """One variant's evaluated questions (the rows of <eval>/<variant>/examples.jsonl, read from `where`) as
     RECORD_FIELDS rows: its span scored against the gold answers, whatever threshold it was shown with."""
+    from laffi.inference.selffeedback import candidates_na_prob
     from laffi.squad.metric import score_one
 
     out = []
@@ -72,19 +88,60 @@ def answer_records(rows: list[dict], where: Path) -> list[list]:
         span = r.get("span") if r.get("span") is not None else r.get("direct", "")
         if r.get("na_prob") is None:
             raise LaffiError(f"{where} has no no-answer probabilities: it cannot choose a threshold.")
+        verdicts = r.get("path_kind") == "verify" and r.get("direct_na_prob") is not None
         em, f1 = score_one(tuple(r["gold_answers"]), span)
-        out.append([r["qid"], r.get("title", ""), int(bool(r["gold_answers"])), float(r["na_prob"]), int(em),
-                    round(float(f1), 4), int(bool(span))])
+        out.append([r["qid"], r.get("title", ""), int(bool(r["gold_answers"])),
+                    float(r["direct_na_prob"] if verdicts else r["na_prob"]), int(em), round(float(f1), 4),
+                    int(bool(span))] + ([candidates_na_prob(r["candidates"], k) for k in VERDICT_KINDS] if verdicts else []))
     return out
 
 
-def best_threshold(records: list[list]) -> float:
-    """The official search (laffi.squad.metric.find_best_thresh) over records."""
+def best_f1_threshold(records: list[list]) -> tuple[float, float]:
+    """(best F1, its threshold) by the official search (laffi.squad.metric.find_best_thresh) over records."""
     from laffi.squad.metric import find_best_thresh
 
     preds = {r[0]: "x" if r[6] else "" for r in records}
     return find_best_thresh(preds, {r[0]: r[5] for r in records}, {r[0]: r[3] for r in records},
-                            {r[0]: bool(r[2]) for r in records})[1]
+                            {r[0]: bool(r[2]) for r in records})
+
+
+def best_threshold(records: list[list]) -> float:
+    """The official search's threshold over records."""
+    return best_f1_threshold(records)[1]
+
+
+def has_verdicts(records: list[list]) -> bool:
+    """Whether every record carries its verdict's no-answer scores (a verify-path variant)."""
+    return bool(records) and all(len(r) == len(RECORD_FIELDS) + len(VERDICT_KINDS) for r in records)
+
+
+def combined(records: list[list], rule: dict) -> list[list]:
+    """The records with na_prob = weight * direct + (1 - weight) * the rule's verdict score (a rule without a
+    verdict: the records as they are)."""
+    if "verdict" not in rule:
+        return records
+    k, w = len(RECORD_FIELDS) + VERDICT_KINDS.index(rule["verdict"]), rule["weight"]
+    return [[*r[:3], w * r[3] + (1 - w) * r[k], *r[4:len(RECORD_FIELDS)]] for r in records]
+
+
+def best_rule(records: list[list], combine: bool = False) -> dict:
+    """The threshold (and, combining, the verdict kind and weight) with the best F1 on records; among equal F1s
+    the first in VERDICT_KINDS x WEIGHTS order."""
+    if not combine:
+        return {"threshold": best_threshold(records)}
+    best = None
+    for verdict in VERDICT_KINDS:
+        for w in WEIGHTS:
+            rule = {"verdict": verdict, "weight": w}
+            f1, t = best_f1_threshold(combined(records, rule))
+            if best is None or f1 > best[0] + 1e-9:
+                best = (f1, {**rule, "threshold": t})
+    return best[1]
+
+
+def at_rule(records: list[list], rule: dict) -> dict[str, list[float]]:
+    """per_question() of records scored by a rule."""
+    return per_question(combined(records, rule), rule["threshold"])
 
 
 def per_question(records: list[list], threshold: float) -> dict[str, list[float]]:
@@ -98,11 +155,14 @@ def per_question(records: list[list], threshold: float) -> dict[str, list[float]
             "has_answer": [bool(r[2]) for r in records]}
 
 
-def scored(records: list[list], threshold: float) -> dict:
-    """F1, HasAns F1 and abstain % at `threshold` with 95 % bootstrap intervals, and always "no answer"'s F1."""
+def scored(records: list[list], threshold: float | dict) -> dict:
+    """F1, HasAns F1 and abstain % at `threshold` (or a rule: best_rule) with 95 % bootstrap intervals, and
+    always "no answer"'s F1."""
     from laffi.evaluation.stats import with_ci
 
-    q = per_question(records, threshold)
+    rule = threshold if isinstance(threshold, dict) else {"threshold": threshold}
+    threshold = rule["threshold"]
+    q = at_rule(records, rule)
     has = [f for f, h in zip(q["f1"], q["has_answer"]) if h]
     parts = {"f1": with_ci(q["f1"]), "HasAns_f1": with_ci(has) if has else None, "abstain": with_ci(q["abstain"])}
     return {"n": len(records), "threshold": round(threshold, 6),
@@ -111,27 +171,56 @@ def scored(records: list[list], threshold: float) -> dict:
                 round(100.0 * sum(1 for r in records if not r[2]) / max(len(records), 1), 2)}
 
 
-def transfer(folds: dict[str, list[list]], validation: list[list]) -> dict:
-    """On validation data alone: every fold article's questions at (a) the validation article's threshold, (b)
-    the threshold chosen on every other article (nested leave-one-article-out, the validation article included),
-    (c) its own best (optimistic); pooled over the articles, with (b) - (a) as a paired interval."""
-    from laffi.evaluation.stats import paired_diff_ci
-
-    one = best_threshold(validation)
+def nested(folds: dict[str, list[list]], validation: list[list], combine: bool = False) -> tuple[list, list, list]:
+    """Each fold article's questions at (a) the rule chosen on the validation article and (b) the rule chosen on
+    every other article, the validation article included (nested leave-one-article-out): (a's per-question F1s,
+    b's, one row per article with its own best too, optimistic), articles in `folds` order."""
+    one = best_rule(validation, combine)
     rows, a, b = [], [], []
     for title, recs in folds.items():
         others = [r for t, rs in folds.items() if t != title for r in rs] + validation
-        nested = best_threshold(others)
-        qa, qb = per_question(recs, one)["f1"], per_question(recs, nested)["f1"]
-        rows.append({"article": title, "n": len(recs), "validation_threshold_f1": round(100 * sum(qa) / len(qa), 2),
+        rule = best_rule(others, combine)
+        qa, qb = at_rule(recs, one)["f1"], at_rule(recs, rule)["f1"]
+        rows.append({"article": title, "n": len(recs), "loao_threshold": round(rule["threshold"], 6),
+                     "validation_threshold_f1": round(100 * sum(qa) / len(qa), 2),
                      "loao_threshold_f1": round(100 * sum(qb) / len(qb), 2),
-                     "best_f1": round(100 * sum(per_question(recs, best_threshold(recs))["f1"]) / len(recs), 2)})
+                     "best_f1": round(100 * sum(at_rule(recs, best_rule(recs, combine))["f1"]) / len(recs), 2)})
         a += qa
         b += qb
-    diff, lo, hi = (100 * x for x in paired_diff_ci(b, a)) if a else (None, None, None)
-    return {"articles": rows, "n": len(a), "validation_threshold": round(one, 6), "validation_threshold_f1": round(100 * sum(a) / max(len(a), 1), 2),
-            "loao_threshold_f1": round(100 * sum(b) / max(len(b), 1), 2),
-            "loao_minus_validation": None if diff is None else {"diff": round(diff, 2), "ci": [round(lo, 2), round(hi, 2)]}}
+    return a, b, rows
+
+
+def paired(b: list[float], a: list[float]) -> dict | None:
+    """b - a in F1 points with its paired 95 % interval (None without questions)."""
+    from laffi.evaluation.stats import paired_diff_ci
+
+    if not a:
+        return None
+    diff, lo, hi = (100 * x for x in paired_diff_ci(b, a))
+    return {"diff": round(diff, 2), "ci": [round(lo, 2), round(hi, 2)]}
+
+
+def transfer(folds: dict[str, list[list]], validation: list[list], combine: bool = False) -> dict:
+    """On validation data alone (nested()): every fold article at the validation article's rule and at the rule
+    of all the others, pooled over the articles, with (b) - (a) as a paired interval."""
+    a, b, rows = nested(folds, validation, combine)
+    one = best_rule(validation, combine)
+    return {"articles": rows, "n": len(a), "validation_threshold": round(one["threshold"], 6),
+            **({"validation_rule": one} if combine else {}),
+            "validation_threshold_f1": round(100 * sum(a) / max(len(a), 1), 2),
+            "loao_threshold_f1": round(100 * sum(b) / max(len(b), 1), 2), "loao_minus_validation": paired(b, a)}
+
+
+def combined_row(by_article: dict[str, list[list]], validation: list[list], pool: list[list]) -> dict | None:
+    """A verify-path recipe's combined score: its rule chosen on the pool, its transfer, and its nested F1
+    against the direct score's at nested thresholds on the same questions (None without verdicts)."""
+    if not has_verdicts(pool):
+        return None
+    rule = best_rule(pool, combine=True)
+    direct = nested(by_article, validation)[1]
+    mixed = nested(by_article, validation, combine=True)[1]
+    return {"rule": {**rule, "threshold": round(rule["threshold"], 6)}, "pool": scored(pool, rule),
+            "transfer": transfer(by_article, validation, combine=True), "minus_direct": paired(mixed, direct)}
 
 
 def committed(stages, trial: dict, result: dict) -> dict:
@@ -175,9 +264,9 @@ def recipe_variant(result: dict) -> str:
 
 def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=lambda m: None) -> dict:
     """Per recipe (each trial of the study file, and the base model): the leave-one-article-out threshold, how it
-    transfers on validation data (transfer()), and the F1 of folds.apply's evaluation predictions at the
-    threshold they were evaluated with, at this one, and at their own best (optimistic)."""
-    from laffi.evaluation.stats import paired_diff_ci
+    transfers on validation data (transfer()), a verify-path recipe's combined score (combined_row), and the F1 of
+    folds.apply's evaluation predictions at the threshold they were evaluated with, at this one (and the combined
+    rule's), and at their own best (optimistic). A recipe whose folds are not all done is marked incomplete."""
     from laffi.inference.answerability import DEFAULT_THRESHOLD
 
     recipes = [t for t in trials if FOLD_MARK not in t["name"]]
@@ -195,11 +284,12 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
         by_article = {title: r["answerability"][pick(r)] for title, r in done.items()}
         pool = [x for recs in by_article.values() for x in recs] + validation
         loao, moved = best_threshold(pool), transfer(by_article, validation)
+        missing = sorted(n.split(FOLD_MARK, 1)[1] for n in fold_names if n not in results)
         row = {"recipe": label, "variant": pick(full), "why": t.get("why", "") if label != "base" else "the base model",
-               "folds_done": sorted(done), "folds_missing": sorted(n.split(FOLD_MARK, 1)[1] for n in fold_names
-                                                                    if n not in results),
+               "folds_done": sorted(done), "folds_missing": missing, "complete": not missing,
                "threshold": round(loao, 6), "validation_threshold": moved["validation_threshold"],
-               "pool": scored(pool, loao), "transfer": moved, "applied": []}
+               "pool": scored(pool, loao), "transfer": moved, "combined": combined_row(by_article, validation, pool),
+               "applied": []}
         for folder in (folds.get("apply") or {}).get(label, []):
             found = applied_records(folder, Path(folds["out"]))
             if found is None:
@@ -207,27 +297,51 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
                 continue
             records, own = found
             own = DEFAULT_THRESHOLD if own is None else own  # shown without a calibration: the default applied
-            at_own, at_loao = per_question(records, own), per_question(records, loao)
-            diff, lo, hi = (100 * x for x in paired_diff_ci(at_loao["f1"], at_own["f1"]))
-            row["applied"].append({"folder": folder, "own": scored(records, own),
-                                   "loao": scored(records, loao), "best": scored(records, best_threshold(records)),
-                                   "loao_minus_own": {"diff": round(diff, 2), "ci": [round(lo, 2), round(hi, 2)]}})
+            at_loao = per_question(records, loao)["f1"]
+            applied = {"folder": folder, "own": scored(records, own), "loao": scored(records, loao),
+                       "best": scored(records, best_threshold(records)),
+                       "loao_minus_own": paired(at_loao, per_question(records, own)["f1"])}
+            if row["combined"] and has_verdicts(records):
+                rule = row["combined"]["rule"]
+                applied.update(combined=scored(records, rule),
+                               combined_minus_loao=paired(at_rule(records, rule)["f1"], at_loao))
+            row["applied"].append(applied)
         out.append(row)
     return {"over": folds.get("over"), "recipes": out}
 
 
+def interval(d: dict | None) -> str:
+    d = d or {"diff": 0.0, "ci": [0.0, 0.0]}
+    return f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
+
+
 def fold_markdown(summary: dict) -> str:
-    """thresholds.md: one table of thresholds and their transfer on validation data, one of applied predictions."""
+    """thresholds.md: thresholds and their transfer on validation data, the combined scores, applied predictions."""
     lines = ["# Thresholds by leave-one-article-out", "",
              "| recipe | folds | threshold (LOAO) | validation article's | F1 at it, each article from the others "
              "(nested) | F1 at the validation article's | difference [95 %] |", "|---|---|---|---|---|---|---|"]
+
+    def folds_cell(r):
+        n = f"{len(r['folds_done'])} of {len(r['folds_done']) + len(r['folds_missing'])}"
+        return n if r["complete"] else f"{n} (incomplete: provisional)"
+
     for r in summary["recipes"]:
         tr = r["transfer"]
-        d = tr["loao_minus_validation"] or {"diff": 0.0, "ci": [0.0, 0.0]}
-        lines.append(f"| {r['recipe']} ({r['variant']}) | {len(r['folds_done'])} of "
-                     f"{len(r['folds_done']) + len(r['folds_missing'])} | {r['threshold']:.4f} | "
+        lines.append(f"| {r['recipe']} ({r['variant']}) | {folds_cell(r)} | {r['threshold']:.4f} | "
                      f"{r['validation_threshold']:.4f} | {tr['loao_threshold_f1']:.1f} | "
-                     f"{tr['validation_threshold_f1']:.1f} | {d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}] |")
+                     f"{tr['validation_threshold_f1']:.1f} | {interval(tr['loao_minus_validation'])} |")
+    mixed = [r for r in summary["recipes"] if r.get("combined")]
+    if mixed:
+        lines += ["", "Combined no-answer score, weight x direct P(abstain) + (1 - weight) x its verdict's, chosen "
+                  "out of fold with its threshold (nested F1 over the fold articles):", "",
+                  "| recipe | folds | verdict score | weight | threshold | F1 at it (nested) | direct score alone "
+                  "(nested) | combined − direct [95 %] |", "|---|---|---|---|---|---|---|---|"]
+        for r in mixed:
+            c = r["combined"]
+            lines.append(f"| {r['recipe']} ({r['variant']}) | {folds_cell(r)} | {c['rule']['verdict']} | "
+                         f"{c['rule']['weight']:.1f} | {c['rule']['threshold']:.4f} | "
+                         f"{c['transfer']['loao_threshold_f1']:.1f} | {r['transfer']['loao_threshold_f1']:.1f} | "
+                         f"{interval(c['minus_direct'])} |")
     applied = [(r, a) for r in summary["recipes"] for a in r["applied"]]
     if applied:
         lines += ["", "Evaluation predictions at each threshold (F1 [95 %], HasAns F1, abstain %):", "",
@@ -239,7 +353,10 @@ def fold_markdown(summary: dict) -> str:
                     f"{m['abstain']:.0f} %")
 
         for r, a in applied:
-            d = a["loao_minus_own"]
+            loao = cell(a["loao"]) + ("" if r["complete"] else " (provisional)")
             lines.append(f"| {a['folder']} | {a['own']['always_no_answer_f1']:.1f} | {cell(a['own'])} | "
-                         f"{cell(a['loao'])} | {cell(a['best'])} | {d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}] |")
+                         f"{loao} | {cell(a['best'])} | {interval(a['loao_minus_own'])} |")
+            if "combined" in a:
+                lines.append(f"| {a['folder']}, combined score | | | {cell(a['combined'])} | | "
+                             f"{interval(a['combined_minus_loao'])} (combined − LOAO) |")
     return "\n".join(lines) + "\n"
