@@ -85,3 +85,54 @@ def test_plausible_answers_are_read_from_the_official_file(shared_squad):
     assert with_plausible and all(e.is_impossible for e in with_plausible)
     assert all(e.context[s:s + len(p)] == p for e in with_plausible[:200]
                for p, s in zip(e.plausible_answers, e.plausible_starts))
+
+
+def test_balanced_mix_adds_drafts_of_the_scarcer_verdict_until_level():
+    from laffi.feedback.drafts import verdict_of
+
+    # the SFT folds' situation: wrong spans on answerable questions, confident spans on unanswerable ones
+    own = [record(f"a{i}", answers=["1931"], prediction="freight trains") for i in range(6)] + \
+          [record(f"b{i}", answers=["six years"], prediction="six years") for i in range(2)] + \
+          [record(f"u{i}", plausible=["the port of Drun"], prediction="the port of Drun") for i in range(4)]
+    records, mix = add_drafts(own, "own+balanced", seed=0)
+    verdicts = Counter(verdict_of(r, r["prediction"]) for r in records)
+    assert verdicts["correct"] == verdicts["incorrect"] == 10  # 2 own right + 8 added; 10 own wrong
+    added = records[len(own):]
+    assert len(added) == 8 and {r["draft_kind"] for r in added} <= {"gold", "abstain"}
+    assert all(r["prediction"] == "" for r in added if not r["answers"])  # "no answer" where the passage has none
+    assert len({r["qid"] for r in added}) == len(added)  # one per question
+    annotated, _ = annotate(records)  # the annotator agrees with the verdict the drafts were made for
+    assert Counter(a["feedback"].split()[0].strip(".:,") for a in annotated) == {"Correct": 10, "Incorrect": 10}
+    # the other way: mostly right, so wrong drafts are added
+    right = [record(f"r{i}", answers=["1931"], prediction="1931") for i in range(5)] + [record("w", answers=["1931"])]
+    records, _ = add_drafts(right, "own+balanced", seed=0)
+    assert Counter(verdict_of(r, r["prediction"]) for r in records) == {"correct": 5, "incorrect": 5}
+
+
+def test_own_drafts_can_be_a_trained_models_answers_read_from_evaluation_folders(tmp_path):
+    from types import SimpleNamespace
+
+    from laffi.feedback.drafts import predicted_drafts
+    from laffi.io import write_jsonl_atomic
+
+    def ex(qid):
+        return SimpleNamespace(qid=qid, to_dict=lambda: {"qid": qid, "answers": []})
+
+    for fold, rows in (("sft-1", [{"qid": "q1", "span": "1931", "na_prob": 0.9, "direct": ""}]),
+                       ("sft-2", [{"qid": "q2", "span": None, "direct": "Drun"}])):
+        (tmp_path / f"without-{fold}" / fold).mkdir(parents=True)
+        write_jsonl_atomic(tmp_path / f"without-{fold}" / fold / "examples.jsonl", rows)
+    got = predicted_drafts([ex("q1"), ex("q2")], [str(tmp_path / "without-*" / "sft-*")])
+    # the span even where the shown answer abstained (na_prob 0.9): the model's confident answer is the draft
+    assert [(r["qid"], r["prediction"], r["predicted_by"]) for r in got] == [("q1", "1931", "sft-1"),
+                                                                            ("q2", "Drun", "sft-2")]
+    with pytest.raises(LaffiError, match="1 of 3 training questions have no answer"):
+        predicted_drafts([ex("q1"), ex("q2"), ex("q3")], [str(tmp_path / "without-*" / "sft-*")])
+    # one folder matched by two patterns is read once; a second folder answering q1 again is refused
+    assert len(predicted_drafts([ex("q1")], [str(tmp_path / "without-sft-1" / "sft-1"), str(tmp_path / "*" / "sft-1")])) == 1
+    (tmp_path / "again" / "sft-3").mkdir(parents=True)
+    write_jsonl_atomic(tmp_path / "again" / "sft-3" / "examples.jsonl", [{"qid": "q1", "span": "1932"}])
+    with pytest.raises(LaffiError, match="answered in two"):
+        predicted_drafts([ex("q1")], [str(tmp_path / "*" / "sft-*")])
+    with pytest.raises(LaffiError, match="no evaluation folder"):
+        predicted_drafts([ex("q1")], [str(tmp_path / "nothing-*")])

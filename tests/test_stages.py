@@ -108,3 +108,40 @@ def test_synthetic_drafts_alone_need_no_predictions(cfg, tmp_path, monkeypatch):
     again, _ = add_drafts(records, "synthetic", seed=other.cfg.seed, k=other.cfg.synthetic_per_question)
     assert [(r["qid"], r["prediction"], r["draft_kind"]) for r in again] == [
         (r["qid"], r["prediction"], r["draft_kind"]) for r in annotated]
+
+
+def test_own_drafts_from_evaluation_folders_need_no_model_and_key_the_annotations(cfg, tmp_path, monkeypatch):
+    from laffi.io import write_jsonl_atomic
+
+    examples = Stages(cfg(), log=lambda m: None).examples("train")
+    folder = tmp_path / "sft-without-x" / "eval" / "sft-abc"
+    folder.mkdir(parents=True)
+    write_jsonl_atomic(folder / "examples.jsonl", [{"qid": e.qid, "span": "Drun", "direct": ""} for e in examples])
+    run = Stages(cfg(drafts="own+balanced", draft_predictions=[str(tmp_path / "sft-without-*" / "eval" / "sft-*")]),
+                 log=lambda m: None)
+    import laffi.inference.models
+
+    monkeypatch.setattr(laffi.inference.models, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    annotated = run.annotate()
+    own = [r for r in annotated if r["draft_kind"] == "own"]
+    assert len(own) == len(examples) and {(r["prediction"], r["predicted_by"]) for r in own} == {("Drun", "sft-abc")}
+    assert len(annotated) > len(own)  # balancing drafts beside them
+    assert run.annotate_key() != Stages(cfg(drafts="own+balanced"), log=lambda m: None).annotate_key()
+    before = run.annotate_key()
+    write_jsonl_atomic(folder / "examples.jsonl", [{"qid": e.qid, "span": "1931"} for e in examples])
+    assert run.annotate_key() != before  # other answers: other annotations, another adapter
+    with pytest.raises(LaffiError, match="draft_predictions"):
+        cfg(drafts="synthetic", draft_predictions=["x"])
+
+
+def test_a_result_stored_before_a_new_setting_existed_is_still_this_run():
+    from dataclasses import asdict
+
+    from laffi.pipeline.study import same_config
+
+    now = json.loads(json.dumps(asdict(PipelineConfig(data="d.json"))))
+    old = {k: v for k, v in now.items() if k != "draft_predictions"}
+    assert same_config(now, now) and same_config(old, now)
+    assert not same_config(old, {**now, "draft_predictions": ["runs/x"]})  # set now: not the stored run
+    assert not same_config({**now, "gone": 1}, now) and not same_config({**old, "seed": 5}, now)
+    assert not same_config(None, now)

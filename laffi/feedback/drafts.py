@@ -18,9 +18,15 @@ a draft's verdict always follows from the gold answers, never from how the draft
     abstain     "no answer"             -> Incorrect when the passage answers it, Correct when it does not
     plausible   SQuAD 2.0's plausible answer of an unanswerable question -> Incorrect (should have abstained)
 
-DRAFT_MIXES names the choice: "own" (the paper's setting), "own+synthetic" (own + k synthetic per question) or
+DRAFT_MIXES names the choice: "own" (the paper's setting), "own+synthetic" (own + k synthetic per question),
 "synthetic" (k synthetic per question, no own draft: needs no generation, so a whole training split costs nothing
-to draft; the verifier path judges short spans, which is what these drafts are).
+to draft; the verifier path judges short spans, which is what these drafts are), or "own+balanced": own drafts
+plus synthetic ones of the scarcer verdict, until Correct and Incorrect are level (balancing_drafts).
+
+The own drafts are the base model's answers (`predict`), or, with predicted_drafts, a trained model's answers read
+from evaluation folders: the SFT folds' spans on the article each one left out are an SFT model's own answers to
+every training question without having trained on it (in-sample answers would be mostly right, memorised), its
+confident spans on unanswerable questions included - the paper's setting at this scale.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from laffi.inference.events import OnEvent
 from laffi.inference.surface import LanguageModel
 from laffi.squad.metric import get_tokens
 
-DRAFT_MIXES = ("own", "own+synthetic", "synthetic")
+DRAFT_MIXES = ("own", "own+synthetic", "synthetic", "own+balanced")
 # Which synthetic kind a question gets (weights), chosen so that with the own drafts every verdict is common:
 # answerable questions mostly get right and nearly-right drafts (own drafts are ~never right), unanswerable ones
 # "no answer" (right) or a plausible span (wrong in the adversarial way SQuAD 2.0 was built for).
@@ -138,9 +144,45 @@ def synthetic_drafts(rec: dict, rng: random.Random, k: int = 1) -> list[tuple[st
     return out
 
 
+def verdict_of(rec: dict, draft: str) -> str:
+    """The reference annotator's verdict on a draft: "correct", "partial" or "incorrect"."""
+    from laffi.feedback.annotation import categorise
+
+    kind = categorise(rec.get("answers") or [], draft)
+    return "correct" if kind.startswith("correct") else "partial" if kind.startswith("partial") else "incorrect"
+
+
+# the synthetic kinds that make a draft of each verdict, tried in order (the first that can be made wins)
+MAKES = {("correct", True): ("gold",), ("correct", False): ("abstain",),
+         ("incorrect", True): ("abstain", "other_span"), ("incorrect", False): ("plausible", "other_span")}
+
+
+def balancing_drafts(records: list[dict], rng: random.Random) -> list[dict]:
+    """Synthetic drafts of the scarcer verdict, Correct or Incorrect, until the two are level (Partly correct
+    counts for neither): a Correct one is a gold span, or "no answer" where the passage does not answer; an
+    Incorrect one "no answer" where it does, SQuAD 2.0's plausible span, or a span sharing no word with the gold.
+    At most one per question, on questions (in seeded order) whose own draft has the other verdict."""
+    counts = Counter(verdict_of(r, r.get("prediction") or "") for r in records)
+    want = "incorrect" if counts["correct"] > counts["incorrect"] else "correct"
+    need = abs(counts["correct"] - counts["incorrect"])
+    order = [r for r in records if verdict_of(r, r.get("prediction") or "") != want]
+    rng.shuffle(order)
+    out = []
+    for rec in order:
+        if len(out) >= need:
+            break
+        for kind in MAKES[want, bool(rec.get("answers"))]:
+            draft = _make(kind, rec, rng)
+            if draft is not None and verdict_of(rec, draft) == want:
+                out.append(dict(rec, prediction=draft, raw=draft, predicted_by="synthetic", draft_kind=kind))
+                break
+    return out
+
+
 def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1) -> tuple[list[dict], dict]:
     """Every record keeps its own draft (draft_kind "own"); with mix "own+synthetic" each question also gets k
-    synthetic drafts as extra records (same qid); with "synthetic" only those. Returns (records, {kind: count})."""
+    synthetic drafts as extra records (same qid); with "synthetic" only those; with "own+balanced" the own drafts
+    and balancing_drafts. Returns (records, {kind: count})."""
     if mix not in DRAFT_MIXES:
         raise LaffiError(f"The draft mix must be one of {', '.join(DRAFT_MIXES)}, not {mix!r}.")
     if k < 1:
@@ -150,10 +192,40 @@ def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1)
     for rec in records:
         if mix != "synthetic":
             out.append(dict(rec, draft_kind=rec.get("draft_kind") or "own"))
-        if mix != "own":
+        if mix in ("own+synthetic", "synthetic"):
             for draft, kind in synthetic_drafts(rec, rng, k):
                 out.append(dict(rec, prediction=draft, raw=draft, predicted_by="synthetic", draft_kind=kind))
+    if mix == "own+balanced":
+        out += balancing_drafts(out, rng)
     return out, dict(Counter(r["draft_kind"] for r in out))
+
+
+def predicted_drafts(examples, folders: list[str]) -> list[dict]:
+    """Each example's own draft read from evaluation folders (globs allowed; <folder>/examples.jsonl, as
+    laffi.evaluation.evaluate writes it): its best span - shown or not, so that an unanswerable question keeps the
+    model's confident answer - predicted_by the folder's variant. Every example must be answered exactly once."""
+    import glob
+    from pathlib import Path
+
+    from laffi.io import read_jsonl
+
+    found = sorted({Path(p) for pattern in folders for p in glob.glob(pattern) if (Path(p) / "examples.jsonl").is_file()})
+    if not found:
+        raise LaffiError(f"draft_predictions names no evaluation folder with an examples.jsonl: {', '.join(folders)}.")
+    answers: dict[str, tuple[str, str]] = {}
+    for folder in found:
+        for row in read_jsonl(folder / "examples.jsonl"):
+            span = row.get("span") if row.get("span") is not None else row.get("direct", "")
+            if row["qid"] in answers:
+                raise LaffiError(f"Question {row['qid']} is answered in two draft_predictions folders (the second: "
+                                 f"{folder}): give each question one model's answer.")
+            answers[row["qid"]] = (span or "", folder.name)
+    missing = [e.qid for e in examples if e.qid not in answers]
+    if missing:
+        raise LaffiError(f"{len(missing)} of {len(examples)} training questions have no answer in draft_predictions "
+                         f"({len(found)} folders; first missing: {missing[0]}).")
+    return [dict(e.to_dict(), prediction=answers[e.qid][0], raw=answers[e.qid][0], predicted_by=answers[e.qid][1])
+            for e in examples]
 
 
 def own_drafts(lm: LanguageModel, examples, gen=None, on_event: OnEvent | None = None,

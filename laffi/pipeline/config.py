@@ -36,8 +36,12 @@ class PipelineConfig:
                 "(laffi.feedback.store.feedback_examples). With human_fraction 1 they are all the data; below 1 "
                 "they are mixed with AI feedback on SQuAD training questions so that they make up that share."})
     drafts: str = field(default="own", metadata={"help": "Drafts LaFFi learns feedback on: 'own' (the base model's "
-                                                         "answers) or 'own+synthetic' (laffi.feedback.drafts)."})
+                                                         "answers, or draft_predictions'), 'own+synthetic', "
+                                                         "'synthetic' or 'own+balanced' (laffi.feedback.drafts)."})
     synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
+    draft_predictions: list | None = field(default=None, metadata={
+        "help": "Evaluation folders (globs allowed) whose answers are the own drafts instead of the base model's, "
+                "e.g. the SFT folds' held-out articles (laffi.feedback.drafts.predicted_drafts)."})
     methods: list = field(default_factory=lambda: list(METHOD_KEYS), metadata={
         "help": "Which runs to train: sft, laffi or both."})
     sft_name: str = field(default="sft", metadata={"help": "Adapter name of the SFT run."})
@@ -82,6 +86,10 @@ class PipelineConfig:
         check_human_fraction(self.human_fraction, "PipelineConfig.human_fraction")
         if self.drafts not in DRAFT_MIXES:
             raise LaffiError(f"PipelineConfig.drafts must be one of {', '.join(DRAFT_MIXES)}, not {self.drafts!r}.")
+        if self.draft_predictions is not None and (self.drafts == "synthetic" or not isinstance(
+                self.draft_predictions, list) or not self.draft_predictions):
+            raise LaffiError("PipelineConfig.draft_predictions is a list of evaluation folders whose answers are the "
+                             "own drafts: it needs drafts 'own', 'own+synthetic' or 'own+balanced'.")
         if not set(self.methods) <= set(METHOD_KEYS) or not self.methods:
             raise LaffiError(f"PipelineConfig.methods must list sft and/or laffi, not {self.methods!r}.")
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds):

@@ -50,6 +50,18 @@ def _file_stamp(path: str | None):
     return [st.st_size, st.st_mtime_ns]
 
 
+def _files_digest(patterns: list[str]) -> str:
+    """What the evaluation folders matched by `patterns` answered: a digest of their examples.jsonl files."""
+    import glob
+
+    h = hashlib.sha256()
+    for folder in sorted({p for pattern in patterns for p in glob.glob(pattern)}):
+        f = Path(folder) / "examples.jsonl"
+        if f.is_file():
+            h.update(folder.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 PREDICT_CHUNK = 64  # base answers written to disk after every chunk
 
 
@@ -110,6 +122,12 @@ class Stages:
     def predict(self) -> list[dict]:
         """The base model's answer to every training question. Answers are kept per question in one file for this
         data and base model, so a smaller, larger or other sample answers only the questions not yet answered."""
+        if self.cfg.draft_predictions:  # a trained model's answers, evaluated before (the SFT folds')
+            from laffi.feedback.drafts import predicted_drafts
+
+            records = predicted_drafts(self.examples("train"), self.cfg.draft_predictions)
+            self.log(f"predict: {len(records)} own drafts read from draft_predictions")
+            return records
         path, key = self.out / "predictions.jsonl", key_of("predict", self.cfg.data, self.cfg.base)
         done = {r["qid"]: r for r in read_jsonl(path)} if self._cached(path, key) else {}
         examples = self.examples("train")
@@ -143,7 +161,8 @@ class Stages:
         c = self.cfg
         return key_of(self.selection_key(), c.base, "annotate", c.annotator, c.human_feedback,
                       _file_stamp(c.human_feedback), c.feedback_rows, _file_stamp(c.feedback_rows),
-                      c.human_fraction, c.drafts, c.synthetic_per_question)
+                      c.human_fraction, c.drafts, c.synthetic_per_question,
+                      *([_files_digest(c.draft_predictions)] if c.draft_predictions else []))  # keys made before stay
 
     def annotate_args(self) -> AnnotateArgs:
         """How stage 2 annotates: `laffi annotate`'s settings, from this config."""

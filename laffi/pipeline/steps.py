@@ -44,9 +44,10 @@ class AnnotateArgs:
     feedback_rows: str | None = field(default=None, metadata={
         "help": "The app's feedback store or its JSONL export: every row a training row, mixed in at "
                 "--human-fraction (1: the feedback alone)."})
-    drafts: Literal["own", "own+synthetic", "synthetic"] = field(default="own", metadata={
+    drafts: Literal["own", "own+synthetic", "synthetic", "own+balanced"] = field(default="own", metadata={
         "help": "Feedback on the model's own answers only, also on synthetic drafts (gold, near-miss, other span, "
-                "'no answer', plausible answer) so every verdict is learned, or on synthetic drafts only."})
+                "'no answer', plausible answer) so every verdict is learned, on synthetic drafts only, or on the own "
+                "answers plus synthetic drafts of the scarcer verdict until Correct and Incorrect are level."})
     synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
     seed: int = field(default=0, metadata={"help": "Seed for drafts and phrasing."})
     json: bool = field(default=False, metadata={"help": "Print the report on stdout."})

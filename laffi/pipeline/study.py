@@ -153,7 +153,21 @@ def kept_result(study: Study, trial: dict, stages, path: Path | None = None) -> 
         result = json.loads((path or study.kept_in / f"{trial['name']}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return result if result.get("config") == json.loads(json.dumps(asdict(stages.cfg))) else None
+    return result if same_config(result.get("config"), json.loads(json.dumps(asdict(stages.cfg)))) else None
+
+
+def same_config(stored: dict | None, now: dict) -> bool:
+    """Whether a stored result's pipeline config is today's: equal, except that a setting added since, at its
+    default, is the same run (a new option must not make every committed result stale)."""
+    from dataclasses import MISSING, fields
+
+    from laffi.pipeline.config import PipelineConfig
+
+    if not isinstance(stored, dict) or set(stored) - set(now):
+        return False
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(PipelineConfig)
+                if f.default is not MISSING or f.default_factory is not MISSING}
+    return all(stored[k] == v if k in stored else k in defaults and v == defaults[k] for k, v in now.items())
 
 
 def summarize(study: Study, log=lambda message: None) -> list[dict]:
