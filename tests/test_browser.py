@@ -149,6 +149,11 @@ def test_every_tab_of_a_fresh_page_shows_no_error(app, browser):
         if curve is not None and curve_trivial_rows(curve):  # each method against the policy, seeds averaged
             shown = pg.locator("#results-curve-trivial").inner_text()
             assert 'always "no answer"' in shown and curve_trivial_rows(curve)[-1][4] in shown
+        from laffi.evaluation.thresholds_view import newest_thresholds, threshold_rows
+
+        if (thresholds := newest_thresholds()) is not None:  # the leave-one-article-out thresholds, as committed
+            shown = pg.locator("#results-thresholds").inner_text()
+            assert all(row[0] in shown and row[2] in shown for row in threshold_rows(thresholds)[1])
         pg.get_by_role("tab", name="Attention").click()
         pg.click("#attn-button")
         pg.wait_for_function("() => document.querySelector('#attn-notes').innerText.includes('Ask a question')")

@@ -80,3 +80,30 @@ def test_the_committed_evaluation_is_readable_and_complete():
         "Normans", "Steam_engine", "Immune_system", "Warsaw"}
     assert [r[0] for r in policy_rows(shown)] == [ALWAYS_NO_ANSWER, "sft", "laffi"]
     assert {(c["a"], c["b"]) for c in shown["comparisons"]} >= {("laffi", "sft"), ("laffi", ALWAYS_NO_ANSWER)}
+
+
+def test_the_thresholds_tables_say_which_recipes_are_provisional(tmp_path):
+    from laffi.evaluation.thresholds_view import applied_rows, combined_rows, newest_thresholds, threshold_rows
+
+    m = {"f1": 54.6, "HasAns_f1": 42.6, "abstain": 54.0, "always_no_answer_f1": 48.0, "ci": {"f1": [47.7, 61.2]}}
+    recipe = {"recipe": "sft", "variant": "sft-1", "folds_done": ["A"], "folds_missing": ["B"], "complete": False,
+              "threshold": 0.4582, "validation_threshold": 0.4858, "combined": None,
+              "transfer": {"loao_threshold_f1": 58.2, "validation_threshold_f1": 57.0,
+                           "loao_minus_validation": {"diff": 1.2, "ci": [-0.5, 3.0]}},
+              "applied": [{"folder": "runs/x", "own": m, "loao": m, "best": m,
+                           "loao_minus_own": {"diff": 2.0, "ci": [0.5, 4.0]}}]}
+    for name, summary in (("2026-01-01-a", {"recipes": []}), ("2026-02-01-b", {"over": "train", "recipes": [recipe]})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "thresholds.json").write_text(json.dumps(summary))
+    (tmp_path / "2026-03-01-broken").mkdir()
+    (tmp_path / "2026-03-01-broken" / "thresholds.json").write_text("{no")
+    shown = newest_thresholds(tmp_path)
+    assert shown["folder"] == "2026-02-01-b" and newest_thresholds(tmp_path / "nowhere") is None
+    _, rows = threshold_rows(shown)
+    assert rows == [["sft (sft-1)", "1 of 2 (incomplete: provisional)", "0.4582", "0.4858", "58.2", "57.0",
+                     "+1.2 [-0.5, +3.0]"]]
+    _, rows = applied_rows(shown)
+    assert rows[0][3] == "54.6 [47.7, 61.2], 42.6, 54 % (provisional)" and rows[0][5] == "+2.0 [+0.5, +4.0]"
+    assert combined_rows(shown)[1] == []
+    shown["recipes"][0].update(complete=True, folds_missing=[])
+    assert threshold_rows(shown)[1][0][1] == "1 of 1" and not applied_rows(shown)[1][0][3].endswith("(provisional)")

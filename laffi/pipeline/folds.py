@@ -310,53 +310,19 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
     return {"over": folds.get("over"), "recipes": out}
 
 
-def interval(d: dict | None) -> str:
-    d = d or {"diff": 0.0, "ci": [0.0, 0.0]}
-    return f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
-
-
 def fold_markdown(summary: dict) -> str:
-    """thresholds.md: thresholds and their transfer on validation data, the combined scores, applied predictions."""
-    lines = ["# Thresholds by leave-one-article-out", "",
-             "| recipe | folds | threshold (LOAO) | validation article's | F1 at it, each article from the others "
-             "(nested) | F1 at the validation article's | difference [95 %] |", "|---|---|---|---|---|---|---|"]
+    """thresholds.md: thresholds and their transfer on validation data, the combined scores, applied predictions
+    (laffi.evaluation.thresholds_view: the Results view's rows)."""
+    from laffi.evaluation.thresholds_view import applied_rows, combined_rows, markdown_table, threshold_rows
 
-    def folds_cell(r):
-        n = f"{len(r['folds_done'])} of {len(r['folds_done']) + len(r['folds_missing'])}"
-        return n if r["complete"] else f"{n} (incomplete: provisional)"
-
-    for r in summary["recipes"]:
-        tr = r["transfer"]
-        lines.append(f"| {r['recipe']} ({r['variant']}) | {folds_cell(r)} | {r['threshold']:.4f} | "
-                     f"{r['validation_threshold']:.4f} | {tr['loao_threshold_f1']:.1f} | "
-                     f"{tr['validation_threshold_f1']:.1f} | {interval(tr['loao_minus_validation'])} |")
-    mixed = [r for r in summary["recipes"] if r.get("combined")]
-    if mixed:
+    lines = ["# Thresholds by leave-one-article-out", "", *markdown_table(*threshold_rows(summary))]
+    headers, rows = combined_rows(summary)
+    if rows:
         lines += ["", "Combined no-answer score, weight x direct P(abstain) + (1 - weight) x its verdict's, chosen "
                   "out of fold with its threshold (nested F1 over the fold articles):", "",
-                  "| recipe | folds | verdict score | weight | threshold | F1 at it (nested) | direct score alone "
-                  "(nested) | combined − direct [95 %] |", "|---|---|---|---|---|---|---|---|"]
-        for r in mixed:
-            c = r["combined"]
-            lines.append(f"| {r['recipe']} ({r['variant']}) | {folds_cell(r)} | {c['rule']['verdict']} | "
-                         f"{c['rule']['weight']:.1f} | {c['rule']['threshold']:.4f} | "
-                         f"{c['transfer']['loao_threshold_f1']:.1f} | {r['transfer']['loao_threshold_f1']:.1f} | "
-                         f"{interval(c['minus_direct'])} |")
-    applied = [(r, a) for r in summary["recipes"] for a in r["applied"]]
-    if applied:
+                  *markdown_table(headers, rows)]
+    headers, rows = applied_rows(summary)
+    if rows:
         lines += ["", "Evaluation predictions at each threshold (F1 [95 %], HasAns F1, abstain %):", "",
-                  "| predictions | always \"no answer\" | at its validation threshold | at the LOAO threshold | "
-                  "best on these questions (optimistic) | LOAO − validation [95 %] |", "|---|---|---|---|---|---|"]
-
-        def cell(m):
-            return (f"{m['f1']:.1f} [{m['ci']['f1'][0]:.1f}, {m['ci']['f1'][1]:.1f}], {m['HasAns_f1']:.1f}, "
-                    f"{m['abstain']:.0f} %")
-
-        for r, a in applied:
-            loao = cell(a["loao"]) + ("" if r["complete"] else " (provisional)")
-            lines.append(f"| {a['folder']} | {a['own']['always_no_answer_f1']:.1f} | {cell(a['own'])} | "
-                         f"{loao} | {cell(a['best'])} | {interval(a['loao_minus_own'])} |")
-            if "combined" in a:
-                lines.append(f"| {a['folder']}, combined score | | | {cell(a['combined'])} | | "
-                             f"{interval(a['combined_minus_loao'])} (combined − LOAO) |")
+                  *markdown_table(headers, rows)]
     return "\n".join(lines) + "\n"

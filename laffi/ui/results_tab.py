@@ -1,7 +1,7 @@
 """The Results tab: the study's committed numbers (laffi.evaluation.published), shown without running the model, so
 a Space visitor sees them at once: the shipped adapters on every evaluation question against the always-"no
 answer" policy, the paired differences, each article, how often their self-feedback's verdict is right, and
-the learning curve once it is committed.
+the learning curve once it is committed, and the leave-one-article-out thresholds (laffi.evaluation.thresholds_view).
 
 Usage:  build_results_tab(results_dir) inside a gr.Blocks (read once, when the page is built: the files change
         only with a new commit).
@@ -15,6 +15,7 @@ import gradio as gr
 from laffi.evaluation.published import (RESULTS, SHOWN, answer_paths, curve_difference_rows, curve_figure,
                                         curve_trivial_rows, difference_rows, part_rows, policy_figure, policy_rows,
                                         published, reading)
+from laffi.evaluation.thresholds_view import applied_rows, combined_rows, newest_thresholds, threshold_rows
 from laffi.ui.text import md_literal
 
 NO_RESULTS = "No study results are committed yet (results/*/summary.json)."
@@ -30,6 +31,32 @@ def evaluation_note(evaluation: dict) -> str:
             "Every score is read against the always-\"no answer\" policy (no model); [low, high] is a 95 % "
             "bootstrap interval over questions. \"best F1\" picks its threshold on these very questions, so it is "
             f"optimistic. How each answers: {md_literal(answer_paths(evaluation))}.")
+
+
+THRESHOLDS_NOTE = ("### Thresholds by leave-one-article-out ({folder})\n"
+                   "Each recipe's no-answer threshold chosen on the out-of-fold predictions of the {over} articles "
+                   "(each scored by an adapter trained on the others) pooled with the validation article's, instead "
+                   "of on the validation article alone. Whether it transfers better is read on those articles: "
+                   "each at the threshold chosen on all the others (nested), against the validation article's "
+                   "threshold, paired. A recipe with folds missing is provisional.")
+
+
+def build_thresholds(results_dir) -> None:
+    summary = newest_thresholds(results_dir)
+    if summary is None:
+        return
+    gr.Markdown(THRESHOLDS_NOTE.format(folder=md_literal(summary["folder"]),
+                                       over=md_literal(summary.get("over") or "training")),
+                elem_id="results-thresholds-note")
+    for (headers, rows), elem, label in (
+            (threshold_rows(summary), "results-thresholds", "Each recipe's threshold and how it transfers"),
+            (combined_rows(summary), "results-thresholds-combined",
+             "Direct and verdict no-answer scores combined, weight and threshold chosen out of fold"),
+            (applied_rows(summary), "results-thresholds-applied",
+             "Evaluation predictions at each threshold: F1 [95 %], HasAns F1, abstain %")):
+        if rows:
+            gr.Dataframe(value=rows, headers=headers, datatype="str", interactive=False, wrap=True, elem_id=elem,
+                         label=label)
 
 
 def build_results_tab(results_dir=RESULTS) -> None:
@@ -67,3 +94,4 @@ def build_results_tab(results_dir=RESULTS) -> None:
                                               "95 % interval", "reading"], datatype="str", interactive=False,
                          wrap=True, elem_id="results-curve-trivial",
                          label='Each method against always "no answer" at each size, its seeds averaged per question')
+    build_thresholds(results_dir)
