@@ -30,7 +30,8 @@ def test_each_trial_becomes_itself_and_one_fold_per_training_article():
         fold_trials([{"name": "base", "methods": ["sft"]}], base, {"out": "x"})
     with pytest.raises(LaffiError, match="base's train_articles"):
         fold_trials([{"name": "s", "methods": ["sft"]}], base, {"out": "x", "over": "A,B"})
-    for own in ({"train_articles": "A,B"}, {"eval_articles": "A"}, {"data": "other.json"}, {"seeds": [2]}):
+    for own in ({"train_articles": "A,B"}, {"eval_articles": "A"}, {"data": "other.json"}, {"seeds": [2]},
+                {"seed": 3}, {"train_limit": 100}):
         with pytest.raises(LaffiError, match="the folds choose its articles"):
             fold_trials([{"name": "s", "methods": ["sft"], **own}], base, {"out": "x"})
 
@@ -85,7 +86,7 @@ def test_the_combined_score_finds_what_neither_score_alone_separates():
     assert best_f1_threshold(records)[0] == 75.0  # the direct score alone
     assert best_f1_threshold(combined(records, {"verdict": "span", "weight": 0.0}))[0] == 75.0  # the verdict alone
     rule = best_rule(records, combine=True)
-    assert (rule["verdict"], rule["weight"]) == ("span", 0.2)  # the first weight that separates (0.1 does not)
+    assert (rule["verdict"], rule["weight"]) == ("span", 0.8)  # the most direct weight that separates (0.9 does not)
     assert at_rule(records, rule)["f1"] == [1.0, 1.0, 1.0, 1.0]
     assert best_rule(records) == {"threshold": 0.1}  # without combining: the direct score's (first of two best)
 
@@ -99,6 +100,29 @@ def test_a_verify_path_row_keeps_its_direct_score_and_its_verdicts():
     assert r[:7] == ["q", "", 1, 0.2, 1, 1.0, 1]  # na_prob: the direct reply's, as every other recipe's
     assert r[7:] == [pytest.approx(0.4), pytest.approx(0.25)]  # 1 - P(Correct | span); 0.2 / (0.2 + 0.6)
     assert answer_records([{**row, "path_kind": "direct"}], "x")[0] == ["q", "", 1, 0.3, 1, 1.0, 1]
+    with pytest.raises(LaffiError, match="evaluate it again"):  # a verify row from before direct scores were kept
+        answer_records([{k: v for k, v in row.items() if k != "direct_na_prob"}], "x")
+
+
+def test_a_verify_path_folders_own_threshold_is_read_on_its_verdicts_scale(tmp_path):
+    from laffi.io import write_jsonl_atomic
+    from laffi.pipeline.folds import applied_records, at_rule
+
+    def row(qid, gold, p_span, p_none, direct):
+        cands = [{"answer": "x", "score": p_span}, {"answer": "", "score": p_none}]
+        return {"qid": qid, "gold_answers": gold, "span": "x", "path_kind": "verify", "direct_na_prob": direct,
+                "candidates": cands, "na_prob": p_none / (p_none + p_span), "threshold": 0.5}  # shown: contrast
+
+    folder = tmp_path / "eval" / "laffi-1"
+    folder.mkdir(parents=True)
+    # the verdict (contrast 0.14 and 0.75; span would be 0.4 and 0.8) is right on both; the direct score is not
+    write_jsonl_atomic(folder / "examples.jsonl", [row("e1", ["x"], 0.6, 0.1, 0.9), row("e2", [], 0.2, 0.6, 0.1)])
+    records, own = applied_records(str(folder), tmp_path / "out")
+    assert own == {"verdict": "contrast", "weight": 0.0, "threshold": 0.5}
+    assert at_rule(records, own)["f1"] == [1.0, 1.0]  # as it was shown
+    assert at_rule(records, {"threshold": 0.5})["f1"] == [0.0, 0.0]  # the direct score at that number: not it
+    (folder / "examples.jsonl").unlink()
+    assert applied_records(str(folder), tmp_path / "out") == (records, own)  # kept, the scale with it
 
 
 def test_the_summary_pools_every_fold_with_the_validation_article_and_applies_the_threshold(tmp_path):
@@ -149,10 +173,10 @@ def test_a_verify_path_recipe_gets_a_combined_row_read_against_its_direct_score(
     laffi, base = summary["recipes"]
     assert laffi["complete"] and base["combined"] is None
     c = laffi["combined"]
-    assert (c["rule"]["verdict"], c["rule"]["weight"], c["pool"]["f1"]) == ("span", 0.2, 100.0)
+    assert (c["rule"]["verdict"], c["rule"]["weight"], c["pool"]["f1"]) == ("span", 0.8, 100.0)
     assert c["transfer"]["loao_threshold_f1"] == 100.0 and laffi["transfer"]["loao_threshold_f1"] == 75.0
     assert c["minus_direct"]["diff"] == 25.0
-    assert "| a05 (laffi-1) | 2 of 2 | span | 0.2 |" in fold_markdown(summary)
+    assert "| a05 (laffi-1) | 2 of 2 | span | 0.8 |" in fold_markdown(summary)
 
 
 def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(tiny_dir, small_squad, tmp_path):
@@ -169,9 +193,13 @@ def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(t
     study_file.write_text(yaml.safe_dump({
         "folds": {"out": str(out), "over": "Velmar_bridge,Ada_Brill",
                   "apply": {"sft": [str(tmp_path / "run" / "sft-without-Ada_Brill" / "eval" / "base")]}},
-        "base": base, "trials": [{"name": "sft", "why": "SFT", "methods": ["sft"]}]}))
+        "base": {**base, "drafts": "synthetic", "annotator": "reference"},
+        "trials": [{"name": "sft", "why": "SFT", "methods": ["sft"]},
+                   {"name": "lv", "why": "LaFFi on the verify path", "methods": ["laffi"],
+                    "laffi_answer_path": {"kind": "verify", "draft_by": "self"}}]}))
     study = load_study(study_file)
-    assert [t["name"] for t in study.trials] == ["sft", "sft-without-Velmar_bridge", "sft-without-Ada_Brill"]
+    assert [t["name"] for t in study.trials] == ["sft", "sft-without-Velmar_bridge", "sft-without-Ada_Brill", "lv",
+                                                 "lv-without-Velmar_bridge", "lv-without-Ada_Brill"]
     run_study(study, log=lambda m: None)
     kept = json.loads((out / "sft-without-Velmar_bridge.json").read_text())
     assert kept["eval_articles"] == "Velmar_bridge" and kept["n"] == 3
@@ -180,8 +208,13 @@ def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(t
     text = (out / "sft-without-Velmar_bridge.json").read_text()
     assert "Velmar bridge opened" not in text and "When did" not in text  # no passage, no question
     summary = json.loads((out / "thresholds.json").read_text())
-    sft, base_row = summary["recipes"]
-    assert (sft["recipe"], base_row["recipe"]) == ("sft", "base")
+    sft, lv, base_row = summary["recipes"]
+    assert (sft["recipe"], lv["recipe"], base_row["recipe"]) == ("sft", "lv", "base")
+    # the verify-path recipe: its verdicts' scores beside its direct one, so the combined score is chosen
+    fold = json.loads((out / "lv-without-Ada_Brill.json").read_text())
+    lv_records = fold["answerability"][recipe_variant(fold)]
+    assert all(len(r) == 9 for r in lv_records) and lv["combined"] is not None
+    assert sft["combined"] is None and base_row["combined"] is None
     assert sft["folds_done"] == ["Ada_Brill", "Velmar_bridge"] and sft["folds_missing"] == []
     assert sft["pool"]["n"] == 3 + 2 + 2  # both folds' held-out questions and the validation article's
 
@@ -190,7 +223,7 @@ def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(t
         return r["answerability"][recipe_variant(r)]
 
     pool = trained("sft-without-Velmar_bridge") + trained("sft-without-Ada_Brill") + trained("sft")
-    assert sft["threshold"] == round(best_threshold(pool), 6) and sft["variant"].startswith("sft-")
+    assert sft["threshold"] == best_threshold(pool) and sft["variant"].startswith("sft-")
     applied = sft["applied"][0]
     assert applied["own"]["n"] == 2 and applied["loao"]["threshold"] == sft["threshold"]
     assert (out / "applied").is_dir() and "Thresholds by leave-one-article-out" in (out / "thresholds.md").read_text()
@@ -201,5 +234,5 @@ def test_a_folds_study_commits_records_without_text_and_a_threshold_per_recipe(t
     shutil.rmtree(tmp_path / "adapters")
     said = []
     run_study(load_study(study_file), log=said.append)
-    assert sum("its result is kept in" in m for m in said) == 3 and not (tmp_path / "adapters").exists()
+    assert sum("its result is kept in" in m for m in said) == 6 and not (tmp_path / "adapters").exists()
     assert json.loads((out / "thresholds.json").read_text()) == summary

@@ -145,3 +145,24 @@ def test_a_result_stored_before_a_new_setting_existed_is_still_this_run():
     assert not same_config(old, {**now, "draft_predictions": ["runs/x"]})  # set now: not the stored run
     assert not same_config({**now, "gone": 1}, now) and not same_config({**old, "seed": 5}, now)
     assert not same_config(None, now)
+
+
+def test_a_reused_adapter_keeps_its_answer_path_and_another_trials_path_is_only_evaluated(cfg, tmp_path):
+    from laffi.io import read_jsonl
+    from laffi.inference.selffeedback import AnswerPath, read_answer_path
+
+    direct = dict(methods=["laffi"], drafts="synthetic", train_articles="Velmar_bridge",
+                  laffi_answer_path={"kind": "direct", "draft_by": "self"})
+    first = Stages(cfg(**direct), log=lambda m: None)
+    path = first.train("laffi")
+    first.evaluate({"laffi": {0: path}})
+    metrics = (path / "metrics.json").read_text()
+    said = []
+    verify = Stages(cfg(**{**direct, "laffi_answer_path": {"kind": "verify", "draft_by": "self"},
+                           "run_name": "verify"}), log=said.append)
+    assert verify.train("laffi") == path  # the same training: reused
+    verify.evaluate({"laffi": {0: path}})
+    assert read_answer_path(path) == AnswerPath("direct", "self")  # the folder still serves as it was trained
+    rows = read_jsonl(tmp_path / "run" / "verify" / "eval" / path.name / "examples.jsonl")
+    assert {r["path_kind"] for r in rows} == {"verify"}  # this run asked for its own path
+    assert (path / "metrics.json").read_text() == metrics and any("stay in" in m for m in said)

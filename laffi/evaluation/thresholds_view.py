@@ -36,8 +36,9 @@ def newest_thresholds(results_dir: str | Path = REPO / "results") -> dict | None
 
 
 def interval(d: dict | None) -> str:
-    """'+2.0 [+0.5, +4.0]' (a paired difference in F1 points)."""
-    d = d or {"diff": 0.0, "ci": [0.0, 0.0]}
+    """'+2.0 [+0.5, +4.0]' (a paired difference in F1 points); '–' without questions to pair."""
+    if not d:
+        return "–"
     return f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
 
 

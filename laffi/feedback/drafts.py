@@ -147,8 +147,9 @@ def synthetic_drafts(rec: dict, rng: random.Random, k: int = 1) -> list[tuple[st
 def verdict_of(rec: dict, draft: str) -> str:
     """The reference annotator's verdict on a draft: "correct", "partial" or "incorrect"."""
     from laffi.feedback.annotation import categorise
+    from laffi.inference.prompts import extract_answer
 
-    kind = categorise(rec.get("answers") or [], draft)
+    kind = categorise(rec.get("answers") or [], extract_answer(draft))  # as reference_feedback reads a draft
     return "correct" if kind.startswith("correct") else "partial" if kind.startswith("partial") else "incorrect"
 
 
@@ -161,7 +162,7 @@ def balancing_drafts(records: list[dict], rng: random.Random) -> list[dict]:
     """Synthetic drafts of the scarcer verdict, Correct or Incorrect, until the two are level (Partly correct
     counts for neither): a Correct one is a gold span, or "no answer" where the passage does not answer; an
     Incorrect one "no answer" where it does, SQuAD 2.0's plausible span, or a span sharing no word with the gold.
-    At most one per question, on questions (in seeded order) whose own draft has the other verdict."""
+    At most one per question, on questions (in seeded order) whose own draft is not of the scarcer verdict."""
     counts = Counter(verdict_of(r, r.get("prediction") or "") for r in records)
     want = "incorrect" if counts["correct"] > counts["incorrect"] else "correct"
     need = abs(counts["correct"] - counts["incorrect"])

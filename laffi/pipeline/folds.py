@@ -39,9 +39,12 @@ FOLD_MARK = "-without-"  # fold trial names: <trial>-without-<held-out title>
 RECORD_FIELDS = ("qid", "title", "has_answer", "na_prob", "span_exact", "span_f1", "answered")
 # a verify-path variant's records go on with its verdict's no-answer scores (laffi.inference.answerability)
 VERDICT_KINDS = ("span", "contrast")
-WEIGHTS = tuple(i / 10 for i in range(11))  # the direct score's share in the combined one: 0 (verdict alone) to 1
+# the direct score's share in the combined one, from 1 (direct alone) to 0 (verdict alone): among equal F1s the
+# search keeps the first, the one closest to the direct score alone (the simpler rule)
+WEIGHTS = tuple(i / 10 for i in range(10, -1, -1))
 # what a fold trial sets itself: a trial that set them too would not be leaving one article out
-FOLD_SETS = ("data", "train_articles", "eval_articles", "eval_limit", "calibrate_articles", "seeds")
+FOLD_SETS = ("data", "train_articles", "train_limit", "eval_articles", "eval_limit", "calibrate_articles", "seed",
+             "seeds")
 
 
 def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
@@ -88,7 +91,10 @@ def answer_records(rows: list[dict], where: Path) -> list[list]:
         span = r.get("span") if r.get("span") is not None else r.get("direct", "")
         if r.get("na_prob") is None:
             raise LaffiError(f"{where} has no no-answer probabilities: it cannot choose a threshold.")
-        verdicts = r.get("path_kind") == "verify" and r.get("direct_na_prob") is not None
+        verdicts = r.get("path_kind") == "verify"
+        if verdicts and (r.get("direct_na_prob") is None or not r.get("candidates")):
+            raise LaffiError(f"{where} was evaluated on the verify path before its direct scores were recorded: "
+                             "evaluate it again to choose its threshold here.")
         em, f1 = score_one(tuple(r["gold_answers"]), span)
         out.append([r["qid"], r.get("title", ""), int(bool(r["gold_answers"])),
                     float(r["direct_na_prob"] if verdicts else r["na_prob"]), int(em), round(float(f1), 4),
@@ -126,12 +132,12 @@ def combined(records: list[list], rule: dict) -> list[list]:
 
 def best_rule(records: list[list], combine: bool = False) -> dict:
     """The threshold (and, combining, the verdict kind and weight) with the best F1 on records; among equal F1s
-    the first in VERDICT_KINDS x WEIGHTS order."""
+    the first in WEIGHTS x VERDICT_KINDS order."""
     if not combine:
         return {"threshold": best_threshold(records)}
     best = None
-    for verdict in VERDICT_KINDS:
-        for w in WEIGHTS:
+    for w in WEIGHTS:
+        for verdict in VERDICT_KINDS:
             rule = {"verdict": verdict, "weight": w}
             f1, t = best_f1_threshold(combined(records, rule))
             if best is None or f1 > best[0] + 1e-9:
@@ -165,7 +171,7 @@ def scored(records: list[list], threshold: float | dict) -> dict:
     q = at_rule(records, rule)
     has = [f for f, h in zip(q["f1"], q["has_answer"]) if h]
     parts = {"f1": with_ci(q["f1"]), "HasAns_f1": with_ci(has) if has else None, "abstain": with_ci(q["abstain"])}
-    return {"n": len(records), "threshold": round(threshold, 6),
+    return {"n": len(records), "threshold": threshold,
             **{k: (v or {}).get("mean") for k, v in parts.items()},
             "ci": {k: [v["lo"], v["hi"]] for k, v in parts.items() if v}, "always_no_answer_f1":
                 round(100.0 * sum(1 for r in records if not r[2]) / max(len(records), 1), 2)}
@@ -181,7 +187,7 @@ def nested(folds: dict[str, list[list]], validation: list[list], combine: bool =
         others = [r for t, rs in folds.items() if t != title for r in rs] + validation
         rule = best_rule(others, combine)
         qa, qb = at_rule(recs, one)["f1"], at_rule(recs, rule)["f1"]
-        rows.append({"article": title, "n": len(recs), "loao_threshold": round(rule["threshold"], 6),
+        rows.append({"article": title, "n": len(recs), "loao_threshold": rule["threshold"],
                      "validation_threshold_f1": round(100 * sum(qa) / len(qa), 2),
                      "loao_threshold_f1": round(100 * sum(qb) / len(qb), 2),
                      "best_f1": round(100 * sum(at_rule(recs, best_rule(recs, combine))["f1"]) / len(recs), 2)})
@@ -205,7 +211,7 @@ def transfer(folds: dict[str, list[list]], validation: list[list], combine: bool
     of all the others, pooled over the articles, with (b) - (a) as a paired interval."""
     a, b, rows = nested(folds, validation, combine)
     one = best_rule(validation, combine)
-    return {"articles": rows, "n": len(a), "validation_threshold": round(one["threshold"], 6),
+    return {"articles": rows, "n": len(a), "validation_threshold": one["threshold"],
             **({"validation_rule": one} if combine else {}),
             "validation_threshold_f1": round(100 * sum(a) / max(len(a), 1), 2),
             "loao_threshold_f1": round(100 * sum(b) / max(len(b), 1), 2), "loao_minus_validation": paired(b, a)}
@@ -219,7 +225,7 @@ def combined_row(by_article: dict[str, list[list]], validation: list[list], pool
     rule = best_rule(pool, combine=True)
     direct = nested(by_article, validation)[1]
     mixed = nested(by_article, validation, combine=True)[1]
-    return {"rule": {**rule, "threshold": round(rule["threshold"], 6)}, "pool": scored(pool, rule),
+    return {"rule": rule, "pool": scored(pool, rule),
             "transfer": transfer(by_article, validation, combine=True), "minus_direct": paired(mixed, direct)}
 
 
@@ -233,12 +239,27 @@ def committed(stages, trial: dict, result: dict) -> dict:
                                         for v in result["variants"] if v != ALWAYS_NO_ANSWER}}
 
 
-def applied_records(folder: str, out: Path) -> tuple[list[list], float | None] | None:
-    """(records, the threshold they were shown with) of an evaluation folder named in folds.apply; kept under
-    out/applied/ the first time it is read, so that a machine without runs/ still has them. None when neither
-    is there."""
+def shown_by(rows: list[dict]) -> str | None:
+    """Which verdict score (VERDICT_KINDS) a verify-path folder's shown na_prob is, so its own threshold is read on
+    that scale (None: a direct score, P(abstain))."""
+    from laffi.inference.selffeedback import candidates_na_prob
+
+    if not rows or rows[0].get("path_kind") != "verify":
+        return None
+    for kind in VERDICT_KINDS:
+        if all(abs(candidates_na_prob(r["candidates"], kind) - float(r["na_prob"])) < 1e-6 for r in rows):
+            return kind
+    raise LaffiError("A verify-path evaluation's no-answer scores match none of its verdict scores: evaluate it "
+                     "again.")
+
+
+def applied_records(folder: str, out: Path) -> tuple[list[list], dict] | None:
+    """(records, the rule they were shown with: their threshold, on their verdict's scale for a verify-path
+    folder) of an evaluation folder named in folds.apply; kept under out/applied/ the first time it is read, so
+    that a machine without runs/ still has them. None when neither is there."""
     import json
 
+    from laffi.inference.answerability import DEFAULT_THRESHOLD
     from laffi.io import write_json_atomic
 
     keep = out / "applied" / (folder.strip("/").replace("/", "__") + ".json")
@@ -246,12 +267,16 @@ def applied_records(folder: str, out: Path) -> tuple[list[list], float | None] |
         rows = read_jsonl(Path(folder) / "examples.jsonl")
         kept = {"folder": folder, "threshold": rows[0].get("threshold") if rows else None,
                 "records": answer_records(rows, Path(folder))}
+        if shown_by(rows):
+            kept["shown_by"] = shown_by(rows)
         write_json_atomic(keep, kept)
     elif keep.is_file():
         kept = json.loads(keep.read_text(encoding="utf-8"))
     else:
         return None
-    return kept["records"], kept["threshold"]
+    own = DEFAULT_THRESHOLD if kept["threshold"] is None else kept["threshold"]  # uncalibrated: the default shown
+    rule = {"verdict": kept["shown_by"], "weight": 0.0, "threshold": own} if kept.get("shown_by") else {"threshold": own}
+    return kept["records"], rule
 
 
 def recipe_variant(result: dict) -> str:
@@ -267,8 +292,6 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
     transfers on validation data (transfer()), a verify-path recipe's combined score (combined_row), and the F1 of
     folds.apply's evaluation predictions at the threshold they were evaluated with, at this one (and the combined
     rule's), and at their own best (optimistic). A recipe whose folds are not all done is marked incomplete."""
-    from laffi.inference.answerability import DEFAULT_THRESHOLD
-
     recipes = [t for t in trials if FOLD_MARK not in t["name"]]
     # (row label, the trial whose folds it reads, its variant there): every recipe, then the untrained base model,
     # whose answers every fold scored too
@@ -287,7 +310,7 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
         missing = sorted(n.split(FOLD_MARK, 1)[1] for n in fold_names if n not in results)
         row = {"recipe": label, "variant": pick(full), "why": t.get("why", "") if label != "base" else "the base model",
                "folds_done": sorted(done), "folds_missing": missing, "complete": not missing,
-               "threshold": round(loao, 6), "validation_threshold": moved["validation_threshold"],
+               "threshold": loao, "validation_threshold": moved["validation_threshold"],
                "pool": scored(pool, loao), "transfer": moved, "combined": combined_row(by_article, validation, pool),
                "applied": []}
         for folder in (folds.get("apply") or {}).get(label, []):
@@ -296,11 +319,10 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
                 log(f"study: {folder} is not on this machine (nor kept in {folds['out']}/applied): not applied")
                 continue
             records, own = found
-            own = DEFAULT_THRESHOLD if own is None else own  # shown without a calibration: the default applied
             at_loao = per_question(records, loao)["f1"]
             applied = {"folder": folder, "own": scored(records, own), "loao": scored(records, loao),
                        "best": scored(records, best_threshold(records)),
-                       "loao_minus_own": paired(at_loao, per_question(records, own)["f1"])}
+                       "loao_minus_own": paired(at_loao, at_rule(records, own)["f1"])}
             if row["combined"] and has_verdicts(records):
                 rule = row["combined"]["rule"]
                 applied.update(combined=scored(records, rule),

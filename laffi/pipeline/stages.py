@@ -269,11 +269,21 @@ class Stages:
             if not result.finished:  # stopped on request: resumable from its checkpoint
                 return None
             path = result.path
-        if which == "laffi" and self.cfg.laffi_answer_path is not None:
-            from laffi.inference.selffeedback import AnswerPath, write_answer_path
+            if which == "laffi" and self.cfg.laffi_answer_path is not None:
+                from laffi.inference.selffeedback import AnswerPath, write_answer_path
 
-            write_answer_path(path, AnswerPath(**self.cfg.laffi_answer_path))
+                write_answer_path(path, AnswerPath(**self.cfg.laffi_answer_path))
+        # a reused folder keeps the path it serves by (another study's trial may share the adapter, scored on
+        # another path): this run's evaluation asks for its own path instead (evaluation_paths)
         return path
+
+    def evaluation_paths(self, trained: dict[str, dict[int, Path]]) -> dict:
+        """{laffi adapter name: this config's AnswerPath} for evaluate_variants (none without laffi_answer_path)."""
+        if self.cfg.laffi_answer_path is None or "laffi" not in trained:
+            return {}
+        from laffi.inference.selffeedback import AnswerPath
+
+        return {self.adapter_name("laffi", s): AnswerPath(**self.cfg.laffi_answer_path) for s in trained["laffi"]}
 
     # --- stage 4: evaluation -------------------------------------------------------------------------------------
     def evaluate(self, trained: dict[str, dict[int, Path]] | None = None) -> dict:
@@ -307,9 +317,10 @@ class Stages:
 
         # the base model's answers don't change between runs (its threshold may: decided again on reading)
         cached = read_base_answers(cache, examples, direct_thresholds(lm, ["base"]).get("base"))
+        paths = self.evaluation_paths(trained)
         result = evaluate_variants(lm, examples, variants, gen, out_dir=out / "eval",
                                    on_event=count_done(self._ticker("evaluate")), feedback=c.eval_feedback,
-                                   direct={"base": cached} if cached else None)
+                                   direct={"base": cached} if cached else None, paths=paths or None)
         if not cached:
             write_json_atomic(cache, {ex.qid: base_answers_cache(a) for ex, a in zip(examples, result["direct"]["base"])})
         named = {(c.sft_name if w == "sft" else c.laffi_name): seeds_of[w] for w in METHOD_KEYS if w in seeds_of}
@@ -318,11 +329,16 @@ class Stages:
                       train_questions=len(self.examples("train")), precision=result["precision"])
         write_json_atomic(out / "results.json", pooled)
         write_text_atomic(out / "results.md", results_markdown(pooled))
+        from laffi.inference.selffeedback import read_answer_path
         from laffi.training.logs import write_evaluation
 
         for which, by_seed in trained.items():  # litgpt-style: metrics live next to the adapter they describe
             for seed, path in by_seed.items():
                 name = self.adapter_name(which, seed)
+                if name in paths and read_answer_path(path) != paths[name]:
+                    self.log(f"evaluate: {name} serves by its {read_answer_path(path).label()} path; this run's "
+                             f"numbers ({paths[name].label()}) stay in {out}, not in its folder")
+                    continue
                 write_evaluation(path, {"n": result["n"], "eval_articles": c.eval_articles,
                                         "precision": result["precision"], **result["variants"][name]})
         return pooled
