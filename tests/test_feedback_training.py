@@ -45,7 +45,7 @@ def test_every_row_is_a_training_row(tmp_path):
 
 
 def test_sft_rows_only_where_the_right_answer_is_known(tmp_path, tiny_lm):
-    from laffi.training.trainer import training_rows
+    from laffi.training.rows import training_rows
 
     store = FeedbackStore(tmp_path / "feedback.sqlite")
     fill(store)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from laffi.training.packing import PackedCollator, pack_rows, tokenize_rows
-from laffi.training.trainer import training_rows
+from laffi.training.rows import training_rows
 
 C1 = "The Velmar bridge opened in 1931. It carries freight trains across the Oska river to the port of Drun."
 C2 = "Ada Brill wrote three novels about the island of Pell, where she lived until 1960."

@@ -8,7 +8,8 @@ import pytest
 from laffi.errors import LaffiError
 from laffi.training.packing import PackedCollator, pack_rows, tokenize_rows
 from laffi.training.task_loss import task_weighted_loss
-from laffi.training.trainer import TrainConfig, train_adapter, training_rows
+from laffi.training.rows import training_rows
+from laffi.training.trainer import TrainConfig, train_adapter
 
 from .test_training import cfg, records  # noqa: F401  (the records fixture)
 

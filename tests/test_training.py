@@ -10,7 +10,8 @@ import pytest
 from laffi.errors import LaffiError
 from laffi.feedback.annotation import reference_feedback
 from laffi.squad.data import load_squad
-from laffi.training.trainer import TrainConfig, train_adapter, training_rows
+from laffi.training.rows import training_rows
+from laffi.training.trainer import TrainConfig, train_adapter
 
 
 @pytest.fixture
@@ -192,7 +193,7 @@ def test_an_interrupted_run_resumes_with_the_same_data_order(records, tiny_dir, 
 
 
 def test_heldout_split_takes_whole_passages_within_a_tenth():
-    from laffi.training.trainer import heldout_split
+    from laffi.training.rows import heldout_split
 
     rows = [{"qid": f"{p}{i}", "group": f"sft\npassage {p}"} for p, n in (("a", 12), ("b", 3), ("c", 30))
             for i in range(n)]

@@ -178,7 +178,7 @@ def whole_split_tokens(cfg: BenchConfig, tokenizer) -> int | None:
     """Example tokens (prompt + completion, as timed_training counts them) of SFT on every question of the
     training articles; None without a SQuAD file."""
     from laffi.training.packing import tokenize_rows
-    from laffi.training.trainer import training_rows
+    from laffi.training.rows import training_rows
 
     if squad_path(cfg) is None:
         return None

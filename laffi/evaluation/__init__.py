@@ -6,4 +6,5 @@ numbers with intervals, the abstain rate and the always-"no answer" policy besid
     report     the tables people read
     pooled     evaluations run article by article, scored as one run over all their questions
     published  the committed study (results/*/summary.json) as the Results tab and the README show it
+    thresholds_view  the leave-one-article-out thresholds (results/*/thresholds.json) as tables
 """

@@ -1,6 +1,7 @@
 """Training: LoRA adapters with TRL's SFTTrainer on one process or many.
 
-    trainer       stage 3: TrainConfig, the training rows (sft, laffi, laffi+sft), train_adapter -> TrainResult
+    trainer       stage 3: TrainConfig, train_adapter -> TrainResult
+    rows          the training rows (sft, laffi, laffi+sft) and the held-out share
     preflight     settings a run can't use, refused before any real work
     packing       a passage computed once for every question a step asks about it
     task_loss     laffi+sft with each task's loss averaged on its own and weighted (task_weight)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from laffi.errors import LaffiError
 from laffi.settings import Settings
-from laffi.training.trainer import TrainConfig, base_config, check_destination, check_target_modules, training_rows
+from laffi.training.rows import training_rows
+from laffi.training.trainer import TrainConfig, base_config, check_destination, check_target_modules
 
 
 def preflight(cfg: TrainConfig, settings: Settings | None = None) -> None:
