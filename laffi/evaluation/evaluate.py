@@ -174,6 +174,12 @@ def answerability_metrics(examples, rows) -> dict:
             "calibrated": bool(rows) and rows[0].threshold is not None}
 
 
+def row_span(row: dict) -> str:
+    """A line of <variant>/examples.jsonl's best span, shown or not: its span, or (a variant without one, written
+    before spans existed) its direct answer."""
+    return row.get("span") if row.get("span") is not None else row.get("direct", "")
+
+
 def _write_variant(folder: Path, examples, rows) -> None:
     lines = []
     for ex, r in zip(examples, rows):

@@ -44,7 +44,7 @@ def interval(d: dict | None) -> str:
 
 def folds_cell(recipe: dict) -> str:
     n = f"{len(recipe['folds_done'])} of {len(recipe['folds_done']) + len(recipe['folds_missing'])}"
-    return n if recipe.get("complete", not recipe["folds_missing"]) else f"{n} (incomplete: provisional)"
+    return f"{n} (incomplete: provisional)" if recipe["folds_missing"] else n
 
 
 def scored_cell(m: dict) -> str:
@@ -79,7 +79,7 @@ def applied_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
                "best on these questions (optimistic)", "LOAO − validation [95 %]"]
     rows = []
     for r in summary["recipes"]:
-        late = "" if r.get("complete", not r["folds_missing"]) else " (provisional)"
+        late = " (provisional)" if r["folds_missing"] else ""
         for a in r["applied"]:
             rows.append([a["folder"], f"{a['own']['always_no_answer_f1']:.1f}", scored_cell(a["own"]),
                          scored_cell(a["loao"]) + late, scored_cell(a["best"]), interval(a["loao_minus_own"])])

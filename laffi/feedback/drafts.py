@@ -163,10 +163,11 @@ def balancing_drafts(records: list[dict], rng: random.Random) -> list[dict]:
     counts for neither): a Correct one is a gold span, or "no answer" where the passage does not answer; an
     Incorrect one "no answer" where it does, SQuAD 2.0's plausible span, or a span sharing no word with the gold.
     At most one per question, on questions (in seeded order) whose own draft is not of the scarcer verdict."""
-    counts = Counter(verdict_of(r, r.get("prediction") or "") for r in records)
+    verdicts = [verdict_of(r, r.get("prediction") or "") for r in records]
+    counts = Counter(verdicts)
     want = "incorrect" if counts["correct"] > counts["incorrect"] else "correct"
     need = abs(counts["correct"] - counts["incorrect"])
-    order = [r for r in records if verdict_of(r, r.get("prediction") or "") != want]
+    order = [r for r, v in zip(records, verdicts) if v != want]
     rng.shuffle(order)
     out = []
     for rec in order:
@@ -201,26 +202,32 @@ def add_drafts(records: list[dict], mix: str = "own", seed: int = 0, k: int = 1)
     return out, dict(Counter(r["draft_kind"] for r in out))
 
 
+def prediction_folders(patterns: list[str]) -> list:
+    """The evaluation folders (Paths, sorted, each once) that `patterns` (globs allowed) match and that hold an
+    examples.jsonl."""
+    import glob
+    from pathlib import Path
+
+    return sorted({Path(p) for pattern in patterns for p in glob.glob(pattern) if (Path(p) / "examples.jsonl").is_file()})
+
+
 def predicted_drafts(examples, folders: list[str]) -> list[dict]:
     """Each example's own draft read from evaluation folders (globs allowed; <folder>/examples.jsonl, as
     laffi.evaluation.evaluate writes it): its best span - shown or not, so that an unanswerable question keeps the
     model's confident answer - predicted_by the folder's variant. Every example must be answered exactly once."""
-    import glob
-    from pathlib import Path
-
+    from laffi.evaluation.evaluate import row_span
     from laffi.io import read_jsonl
 
-    found = sorted({Path(p) for pattern in folders for p in glob.glob(pattern) if (Path(p) / "examples.jsonl").is_file()})
+    found = prediction_folders(folders)
     if not found:
         raise LaffiError(f"draft_predictions names no evaluation folder with an examples.jsonl: {', '.join(folders)}.")
     answers: dict[str, tuple[str, str]] = {}
     for folder in found:
         for row in read_jsonl(folder / "examples.jsonl"):
-            span = row.get("span") if row.get("span") is not None else row.get("direct", "")
             if row["qid"] in answers:
                 raise LaffiError(f"Question {row['qid']} is answered in two draft_predictions folders (the second: "
                                  f"{folder}): give each question one model's answer.")
-            answers[row["qid"]] = (span or "", folder.name)
+            answers[row["qid"]] = (row_span(row) or "", folder.name)
     missing = [e.qid for e in examples if e.qid not in answers]
     if missing:
         raise LaffiError(f"{len(missing)} of {len(examples)} training questions have no answer in draft_predictions "

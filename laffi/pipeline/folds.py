@@ -81,6 +81,7 @@ def fold_trials(trials: list[dict], base: dict, folds: dict) -> list[dict]:
 def answer_records(rows: list[dict], where: Path) -> list[list]:
     """One variant's evaluated questions (the rows of <eval>/<variant>/examples.jsonl, read from `where`) as
     RECORD_FIELDS rows: its span scored against the gold answers, whatever threshold it was shown with."""
+    from laffi.evaluation.evaluate import row_span
     from laffi.inference.selffeedback import candidates_na_prob
     from laffi.squad.metric import score_one
 
@@ -88,7 +89,7 @@ def answer_records(rows: list[dict], where: Path) -> list[list]:
     for r in rows:
         # without a span (the base model) its direct answer before any threshold: "prediction", which the
         # evaluation's span metrics fall back to, is already "" where the old threshold abstained
-        span = r.get("span") if r.get("span") is not None else r.get("direct", "")
+        span = row_span(r)
         if r.get("na_prob") is None:
             raise LaffiError(f"{where} has no no-answer probabilities: it cannot choose a threshold.")
         verdicts = r.get("path_kind") == "verify"
@@ -177,10 +178,10 @@ def scored(records: list[list], threshold: float | dict) -> dict:
                 round(100.0 * sum(1 for r in records if not r[2]) / max(len(records), 1), 2)}
 
 
-def nested(folds: dict[str, list[list]], validation: list[list], combine: bool = False) -> tuple[list, list, list]:
+def nested(folds: dict[str, list[list]], validation: list[list], combine: bool = False) -> tuple[dict, list, list, list]:
     """Each fold article's questions at (a) the rule chosen on the validation article and (b) the rule chosen on
-    every other article, the validation article included (nested leave-one-article-out): (a's per-question F1s,
-    b's, one row per article with its own best too, optimistic), articles in `folds` order."""
+    every other article, the validation article included (nested leave-one-article-out): (the validation rule,
+    a's per-question F1s, b's, one row per article with its own best too, optimistic), articles in `folds` order."""
     one = best_rule(validation, combine)
     rows, a, b = [], [], []
     for title, recs in folds.items():
@@ -193,7 +194,7 @@ def nested(folds: dict[str, list[list]], validation: list[list], combine: bool =
                      "best_f1": round(100 * sum(at_rule(recs, best_rule(recs, combine))["f1"]) / len(recs), 2)})
         a += qa
         b += qb
-    return a, b, rows
+    return one, a, b, rows
 
 
 def paired(b: list[float], a: list[float]) -> dict | None:
@@ -206,27 +207,31 @@ def paired(b: list[float], a: list[float]) -> dict | None:
     return {"diff": round(diff, 2), "ci": [round(lo, 2), round(hi, 2)]}
 
 
-def transfer(folds: dict[str, list[list]], validation: list[list], combine: bool = False) -> dict:
-    """On validation data alone (nested()): every fold article at the validation article's rule and at the rule
-    of all the others, pooled over the articles, with (b) - (a) as a paired interval."""
-    a, b, rows = nested(folds, validation, combine)
-    one = best_rule(validation, combine)
+def transfer_of(one: dict, a: list[float], b: list[float], rows: list[dict]) -> dict:
+    """A nested() result pooled over the articles, with (b) - (a) as a paired interval."""
     return {"articles": rows, "n": len(a), "validation_threshold": one["threshold"],
-            **({"validation_rule": one} if combine else {}),
+            **({"validation_rule": one} if "verdict" in one else {}),
             "validation_threshold_f1": round(100 * sum(a) / max(len(a), 1), 2),
             "loao_threshold_f1": round(100 * sum(b) / max(len(b), 1), 2), "loao_minus_validation": paired(b, a)}
 
 
-def combined_row(by_article: dict[str, list[list]], validation: list[list], pool: list[list]) -> dict | None:
+def transfer(folds: dict[str, list[list]], validation: list[list], combine: bool = False) -> dict:
+    """On validation data alone (nested()): every fold article at the validation article's rule and at the rule
+    of all the others, pooled over the articles."""
+    return transfer_of(*nested(folds, validation, combine))
+
+
+def combined_row(by_article: dict[str, list[list]], validation: list[list], pool: list[list],
+                 direct: list[float]) -> dict | None:
     """A verify-path recipe's combined score: its rule chosen on the pool, its transfer, and its nested F1
-    against the direct score's at nested thresholds on the same questions (None without verdicts)."""
+    against `direct` (the direct score's nested per-question F1s, nested()) on the same questions (None without
+    verdicts)."""
     if not has_verdicts(pool):
         return None
     rule = best_rule(pool, combine=True)
-    direct = nested(by_article, validation)[1]
-    mixed = nested(by_article, validation, combine=True)[1]
-    return {"rule": rule, "pool": scored(pool, rule),
-            "transfer": transfer(by_article, validation, combine=True), "minus_direct": paired(mixed, direct)}
+    mixed = nested(by_article, validation, combine=True)
+    return {"rule": rule, "pool": scored(pool, rule), "transfer": transfer_of(*mixed),
+            "minus_direct": paired(mixed[2], direct)}
 
 
 def committed(stages, trial: dict, result: dict) -> dict:
@@ -267,8 +272,8 @@ def applied_records(folder: str, out: Path) -> tuple[list[list], dict] | None:
         rows = read_jsonl(Path(folder) / "examples.jsonl")
         kept = {"folder": folder, "threshold": rows[0].get("threshold") if rows else None,
                 "records": answer_records(rows, Path(folder))}
-        if shown_by(rows):
-            kept["shown_by"] = shown_by(rows)
+        if kind := shown_by(rows):
+            kept["shown_by"] = kind
         write_json_atomic(keep, kept)
     elif keep.is_file():
         kept = json.loads(keep.read_text(encoding="utf-8"))
@@ -289,7 +294,7 @@ def recipe_variant(result: dict) -> str:
 
 def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=lambda m: None) -> dict:
     """Per recipe (each trial of the study file, and the base model): the leave-one-article-out threshold, how it
-    transfers on validation data (transfer()), a verify-path recipe's combined score (combined_row), and the F1 of
+    transfers on validation data (nested()), a verify-path recipe's combined score (combined_row), and the F1 of
     folds.apply's evaluation predictions at the threshold they were evaluated with, at this one (and the combined
     rule's), and at their own best (optimistic). A recipe whose folds are not all done is marked incomplete."""
     recipes = [t for t in trials if FOLD_MARK not in t["name"]]
@@ -306,12 +311,13 @@ def fold_summary(trials: list[dict], results: dict[str, dict], folds: dict, log=
         validation = full["answerability"][pick(full)]
         by_article = {title: r["answerability"][pick(r)] for title, r in done.items()}
         pool = [x for recs in by_article.values() for x in recs] + validation
-        loao, moved = best_threshold(pool), transfer(by_article, validation)
+        direct = nested(by_article, validation)
+        loao, moved = best_threshold(pool), transfer_of(*direct)
         missing = sorted(n.split(FOLD_MARK, 1)[1] for n in fold_names if n not in results)
         row = {"recipe": label, "variant": pick(full), "why": t.get("why", "") if label != "base" else "the base model",
                "folds_done": sorted(done), "folds_missing": missing, "complete": not missing,
                "threshold": loao, "validation_threshold": moved["validation_threshold"],
-               "pool": scored(pool, loao), "transfer": moved, "combined": combined_row(by_article, validation, pool),
+               "pool": scored(pool, loao), "transfer": moved, "combined": combined_row(by_article, validation, pool, direct[2]),
                "applied": []}
         for folder in (folds.get("apply") or {}).get(label, []):
             found = applied_records(folder, Path(folds["out"]))

@@ -52,13 +52,11 @@ def _file_stamp(path: str | None):
 
 def _files_digest(patterns: list[str]) -> str:
     """What the evaluation folders matched by `patterns` answered: a digest of their examples.jsonl files."""
-    import glob
+    from laffi.feedback.drafts import prediction_folders
 
     h = hashlib.sha256()
-    for folder in sorted({p for pattern in patterns for p in glob.glob(pattern)}):
-        f = Path(folder) / "examples.jsonl"
-        if f.is_file():
-            h.update(folder.encode() + b"\0" + f.read_bytes())
+    for folder in prediction_folders(patterns):
+        h.update(str(folder).encode() + b"\0" + (folder / "examples.jsonl").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -269,12 +267,9 @@ class Stages:
             if not result.finished:  # stopped on request: resumable from its checkpoint
                 return None
             path = result.path
-            if which == "laffi" and self.cfg.laffi_answer_path is not None:
-                from laffi.inference.selffeedback import AnswerPath, write_answer_path
-
-                write_answer_path(path, AnswerPath(**self.cfg.laffi_answer_path))
-        # a reused folder keeps the path it serves by (another study's trial may share the adapter, scored on
-        # another path): this run's evaluation asks for its own path instead (evaluation_paths)
+        # a new folder got this config's answer path with its weights (extra); a reused one keeps the path it
+        # serves by (another study's trial may share the adapter): this run's evaluation asks for its own instead
+        # (evaluation_paths)
         return path
 
     def evaluation_paths(self, trained: dict[str, dict[int, Path]]) -> dict:
