@@ -148,3 +148,35 @@ def test_candidate_ranking_reads_each_prompt_once_with_the_same_scores(tiny_lm, 
                 assert got == pytest.approx(want, abs=1e-5)
     assert caches and all(c is not None for c in caches[-1:])
     assert len({round(s, 3) for per in on["sft"] for s in per}) > 4  # the scores differ, so equality means something
+
+
+def test_reply_inputs_read_each_prompt_once_only_where_a_batch_has_several(tiny_lm):
+    """Teacher forcing a room's candidates: every distinct prompt (but its last token) is read once and copied to
+    its candidates' rows; a lone question's candidates keep the one-level path (None)."""
+    from laffi.inference.prefix import reply_inputs
+
+    tok = tiny_lm.tokenizer
+    prompts = [tok(PASSAGE_A + " " + q, add_special_tokens=False)["input_ids"] for q in QUESTIONS[:2]]
+    replies = [[5, 6], [7], [5]]
+    rows = [prompts[0], prompts[0], prompts[1]]
+    enc = reply_inputs(tiny_lm, rows, replies, ["sft"] * 3)
+    assert enc is not None
+    assert enc["past_key_values"].get_seq_length() == max(len(p) for p in prompts) - 1
+    tails = enc["input_ids"][:, enc["past_key_values"].get_seq_length():]
+    assert tails[0].tolist() == [prompts[0][-1], 5, 6] and tails[2].tolist()[-2:] == [prompts[1][-1], 5]
+    assert enc["attention_mask"][1].sum() == len(prompts[0]) + 1  # its prompt and its one reply token, no pads
+    assert reply_inputs(tiny_lm, [prompts[0]] * 2, replies[:2], ["sft"] * 2) is None  # one prompt: one level
+    assert reply_inputs(tiny_lm, prompts, replies[:2], ["sft"] * 2) is None  # no prompt shared by two rows
+
+
+def test_reply_batches_split_a_room_by_reply_length_only_where_it_pays():
+    from laffi.inference.selffeedback import MIN_LENGTH_BATCH, reply_batches
+
+    room = [4, 30, 2] * 20  # each question: its span, the base model's sentence, "no answer"
+    short, long_ = reply_batches(room, 64)
+    assert sorted(short + long_) == list(range(60)) and all(room[k] == 30 for k in long_) and len(long_) == 20
+    assert short == sorted(short)  # a question's candidates stay in row order within a batch
+    assert reply_batches([4, 30, 2], 64) == [[0, 1, 2]]  # a lone question: one batch, as before
+    assert reply_batches([5] * 40, 64) == [list(range(40))]  # nothing to save
+    assert reply_batches(room, 8) == [list(range(s, s + 8)) for s in range(0, 56, 8)] + [[56, 57, 58, 59]]
+    assert len(reply_batches([2] * MIN_LENGTH_BATCH + [30] * (MIN_LENGTH_BATCH - 1), 64)) == 1  # a half too small

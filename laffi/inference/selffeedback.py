@@ -155,15 +155,16 @@ def likelihoods(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dic
             for cand in cands]
     size = cfg.batch_size if cfg and cfg.batch_size else 8
     share = cfg is None or cfg.share_prefixes
-    logps = []
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
-        logps += reply_logprobs(lm, [tok(p, add_special_tokens=False)["input_ids"] for p, _, _, _ in chunk],
-                                [tok(r, add_special_tokens=False)["input_ids"] for _, r, _, _ in chunk],
-                                [v for _, _, v, _ in chunk], share)
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p, _, _, _ in rows]
+    replies = [tok(r, add_special_tokens=False)["input_ids"] for _, r, _, _ in rows]
+    logps = [0.0] * len(rows)
+    for chunk in reply_batches([len(r) for r in replies], size):
+        for k, lp in zip(chunk, reply_logprobs(lm, [prompts[k] for k in chunk], [replies[k] for k in chunk],
+                                               [rows[k][2] for k in chunk], share)):
+            logps[k] = lp
         if on_event:
-            for _, _, v, i in chunk:
-                on_event(GenerationEvent("rank", v, i, "", done=True, total=len(rows)))
+            for k in chunk:
+                on_event(GenerationEvent("rank", rows[k][2], rows[k][3], "", done=True, total=len(rows)))
     out = {v: [[0.0] * len(c) for c in per_pair] for v, per_pair in candidates.items()}
     k = 0
     for v, per_pair in candidates.items():
@@ -176,6 +177,29 @@ def likelihoods(lm: LanguageModel, pairs: list[tuple[str, str]], candidates: dic
     return out
 
 
+MIN_LENGTH_BATCH = 8  # rows: a batch split by reply length pays one more pass of ~30 small layers' overhead
+
+
+def reply_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Row indices in batches of at most `size`, in order. Rows that all fit in one batch (a room's candidates)
+    are split once by reply length where that saves a quarter of the padded reply tokens and leaves both halves
+    at least MIN_LENGTH_BATCH rows: a question's candidates are its own short span, the base model's sentence and
+    "no answer", and one batch pads every short one to the longest sentence. Larger sets keep their order, which
+    keeps a question's candidates together (they share its prompt's prefill)."""
+    if len(lengths) > size:
+        return [list(range(s, min(s + size, len(lengths)))) for s in range(0, len(lengths), size)]
+    order = sorted(range(len(lengths)), key=lambda k: lengths[k])
+    n, whole = len(order), len(order) * max(lengths, default=0)
+    best, cut = whole, None
+    for i in range(MIN_LENGTH_BATCH, n - MIN_LENGTH_BATCH + 1):
+        padded = i * lengths[order[i - 1]] + (n - i) * lengths[order[-1]]
+        if padded < best:
+            best, cut = padded, i
+    if cut is None or 4 * (whole - best) < whole:
+        return [list(range(n))] if n else []
+    return [sorted(order[:cut]), sorted(order[cut:])]
+
+
 def reply_logprobs(lm: LanguageModel, prompts: list[list[int]], replies: list[list[int]], variants: list[str],
                    share: bool = True) -> list[float]:
     """log P(reply | prompt) under each row's variant, teacher-forced, in one forward pass. A prompt several rows
@@ -184,10 +208,12 @@ def reply_logprobs(lm: LanguageModel, prompts: list[list[int]], replies: list[li
     of a long prompt's logits)."""
     import torch
 
-    from laffi.inference.prefix import mask_positions, shared_prefix_inputs
+    from laffi.inference.prefix import mask_positions, reply_inputs, shared_prefix_inputs
 
     ids = [p + r for p, r in zip(prompts, replies)]
-    enc = shared_prefix_inputs(lm, ids, variants, own=[len(r) for r in replies]) if share else None
+    enc = reply_inputs(lm, prompts, replies, variants) if share else None  # a room's questions, candidates each
+    if enc is None and share:
+        enc = shared_prefix_inputs(lm, ids, variants, own=[len(r) for r in replies])
     if enc is None:  # nothing shared: one left-padded batch
         enc = dict(lm.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(lm.device))
     cache = enc.get("past_key_values")
@@ -197,9 +223,17 @@ def reply_logprobs(lm: LanguageModel, prompts: list[list[int]], replies: list[li
     keep = max(len(r) for r in replies) + 1  # rows end at the last column: a reply of n is the last n tokens
     with torch.inference_mode(), lm.rows(variants):
         logits = lm.model(input_ids=new, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                          use_cache=cache is not None, logits_to_keep=keep).logits[:, -keep:].float()
-    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, new[:, 1 - keep:, None])[..., 0]
-    return [float(logprobs[k, keep - 1 - len(r):].sum()) for k, r in enumerate(replies)]
+                          use_cache=cache is not None, logits_to_keep=keep).logits[:, -keep:-1]
+    # log P(token) = its logit - logsumexp over the vocabulary, at each reply position only: a batch pads its
+    # short replies to the longest one, and a full log_softmax over those 49k-wide rows was a fifth of the call
+    at = [(k, c) for k, r in enumerate(replies) for c in range(keep - 1 - len(r), keep - 1)]
+    rows = torch.tensor([k for k, _ in at], dtype=torch.long, device=logits.device)
+    cols = torch.tensor([c for _, c in at], dtype=torch.long, device=logits.device)
+    picked = logits[rows, cols].float()
+    targets = new[:, 1 - keep:][rows, cols]  # the token each of those positions predicts
+    logprobs = picked.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(picked, dim=-1)
+    sums = torch.zeros(len(replies), dtype=logprobs.dtype, device=logprobs.device).index_add_(0, rows, logprobs)
+    return [float(x) for x in sums]
 
 
 def verdict_na_prob(p_no_answer: float, p_best: float, how: str) -> float:
