@@ -182,3 +182,28 @@ def test_rank_path_scores_each_candidate_by_its_likelihood(tiny_lm):
             pytest.approx(1, abs=1e-3)
         top = max(c["score"] for c in r.candidates if c["answer"])  # (scores are rounded: ties are possible)
         assert r.span in [c["answer"] for c in r.candidates if c["answer"] and c["score"] == top]
+
+
+def test_another_precision_keeps_the_float32_threshold_only_where_it_does_as_well():
+    """kept_threshold: bfloat16's calibration takes float32's threshold when that scores within KEEP_F1 of its
+    own best on the same validation questions (one noisy search fewer), and its own where float32's is worse."""
+    from laffi.inference.answerability import Calibration, choose_threshold, kept_threshold
+    from laffi.squad.data import QAExample
+
+    # 40 questions: answerable ones right at low na_prob, unanswerable ones at high; a few in between
+    examples = [QAExample(f"q{i}", "t", "c", "q", answers=("yes",) if i % 2 else ()) for i in range(40)]
+    spans = ["yes"] * 40
+    na = [0.1 + 0.01 * (i % 7) if i % 2 else 0.6 + 0.01 * (i % 5) for i in range(40)]
+    on = {"sha256": "abc", "articles": "validation", "limit": 40, "seed": 0}
+    own = choose_threshold(examples, spans, na, "p_abstain", on)
+    own.precision = "bfloat16"
+    assert own.validation["f1"] == 100.0
+    near = Calibration(threshold=0.5, na_prob="p_abstain", chosen_on={**on, "n": 40}, validation={"f1": 99.0})
+    kept = kept_threshold(examples, spans, na, own, near)
+    assert kept.threshold == 0.5 and kept.chosen_on["threshold_of"] == "float32" and kept.precision == "bfloat16"
+    assert kept.validation["f1"] == 100.0 and kept.validation["abstain"] == 50.0
+    far = Calibration(threshold=0.05, na_prob="p_abstain", chosen_on={**on, "n": 40})  # abstains on everything
+    assert kept_threshold(examples, spans, na, own, far) is own
+    elsewhere = Calibration(threshold=0.5, na_prob="p_abstain", chosen_on={**on, "n": 40, "seed": 1})
+    assert kept_threshold(examples, spans, na, own, elsewhere) is own  # chosen on other questions
+    assert kept_threshold(examples, spans, na, own, None) is own

@@ -133,3 +133,29 @@ def test_one_token_queries_take_the_packed_path_with_the_same_attention(plain_an
     with eager_attention(fast):  # the Attention tab reads weights through eager attention, then switches back
         assert fast.config._attn_implementation == "eager"
     assert fast.config._attn_implementation == kernels.PACKED_GQA
+
+
+def test_a_bfloat16_model_computes_its_logits_in_float32_and_trains_as_before():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from laffi.inference.kernels import float32_logits
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+    ids = torch.tensor([[1, 5, 9, 13]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    assert float32_logits(model) and not float32_logits(model)  # once
+    head = model.get_output_embeddings()
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+        hidden = model.model(input_ids=ids).last_hidden_state
+    assert before.dtype == torch.bfloat16 and after.dtype == torch.float32
+    want = hidden.float() @ head.weight.float().T  # the same bfloat16 hidden states, a float32 product
+    assert torch.allclose(after, want, atol=1e-4) and not torch.equal(after, before.float())
+    assert "weight_float32" not in model.state_dict()  # nothing new is saved with the model
+    assert model(input_ids=ids).logits.dtype == torch.bfloat16  # with gradients on: the layer as it was
+    assert not float32_logits(LlamaForCausalLM(cfg).eval())  # a float32 model is left alone

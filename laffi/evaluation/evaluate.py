@@ -215,7 +215,8 @@ def calibrate_variants(lm: LanguageModel, examples, variants: list[str], gen: Ge
     its adapter folder (the base model's beside the adapters). A verify-path variant also chooses how its
     na_prob is made from its verdicts (laffi.inference.answerability.NA_PROB_KINDS), by the F1 it gives here.
     Returns {variant: Calibration}."""
-    from laffi.inference.answerability import base_calibration_path, choose_threshold, write_calibration
+    from laffi.inference.answerability import (base_calibration_path, choose_threshold, kept_threshold,
+                                               read_calibration, write_calibration)
     from laffi.inference.models import BASE_VARIANT
     from laffi.inference.selffeedback import candidates_na_prob
 
@@ -232,14 +233,18 @@ def calibrate_variants(lm: LanguageModel, examples, variants: list[str], gen: Ge
                 na = [candidates_na_prob(r.candidates, how) for r in rows]
                 options.append(choose_threshold(examples, spans, na, how, chosen_on))
             cal = max(options, key=lambda c: c.validation["f1"])
+            na = [candidates_na_prob(r.candidates, cal.na_prob) for r in rows]
         else:
-            cal = choose_threshold(examples, spans, [r.na_prob for r in rows], "p_abstain", chosen_on)
+            na = [r.na_prob for r in rows]
+            cal = choose_threshold(examples, spans, na, "p_abstain", chosen_on)
         if v == BASE_VARIANT:
             cal.base = lm.config.base
         cal.precision = lm.precision.dtype if lm.precision is not None else None
+        target = base_calibration_path(lm) if v == BASE_VARIANT else lm.adapters[v]
+        if cal.precision not in (None, "float32") and target is not None:  # float32's, where it does as well
+            cal = kept_threshold(examples, spans, na, cal, read_calibration(target, precision="float32"))
         chosen[v] = cal
         if write:
-            target = base_calibration_path(lm) if v == BASE_VARIANT else lm.adapters[v]
             if target is not None:
                 write_calibration(target, cal)
     return chosen

@@ -187,6 +187,10 @@ def load_base(cfg: ModelConfig, resolved=None):
         use_onednn_linears(model)
         keep_freed_memory()
         use_packed_gqa_decoding(model)
+    if device.type == "cpu":  # bfloat16 weights, float32 logits: see kernels.float32_logits
+        from laffi.inference.kernels import float32_logits
+
+        float32_logits(model)
     # Decoder-only batching: pad on the left so every row's next token sits at the same position.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
