@@ -152,13 +152,13 @@ def float32_logits(model) -> bool:
         if torch.is_grad_enabled():
             return plain(x)
         x, w = x.float(), self.weight_float32
+        bias = None if self.bias is None else self.bias.float()
         if op is not None and x.dim() in (2, 3):  # one row: the plain layout, as for float32 layers above
             try:
-                return op(x, w if x.numel() == x.shape[-1] else packed_weight(self, w), None if self.bias is None else self.bias.float(), "none", [],
-                          "")
+                return op(x, w if x.numel() == x.shape[-1] else packed_weight(self, w), bias, "none", [], "")
             except RuntimeError:
                 pass
-        return F.linear(x, w, None if self.bias is None else self.bias.float())
+        return F.linear(x, w, bias)
 
     head.forward = types.MethodType(forward, head)
     return True

@@ -163,10 +163,12 @@ def reply_inputs(lm: LanguageModel, prompts: list[list[int]], replies: list[list
     tokens through the model for ~1,000 distinct ones."""
     import torch
 
-    heads = list(dict.fromkeys((v, tuple(p[:-1])) for p, v in zip(prompts, variants)))
+    keys = [(v, tuple(p[:-1])) for p, v in zip(prompts, variants)]
+    index = {key: i for i, key in enumerate(dict.fromkeys(keys))}  # each distinct (variant, prompt head), in order
+    heads = list(index)
     if len(heads) == len(prompts) or len(heads) == len(set(variants)) or any(len(p) < 2 for p in prompts):
         return None
-    which = torch.tensor([heads.index((v, tuple(p[:-1]))) for p, v in zip(prompts, variants)], device=lm.device)
+    which = torch.tensor([index[key] for key in keys], device=lm.device)
     head_ids, head_variants = [list(h) for _, h in heads], [v for v, _ in heads]
     enc = shared_prefix_inputs(lm, head_ids, head_variants)
     if enc is None:  # nothing shared among the prompts themselves: one left-padded batch of them
