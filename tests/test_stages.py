@@ -134,6 +134,52 @@ def test_own_drafts_from_evaluation_folders_need_no_model_and_key_the_annotation
         cfg(drafts="synthetic", draft_predictions=["x"])
 
 
+def run_shown_feedback_commands(run, out):
+    """Runs the predict/annotate lines `commands` shows, in this process, writing under `out`; returns the
+    annotations they wrote."""
+    from laffi.cli import main
+    from laffi.io import read_jsonl
+
+    lines = run.commands("laffi").splitlines()[:-1]  # the train line last
+    for line in lines:
+        argv = [a.replace(str(run.out), str(out)) for a in shlex.split(line)[3:]]
+        assert main(argv) == 0
+    return [shlex.split(line)[3] for line in lines], read_jsonl(out / "annotated.jsonl")
+
+
+def drafts_of(records):
+    return [(r["qid"], r["prediction"], r["draft_kind"], r["feedback"]) for r in records]
+
+
+def test_synthetic_drafts_commands_annotate_the_questions_themselves(cfg, tmp_path):
+    """The lines shown for synthetic drafts name no predict (the stage asks no model) and, run, give the stage's own
+    annotations, the seeded sample included."""
+    run = Stages(cfg(drafts="synthetic", train_limit=3, seed=2, laffi={"method": "laffi+sft"}), log=lambda m: None)
+    commands, annotated = run_shown_feedback_commands(run, tmp_path / "cli")
+    assert commands == ["annotate"]
+    assert drafts_of(annotated) == drafts_of(run.annotate()) and len({r["qid"] for r in annotated}) == 3
+
+
+def test_own_drafts_commands_read_the_evaluated_answers(cfg, tmp_path, monkeypatch):
+    """With draft_predictions the shown predict reads the evaluation folders (no model), and the two lines give the
+    stage's annotations."""
+    from laffi.io import write_jsonl_atomic
+
+    examples = Stages(cfg(), log=lambda m: None).examples("train")
+    folder = tmp_path / "sft-without-x" / "eval" / "sft-abc"
+    folder.mkdir(parents=True)
+    write_jsonl_atomic(folder / "examples.jsonl", [{"qid": e.qid, "span": "Drun", "direct": ""} for e in examples])
+    run = Stages(cfg(drafts="own+balanced", draft_predictions=[str(tmp_path / "sft-without-*" / "eval" / "sft-*")],
+                     laffi={"method": "laffi+sft"}), log=lambda m: None)
+    import laffi.inference.models
+
+    monkeypatch.setattr(laffi.inference.models, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    commands, annotated = run_shown_feedback_commands(run, tmp_path / "cli")
+    assert commands == ["predict", "annotate"]
+    assert {r["predicted_by"] for r in annotated if r["draft_kind"] == "own"} == {"sft-abc"}
+    assert drafts_of(annotated) == drafts_of(run.annotate())
+
+
 def test_a_result_stored_before_a_new_setting_existed_is_still_this_run():
     from dataclasses import asdict
 

@@ -191,10 +191,15 @@ def predict(model_cfg, gen, backend, data, args) -> int:
     from laffi.io import write_jsonl_atomic
 
     examples = selected(data)
-    lm = load(model_cfg, backend)
-    bar, on_event = stderr_bar("predict", len(examples))
-    records = run_predict(lm, examples, gen, on_event, variant=args.variant)
-    bar.close()
+    if args.from_eval:  # answers evaluated before: no model to load
+        from laffi.feedback.drafts import predicted_drafts
+
+        records = predicted_drafts(examples, [f.strip() for f in args.from_eval.split(",") if f.strip()])
+    else:
+        lm = load(model_cfg, backend)
+        bar, on_event = stderr_bar("predict", len(examples))
+        records = run_predict(lm, examples, gen, on_event, variant=args.variant)
+        bar.close()
     write_jsonl_atomic(Path(args.out), records)
     print(f"laffi: wrote {len(records)} predictions to {args.out} (load with datasets.load_dataset('json', "
           f"data_files='{args.out}'))", file=sys.stderr)
@@ -208,7 +213,7 @@ def annotate(model_cfg, args) -> int:
     if args.drafts == "synthetic" and not str(args.predictions).endswith(".jsonl"):  # SQuAD data: no draft needed
         from laffi.squad.data import select_data
 
-        examples, problems = select_data(args.predictions, args.articles)
+        examples, problems = select_data(args.predictions, args.articles, args.limit, args.seed)
         warn_problems(problems)
         source = [e.to_dict() for e in examples]
     else:

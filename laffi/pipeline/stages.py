@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from laffi.adapter_folder import ANSWER_PATH, AdapterFolder
@@ -73,8 +73,6 @@ class Stages:
         self.out = Path(cfg.out_dir)
         self._examples: dict[str, list] = {}
         if cfg.extra_data:  # every stage reads one file: the data with extra's balanced articles added
-            from dataclasses import replace
-
             from laffi.squad.combine import combined_training_data
 
             self.cfg = replace(cfg, **combined_training_data(cfg, self.out / "data"))
@@ -363,11 +361,23 @@ class Stages:
         data = TrainDataArgs(**{**self.train_data(tcfg).__dict__, "no_resume": False})  # as a person would type it
         lines = [shown(train_launch(tcfg, flags(data, changed=True)))]
         if self.needs_feedback(tcfg.method) and not self.feedback_alone():
-            annotate = self.annotate_args()
-            from laffi.inference.models import ModelConfig
-
-            # the base by name; the reader's own environment says where its cache is
-            predict = laffi_argv("predict", ModelConfig(base=self.cfg.base), self.selection("train"),
-                                 PredictArgs(out=annotate.predictions), changed=True, keep=("base", "split"))
-            lines[:0] = [shown(predict), shown(laffi_argv("annotate", annotate, changed=True))]
+            lines[:0] = self.feedback_commands()
         return "\n".join(lines)
+
+    def feedback_commands(self) -> list[str]:
+        """Stages 1 and 2 as command lines, as annotate() runs them: synthetic drafts annotate the SQuAD questions
+        themselves (nothing predicted); drafts from evaluated answers are read, not predicted; otherwise the base
+        model answers first."""
+        from laffi.training.distributed import shown
+
+        c, annotate = self.cfg, self.annotate_args()
+        if c.drafts == "synthetic":
+            annotate = replace(annotate, predictions=c.data, articles=c.train_articles, limit=c.train_limit)
+            return [shown(laffi_argv("annotate", annotate, changed=True))]
+        from laffi.inference.models import ModelConfig
+
+        # the base by name; the reader's own environment says where its cache is
+        predict = PredictArgs(out=annotate.predictions, from_eval=",".join(c.draft_predictions or []) or None)
+        predict_line = laffi_argv("predict", ModelConfig(base=c.base), self.selection("train"), predict,
+                                  changed=True, keep=("base", "split"))
+        return [shown(predict_line), shown(laffi_argv("annotate", annotate, changed=True))]

@@ -25,6 +25,10 @@ from laffi.io import read_jsonl
 class PredictArgs:
     out: str = field(metadata={"help": "Output JSONL (a dataset loadable with `datasets`)."})
     variant: str = field(default="base", metadata={"help": "Which variant answers."})
+    from_eval: str | None = field(default=None, metadata={
+        "help": "Comma-separated evaluation folders (globs allowed) whose answers are the drafts instead of a "
+                "model's: each folder's examples.jsonl, every question answered exactly once (a study's SFT folds' "
+                "out-of-fold answers). No model is loaded."})
 
 
 @dataclass
@@ -33,6 +37,8 @@ class AnnotateArgs:
                                                "(a file or dataset id; no prediction needed)."})
     out: str = field(metadata={"help": "Output JSONL."})
     articles: str | None = field(default=None, metadata={"help": "With SQuAD data: a split name or titles."})
+    limit: int | None = field(default=None, metadata={
+        "help": "With SQuAD data: a random sample of N questions, drawn with --seed (as every command's --limit)."})
     annotator: Literal["reference", "llm"] = field(default="reference", metadata={
         "help": "AI annotator: deterministic reference, or an LLM (--base) whose feedback is checked."})
     on_fail: Literal["replace", "flag"] = field(default="replace", metadata={
@@ -49,11 +55,11 @@ class AnnotateArgs:
                 "'no answer', plausible answer) so every verdict is learned, on synthetic drafts only, or on the own "
                 "answers plus synthetic drafts of the scarcer verdict until Correct and Incorrect are level."})
     synthetic_per_question: int = field(default=1, metadata={"help": "Synthetic drafts per question."})
-    seed: int = field(default=0, metadata={"help": "Seed for drafts and phrasing."})
+    seed: int = field(default=0, metadata={"help": "Seed for drafts and phrasing (and --limit's sample)."})
     json: bool = field(default=False, metadata={"help": "Print the report on stdout."})
 
     def __post_init__(self):
-        check_at_least_one(synthetic_per_question=self.synthetic_per_question)
+        check_at_least_one(synthetic_per_question=self.synthetic_per_question, limit=self.limit)
         from laffi.feedback.annotation import check_human_fraction
 
         check_human_fraction(self.human_fraction)
