@@ -154,6 +154,11 @@ def test_every_tab_of_a_fresh_page_shows_no_error(app, browser):
         if (thresholds := newest_thresholds()) is not None:  # the leave-one-article-out thresholds, as committed
             shown = pg.locator("#results-thresholds").inner_text()
             assert all(row[0] in shown and row[2] in shown for row in threshold_rows(thresholds)[1])
+        from laffi.evaluation.study_view import newest_study, trial_rows
+
+        if (study := newest_study()) is not None:  # the trials that chose the recipe, as committed
+            shown = pg.locator("#results-study").inner_text()
+            assert all(row[1] in shown and row[3] in shown for row in trial_rows(study)[1])
         pg.get_by_role("tab", name="Attention").click()
         pg.click("#attn-button")
         pg.wait_for_function("() => document.querySelector('#attn-notes').innerText.includes('Ask a question')")

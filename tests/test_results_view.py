@@ -107,3 +107,38 @@ def test_the_thresholds_tables_say_which_recipes_are_provisional(tmp_path):
     assert combined_rows(shown)[1] == []
     shown["recipes"][0].update(complete=True, folds_missing=[])
     assert threshold_rows(shown)[1][0][1] == "1 of 1" and not applied_rows(shown)[1][0][3].endswith("(provisional)")
+
+
+def test_the_study_trials_table_puts_the_policy_first_and_reads_older_rows_scores_beside_them(tmp_path):
+    from laffi.evaluation.study_view import newest_study, study_difference_rows, trial_rows
+
+    policy = {"trial": "sft", "run": ALWAYS_NO_ANSWER, "n": 200, "f1": 47.5, "HasAns_f1": 0.0, "abstain": 100.0,
+              "ci": {"f1": [40.0, 54.0]}}
+    rows = [policy, {"trial": "sft", "run": "base", "n": 200, "f1": 10.2, "HasAns_f1": 13.7, "abstain": 6.5},
+            {"trial": "sft", "why": "SFT <b>shipped</b>", "run": "sft-1", "n": 200, "f1": 66.1, "HasAns_f1": 54.6,
+             "abstain": 52.5, "auc": 0.811, "best_f1": 68.0, "ci": {"f1": [59.5, 72.3]}},
+            {**policy, "trial": "a05"},
+            {"trial": "a05", "why": "alpha 0.5", "run": "laffi-2", "n": 200, "f1": 66.9, "HasAns_f1": 62.6,
+             "abstain": 46.5}]  # written before rows carried AUC: read from a05.json
+    folder = tmp_path / "2026-02-01-best"
+    folder.mkdir()
+    (folder / "study.json").write_text(json.dumps({"runs": rows, "differences": [
+        {"a": "a05/laffi-2", "b": "sft/sft-1", "n": 200, "metric": "HasAns_f1", "diff": 8.1, "lo": 1.0, "hi": 15.9,
+         "verdict": "better"}]}))
+    (folder / "a05.json").write_text(json.dumps({"pooled": {"laffi-2": {"auc": 0.8134, "best_f1": 68.3}},
+                                                 "variants": {"laffi-2": {"threshold": None, "calibrated": False}}}))
+    (folder / "sft.json").write_text(json.dumps({"variants": {"sft-1": {"threshold": 0.48583, "calibrated": True}}}))
+    (tmp_path / "2026-01-01-older").mkdir()
+    (tmp_path / "2026-01-01-older" / "study.json").write_text(json.dumps({"runs": []}))
+    (tmp_path / "2026-03-01-broken").mkdir()
+    (tmp_path / "2026-03-01-broken" / "study.json").write_text("{no")
+    shown = newest_study(tmp_path)
+    assert shown["folder"] == "2026-02-01-best" and newest_study(tmp_path / "nowhere") is None
+    _, table = trial_rows(shown)
+    assert [r[1] for r in table] == [ALWAYS_NO_ANSWER, "base", "sft-1", "laffi-2"]  # the policy once, first
+    assert table[0][3] == "47.5 [40.0, 54.0]" and table[2][2] == "SFT <b>shipped</b>"  # shown as text
+    assert table[2][7:] == ["0.811", "68.0"] and table[3][7:] == ["0.813", "68.3"]
+    assert table[0][7] == "–" and table[1][7] == "–"
+    assert [r[4] for r in table] == ["–", "–", "0.486 (chosen on these questions)", "0.5 (none chosen)"]
+    assert study_difference_rows(shown)[1] == [["a05/laffi-2 − sft/sft-1", "HasAns F1", "+8.1", "[+1.0, +15.9]",
+                                                "better"]]

@@ -193,7 +193,8 @@ def summarize(study: Study, log=lambda message: None) -> list[dict]:
                 continue
             rows.append({"trial": trial["name"], "why": trial.get("why", ""), "run": run, "n": result["n"],
                          "answer_path": m.get("answer_path"), "seeds": m.get("seeds"),
-                         **{k: m.get(k) for _, k in SUMMARY_KEYS}, "ci": m.get("ci", {})})
+                         **{k: m.get(k) for _, k in SUMMARY_KEYS}, "auc": m.get("auc"), "best_f1": m.get("best_f1"),
+                         "ci": m.get("ci", {})})
     if out_dir is not None and study.folds is None:  # a folds study shares another study's out_dir: its summary
         pairs = run_differences(dict(results), rows)     # is thresholds.json, not that study's study.json
         write_json_atomic(out_dir / "study.json", {"runs": rows, "differences": pairs})

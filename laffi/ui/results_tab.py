@@ -1,7 +1,8 @@
 """The Results tab: the study's committed numbers (laffi.evaluation.published), shown without running the model, so
 a Space visitor sees them at once: the shipped adapters on every evaluation question against the always-"no
 answer" policy, the paired differences, each article, how often their self-feedback's verdict is right, and
-the learning curve once it is committed, and the leave-one-article-out thresholds (laffi.evaluation.thresholds_view).
+the learning curve once it is committed, the trials that chose the recipe on the validation article
+(laffi.evaluation.study_view) and the leave-one-article-out thresholds (laffi.evaluation.thresholds_view).
 
 Usage:  build_results_tab(results_dir) inside a gr.Blocks (read once, when the page is built: the files change
         only with a new commit).
@@ -15,6 +16,7 @@ import gradio as gr
 from laffi.evaluation.published import (RESULTS, SHOWN, answer_paths, curve_difference_rows, curve_figure,
                                         curve_trivial_rows, difference_rows, part_rows, policy_figure, policy_rows,
                                         published, reading)
+from laffi.evaluation.study_view import newest_study, study_difference_rows, trial_rows
 from laffi.evaluation.thresholds_view import applied_rows, combined_rows, newest_thresholds, threshold_rows
 from laffi.ui.text import md_literal
 
@@ -39,6 +41,29 @@ THRESHOLDS_NOTE = ("### Thresholds by leave-one-article-out ({folder})\n"
                    "of on the validation article alone. Whether it transfers better is read on those articles: "
                    "each at the threshold chosen on all the others (nested), against the validation article's "
                    "threshold, paired. A recipe with folds missing is provisional.")
+
+
+STUDY_NOTE = ("### How the recipe was chosen ({folder})\n"
+              "Each trial trains one adapter on the same training questions and scores it on {n} questions of the "
+              "validation article, never the evaluation articles. F1 is at the threshold shown beside it: one chosen "
+              "on these very questions is optimistic, as is \"best F1\", which picks the best threshold here for "
+              "every trial alike and is the fair comparison. "
+              "configs/STUDY.md says what was chosen and why.")
+
+
+def build_study(results_dir) -> None:
+    summary = newest_study(results_dir)
+    if summary is None:
+        return
+    gr.Markdown(STUDY_NOTE.format(folder=md_literal(summary["folder"]), n=summary["runs"][0].get("n", "the")),
+                elem_id="results-study-note")
+    headers, rows = trial_rows(summary)
+    gr.Dataframe(value=rows, headers=headers, datatype="str", interactive=False, wrap=True,
+                 elem_id="results-study", label="Trials on the validation article (always-\"no answer\" first)")
+    headers, rows = study_difference_rows(summary)
+    if rows:
+        gr.Dataframe(value=rows, headers=headers, datatype="str", interactive=False, wrap=True,
+                     elem_id="results-study-differences", label="Each trial against SFT, paired on the same questions")
 
 
 def build_thresholds(results_dir) -> None:
@@ -94,4 +119,5 @@ def build_results_tab(results_dir=RESULTS) -> None:
                                               "95 % interval", "reading"], datatype="str", interactive=False,
                          wrap=True, elem_id="results-curve-trivial",
                          label='Each method against always "no answer" at each size, its seeds averaged per question')
+    build_study(results_dir)
     build_thresholds(results_dir)
