@@ -7,4 +7,5 @@ numbers with intervals, the abstain rate and the always-"no answer" policy besid
     pooled     evaluations run article by article, scored as one run over all their questions
     published  the committed study (results/*/summary.json) as the Results tab and the README show it
     thresholds_view  the leave-one-article-out thresholds (results/*/thresholds.json) as tables
+    study_view the trials that chose a recipe on the validation article (results/*/study.json) as tables
 """
