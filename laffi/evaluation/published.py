@@ -62,6 +62,19 @@ def read_summaries(results_dir: str | Path = RESULTS) -> list[dict]:
     return found
 
 
+def newest_committed(name: str, wanted, results_dir: str | Path = RESULTS) -> dict | None:
+    """The newest results/<run>/<name> (folders start with their date) that `wanted` accepts, with its folder's
+    name and path; None when none is committed or none can be read (the view shows what it can read)."""
+    for path in sorted(Path(results_dir).glob(f"*/{name}"), reverse=True):
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and wanted(summary):
+            return {**summary, "folder": path.parent.name, "path": str(path.parent)}
+    return None
+
+
 def published(results_dir: str | Path = RESULTS) -> tuple[dict | None, dict | None]:
     """(the newest pooled evaluation, the newest learning curve); None for a kind not committed yet."""
     newest = {}

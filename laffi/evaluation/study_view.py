@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from laffi.evaluation.published import difference_rows, newest_committed
 from laffi.evaluation.report import cell
 from laffi.inference.answerability import ALWAYS_NO_ANSWER
 from laffi.settings import REPO
@@ -29,16 +30,10 @@ SHOWN_METRICS = {"f1": "F1", "HasAns_f1": "HasAns F1", "NoAns_exact": "NoAns EM"
 
 
 def newest_study(results_dir: str | Path = REPO / "results") -> dict | None:
-    """The newest results/<run>/study.json (folders start with their date) with its folder's name; None when none
-    is committed or it cannot be read."""
-    for path in sorted(Path(results_dir).glob(f"*/{FILE}"), reverse=True):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(summary, dict) and isinstance(summary.get("runs"), list) and summary["runs"]:
-            return {**summary, "folder": path.parent.name, "path": str(path.parent)}
-    return None
+    """The newest results/<run>/study.json with trials in it, with its folder's name and path; None when none is
+    committed or it cannot be read."""
+    return newest_committed(FILE, lambda summary: isinstance(summary.get("runs"), list) and bool(summary["runs"]),
+                            results_dir)
 
 
 def trial_result(summary: dict, trial: str) -> dict:
@@ -80,14 +75,14 @@ def trial_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
         r = with_scores(summary, r)
         rows.append(["–" if shared else r["trial"], r["run"], "no model" if r["run"] == ALWAYS_NO_ANSWER else
                      ("the base model" if r["run"] == "base" else r.get("why", "")),
-                     cell(r, "f1"), r["threshold_shown"], cell(r, "HasAns_f1"), cell(r, "abstain", with_ci=False), cell(r, "auc"),
-                     cell(r, "best_f1", with_ci=False)])
+                     cell(r, "f1"), r["threshold_shown"], cell(r, "HasAns_f1"), cell(r, "abstain", with_ci=False),
+                     cell(r, "auc"), cell(r, "best_f1", with_ci=False)])
     rows.sort(key=lambda row: (row[1] != ALWAYS_NO_ANSWER, row[1] != "base"))  # the policy first, then base
     return TRIAL_HEADERS, rows
 
 
 def study_difference_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
-    """Each trial against the reference trial, paired on the same questions."""
-    return DIFFERENCE_HEADERS, [
-        [f"{d['a']} − {d['b']}", SHOWN_METRICS.get(d["metric"], d["metric"]), f"{d['diff']:+.1f}",
-         f"[{d['lo']:+.1f}, {d['hi']:+.1f}]", d["verdict"]] for d in summary.get("differences", [])]
+    """Each trial against SFT, paired on the same questions (the Results view's difference rows, metrics named
+    as the trials table names them)."""
+    named = [{**d, "metric": SHOWN_METRICS.get(d["metric"], d["metric"])} for d in summary.get("differences", [])]
+    return DIFFERENCE_HEADERS, difference_rows({"comparisons": named})

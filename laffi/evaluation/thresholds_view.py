@@ -14,25 +14,18 @@ that uses its threshold ("provisional").
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from laffi.evaluation.published import newest_committed
 from laffi.settings import REPO
 
 FILE = "thresholds.json"
 
 
 def newest_thresholds(results_dir: str | Path = REPO / "results") -> dict | None:
-    """The newest results/<run>/thresholds.json (folders start with their date) with its folder's name; None when
-    none is committed or it cannot be read."""
-    for path in sorted(Path(results_dir).glob(f"*/{FILE}"), reverse=True):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(summary, dict) and isinstance(summary.get("recipes"), list):
-            return {**summary, "folder": path.parent.name}
-    return None
+    """The newest results/<run>/thresholds.json with its folder's name; None when none is committed or it cannot
+    be read."""
+    return newest_committed(FILE, lambda summary: isinstance(summary.get("recipes"), list), results_dir)
 
 
 def interval(d: dict | None) -> str:
