@@ -59,6 +59,7 @@ def build_study(results_dir) -> None:
                 elem_id="results-study-note")
     headers, rows = trial_rows(summary)
     gr.Dataframe(value=rows, headers=headers, datatype="str", interactive=False, wrap=True,
+                 column_widths=["7%", "11%", "22%", "12%", "12%", "12%", "7%", "8%", "9%"],  # the why wraps
                  elem_id="results-study", label="Trials on the validation article (always-\"no answer\" first)")
     headers, rows = study_difference_rows(summary)
     if rows:
