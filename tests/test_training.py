@@ -157,6 +157,32 @@ def test_unknown_target_module_is_rejected_before_training(records, tmp_path, ti
     assert not (tmp_path / "work" / "checkpoints").exists()
 
 
+def test_upper_layers_only_get_every_linear_layer_and_load_back(records, tiny_dir, tmp_path):
+    """layers with target_modules "all-linear" (which PEFT refuses together): LoRA on every linear layer of the
+    named decoder layers and nowhere else, and the folder loads back through PEFT."""
+    import re
+
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    path = train_adapter(records, cfg(tmp_path, tiny_dir, layers="1", max_steps=1)).path
+    keys = load_file(path / "adapter_model.safetensors")
+    placed = {(int(m.group(1)), m.group(2)) for k in keys if (m := re.search(r"layers\.(\d+)\..*?(\w+_proj)", k))}
+    assert {layer for layer, _ in placed} == {1}  # of 0-1
+    assert {module for _, module in placed} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                "down_proj"}
+    assert not any("lm_head" in k for k in keys)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(path))
+    assert sum("lora_A" in n for n, _ in model.named_parameters()) == len(placed)
+
+
+def test_a_layer_range_past_the_model_is_rejected_before_training(records, tmp_path, tiny_dir):
+    with pytest.raises(LaffiError, match="layers are 0-1"):
+        train_adapter(records, cfg(tmp_path, tiny_dir, layers="1-9"))
+    assert not (tmp_path / "work" / "checkpoints").exists()
+
+
 def test_examples_longer_than_max_length_are_left_out_and_counted(records, tmp_path, tiny_dir, tiny_lm):
     rows = training_rows(records, "laffi", tiny_lm.tokenizer)
     lengths = sorted(len(tiny_lm.tokenizer(r["prompt"] + r["completion"])["input_ids"]) for r in rows)

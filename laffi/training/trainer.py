@@ -177,6 +177,10 @@ def base_config(cfg: TrainConfig, settings: Settings | None = None, **kwargs) ->
 
 
 def check_target_modules(model, cfg: TrainConfig) -> None:
+    layers, count = cfg.layer_range(), getattr(model.config, "num_hidden_layers", None)
+    if layers and count is not None and layers[-1] >= count:
+        raise LaffiError(f"TrainConfig.layers: {cfg.layers!r} names layer {layers[-1]}, but this model's decoder "
+                         f"layers are 0-{count - 1}.")
     wanted = cfg.modules()
     if wanted == "all-linear":
         return
@@ -185,6 +189,20 @@ def check_target_modules(model, cfg: TrainConfig) -> None:
     if missing:
         raise LaffiError(f"TrainConfig.target_modules: the model has no module named {missing[0]!r}; it has e.g. "
                          f"{', '.join(sorted(m for m in present if m.endswith('proj'))[:8])}.")
+
+
+def lora_targets(model, cfg: TrainConfig) -> list[str] | str:
+    """What LoraConfig.target_modules gets. PEFT refuses `layers_to_transform` with the string "all-linear", so a
+    layer range names the linear layers of the decoder blocks (q_proj, ..., down_proj: what "all-linear" picks,
+    which never includes the output layer)."""
+    wanted = cfg.modules()
+    if wanted != "all-linear" or cfg.layer_range() is None:
+        return wanted
+    import torch
+
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"}
+    return sorted(names)
 
 
 def training_dataset(rows: list[dict], cfg: TrainConfig, tokenizer, dtype, per_sequence: int | None = None):
@@ -272,7 +290,7 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         and not cfg.pack else "random",
         pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None,
     )
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.modules(),
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=lora_targets(model, cfg),
                       layers_to_transform=cfg.layer_range(), task_type="CAUSAL_LM")
     logger = LossLogger(work / LOSS_LOG)
     callbacks, early = [logger, *extra_callbacks], None
