@@ -290,8 +290,9 @@ def train_adapter(records: list[dict], cfg: TrainConfig, resume: bool = True, ex
         and not cfg.pack else "random",
         pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None,
     )
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=lora_targets(model, cfg),
-                      layers_to_transform=cfg.layer_range(), task_type="CAUSAL_LM")
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=lora_targets(model, cfg), layers_to_transform=cfg.layer_range(),
+                      task_type="CAUSAL_LM")
     logger = LossLogger(work / LOSS_LOG)
     callbacks, early = [logger, *extra_callbacks], None
     if heldout is not None and cfg.early_stopping:
