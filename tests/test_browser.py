@@ -145,7 +145,7 @@ def test_every_tab_of_a_fresh_page_shows_no_error(app, browser):
         _, curve = published()
         if curve is not None and curve_difference_rows(curve):  # LaFFi against SFT, once both landed at a size
             shown = pg.locator("#results-curve-differences").inner_text()
-            assert "laffi − sft" in shown and curve_difference_rows(curve)[0][3] in shown
+            assert "laffi − sft" in shown and curve_difference_rows(curve)[0][4] in shown
         if curve is not None and curve_trivial_rows(curve):  # each method against the policy, seeds averaged
             shown = pg.locator("#results-curve-trivial").inner_text()
             assert 'always "no answer"' in shown and curve_trivial_rows(curve)[-1][4] in shown

@@ -125,7 +125,7 @@ def one_sft_step(data, tiny_dir, tmp_path, **more) -> dict:
 
 
 def test_pipeline_chooses_every_trained_adapters_threshold_on_validation_first(tiny_dir, small_squad, tmp_path,
-                                                                               capsys):
+                                                                               capsys, monkeypatch):
     """calibrate_articles: each trained adapter (every seed) gets calibration.json from questions neither trained
     on nor scored, the evaluation answers at that threshold, and a rerun keeps it."""
     from laffi.inference.answerability import read_calibration
@@ -144,7 +144,14 @@ def test_pipeline_chooses_every_trained_adapters_threshold_on_validation_first(t
         assert cal is not None and cal.chosen_on["articles"] == "Drun_port" and cal.chosen_on["dataset"] == "three.json"
         assert json.loads((folder / "metrics.json").read_text())["threshold"] == cal.threshold
     assert main(["pipeline", "--config", str(config)]) == 0
-    assert "threshold was chosen on these 2 questions already" in capsys.readouterr().err
+    assert "threshold was chosen on these 2 questions in float32 already" in capsys.readouterr().err
+    # served in another precision (LAFFI_DTYPE), the float32 threshold is not kept: bfloat16's is chosen beside it
+    monkeypatch.setenv("LAFFI_DTYPE", "bfloat16")
+    assert main(["pipeline", "--config", str(config)]) == 0
+    assert "calibrate: sft, sft-seed1 on 2 Drun_port questions in bfloat16" in capsys.readouterr().err
+    for folder in (tmp_path / "adapters" / "sft", tmp_path / "run" / "seeds" / "sft-seed1"):
+        assert read_calibration(folder, precision="bfloat16").precision == "bfloat16"
+        assert read_calibration(folder, precision="float32").precision in (None, "float32")
     config.write_text(yaml.safe_dump({**body, "calibrate_articles": "Ada_Brill"}))  # the evaluation's own: refused
     assert main(["pipeline", "--config", str(config)]) == 2
     assert "must differ from the training and the evaluation articles" in capsys.readouterr().err
@@ -297,7 +304,15 @@ def test_the_curve_reads_laffi_against_sft_at_each_size_over_the_seeds_that_land
     assert {d["questions"] for d in rows.values()} == {2} and rows["f1"]["seeds"] == {"sft": 2, "laffi": 1}
     assert rows["f1"]["diff"] == pytest.approx(25.0 * (0.5 + 1 - 1 - 0.5))  # laffi 1, 1, 0, 0 against the means
     assert rows["HasAns_f1"]["diff"] == pytest.approx(75.0) and rows["abstain"]["diff"] == pytest.approx(-75.0)
-    assert curve_difference_rows({"differences": list(rows.values())})[0][:4] == ["2", "1 / 2", "f1", "+0.0"]
+    assert curve_difference_rows({"differences": list(rows.values())})[0][:5] == ["2", "laffi", "1 / 2", "f1", "+0.0"]
+    # a weighted recipe is its own curve, against the same SFT seeds, not pooled with the unweighted one
+    weighted = trial("laffi", 2, [1, 1, 1, 1], [0, 0, 0, 0])
+    weighted["config"]["laffi"] = {"task_weight": 0.5}
+    both_recipes = curve_differences([*results, ("n2-a05-laffi-s0", weighted)])
+    assert {d["method"] for d in both_recipes} == {"laffi", "laffi α 0.5"}
+    f1s = {d["method"]: d for d in both_recipes if d["metric"] == "f1"}
+    assert f1s["laffi"]["diff"] == pytest.approx(0.0) and f1s["laffi α 0.5"]["diff"] == pytest.approx(50.0)
+    assert f1s["laffi α 0.5"]["seeds"] == {"sft": 2, "laffi": 1}
     # a whole trial of two seeds at size 4 (its run is their mean) against SFT alone: it counts as two seeds
     both = trial("laffi", 4, [0.5, 0.5, 1, 1], [0.5, 0.5, 1, 1])
     both["seeds"] = {"laffi-x": ["laffi-x", "laffi-x-seed1"]}

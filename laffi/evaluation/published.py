@@ -13,9 +13,10 @@ Files (each a results/<run>/summary.json with a "kind"):
                          split, articles, data (name and digest) and thresholds (how they were chosen)
     "learning curve"     points: [{"method", "questions", "seed", "f1", "HasAns_f1", "auc", "abstain"}],
                          trivial_f1 (the always-"no answer" policy on the same questions), title, n, and
-                         differences: [{"questions", "seeds", "metric", "diff", "lo", "hi", "verdict"}] (LaFFi
-                         - SFT paired on the same questions at each size), against_trivial: [{"questions",
-                         "method", "seeds", "metric", "diff", "lo", "hi", "verdict"}] (each method's seed mean
+                         differences: [{"questions", "method", "seeds", "metric", "diff", "lo", "hi",
+                         "verdict"}] (each LaFFi recipe - SFT paired on the same questions at each size),
+                         against_trivial: [{"questions", "method", "seeds", "metric", "diff", "lo", "hi",
+                         "verdict"}] (each method's seed mean
                          - always "no answer", F1)
 Newest is by folder name (results folders start with their date).
 """
@@ -145,10 +146,11 @@ def policy_figure(evaluation: dict):
 
 
 def curve_difference_rows(curve: dict) -> list[list[str]]:
-    """LaFFi - SFT at each training size, paired on the same questions: size, seeds, metric, difference,
-    interval, reading (the claim the curve is about, read from an interval rather than two lines)."""
-    return [[str(d["questions"]), f"{d['seeds']['laffi']} / {d['seeds']['sft']}", d["metric"], f"{d['diff']:+.1f}",
-             f"[{d['lo']:+.1f}, {d['hi']:+.1f}]", d["verdict"]] for d in curve.get("differences") or []]
+    """Each LaFFi recipe - SFT at each training size, paired on the same questions: size, recipe, seeds, metric,
+    difference, interval, reading (the claim the curve is about, read from an interval rather than two lines)."""
+    return [[str(d["questions"]), d.get("method", "laffi"), f"{d['seeds']['laffi']} / {d['seeds']['sft']}",
+             d["metric"], f"{d['diff']:+.1f}", f"[{d['lo']:+.1f}, {d['hi']:+.1f}]", d["verdict"]]
+            for d in curve.get("differences") or []]
 
 
 def curve_trivial_rows(curve: dict) -> list[list[str]]:

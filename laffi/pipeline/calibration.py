@@ -38,32 +38,37 @@ def calibration_questions(stages) -> tuple[list, dict]:
 
 
 def calibrate_trained(stages, trained: dict[str, dict[int, Path]]) -> dict[str, str]:
-    """Choose the threshold of every trained adapter not yet calibrated on these questions; {adapter name: "chosen"
-    or "kept"}. Does nothing (returns {}) when PipelineConfig.calibrate_articles is None."""
+    """Choose the threshold of every trained adapter not yet calibrated on these questions in the precision the
+    evaluation runs in; {adapter name: "chosen" or "kept"}. A threshold chosen in another precision is not kept:
+    its no-answer probabilities differ a little, and the file keeps one entry per precision. Does nothing
+    (returns {}) when PipelineConfig.calibrate_articles is None."""
     from laffi.evaluation.evaluate import calibrate_variants
-    from laffi.inference.answerability import read_calibration
+    from laffi.inference.answerability import precision_of, read_calibration
     from laffi.inference.generation import GenerationConfig
-    from laffi.inference.models import load_model
+    from laffi.inference.models import load_model, resolve_precision
 
     if stages.cfg.calibrate_articles is None:
         return {}
     examples, chosen_on = calibration_questions(stages)
+    serving = resolve_precision(stages.model_config())[1].dtype
     status, todo = {}, {}
     for which, by_seed in trained.items():
         for seed, path in by_seed.items():
             name = stages.adapter_name(which, seed)
-            cal = read_calibration(path)
-            done = cal is not None and {k: cal.chosen_on.get(k) for k in chosen_on} == chosen_on
+            cal = read_calibration(path, precision=serving)
+            done = (cal is not None and precision_of({"precision": cal.precision}) == serving
+                    and {k: cal.chosen_on.get(k) for k in chosen_on} == chosen_on)
             status[name] = "kept" if done else "chosen"
             if not done:
                 todo[name] = path
     if not todo:
-        stages.log(f"calibrate: every adapter's threshold was chosen on these {len(examples)} questions already")
+        stages.log(f"calibrate: every adapter's threshold was chosen on these {len(examples)} questions in "
+                   f"{serving} already")
         return status
     lm = load_model(stages.model_config())
     for name, path in todo.items():
         lm.attach(name, path)
-    stages.log(f"calibrate: {', '.join(todo)} on {len(examples)} {stages.cfg.calibrate_articles} questions")
+    stages.log(f"calibrate: {', '.join(todo)} on {len(examples)} {stages.cfg.calibrate_articles} questions in {serving}")
     cals = calibrate_variants(lm, examples, list(todo), GenerationConfig(batch_size=stages.cfg.eval_batch_size),
                               chosen_on)
     for name, cal in cals.items():

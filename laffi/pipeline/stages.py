@@ -85,10 +85,12 @@ class Stages:
         return DataArgs(data=c.data, articles=articles, limit=limit, seed=c.seed)
 
     def model_config(self):
-        """The base model every stage loads (adapters attached by name where needed), from the settings' cache."""
+        """The base model every stage loads (adapters attached by name where needed), from the settings' cache, in
+        the settings' precision (LAFFI_DTYPE), as training loads it (laffi.training.trainer.base_config)."""
         from laffi.inference.models import ModelConfig
 
-        return ModelConfig(base=self.cfg.base, adapters_dir=None, cache_dir=str(self.settings.cache))
+        return ModelConfig(base=self.cfg.base, adapters_dir=None, cache_dir=str(self.settings.cache),
+                           dtype=self.settings.dtype)
 
     def examples(self, which: str) -> list:
         """The training or evaluation questions; skipped records logged."""

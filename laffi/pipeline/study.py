@@ -256,8 +256,13 @@ CURVE_COMPARED = ("f1", "HasAns_f1", "abstain")
 
 
 def run_method(run: str, config: dict) -> str:
-    """Which method a trial's pooled run is: its SFT adapter's name, or else LaFFi."""
-    return "sft" if run == config.get("sft_name") else "laffi"
+    """Which method a trial's pooled run is: its SFT adapter's name, or else LaFFi, named by its recipe where the
+    two tasks' losses are weighted ("laffi α 0.5": laffi.training.task_loss), so that each recipe is its own
+    curve rather than one mean over recipes."""
+    if run == config.get("sft_name"):
+        return "sft"
+    weight = (config.get("laffi") or {}).get("task_weight")
+    return "laffi" if weight is None else f"laffi α {weight:g}"
 
 
 def curve_runs(results: list[tuple[str, dict]]) -> dict[tuple, list[tuple[dict, str, int]]]:
@@ -288,19 +293,20 @@ def shared_qids(found: list[tuple[dict, str, int]]) -> list[str]:
 
 
 def curve_differences(results: list[tuple[str, dict]]) -> list[dict]:
-    """LaFFi - SFT at each point of the curve, paired on the same evaluation questions: each method's scores
-    averaged per question over the seeds that landed (from each trial's kept per-question scores), then the
-    difference with its bootstrap interval. Points whose trials kept no per-question scores have none."""
+    """Each LaFFi recipe - SFT at each point of the curve, paired on the same evaluation questions: each method's
+    scores averaged per question over the seeds that landed (from each trial's kept per-question scores), then
+    the difference with its bootstrap interval ("method" names the recipe; "seeds" counts {"laffi": the recipe's,
+    "sft": SFT's}). Points whose trials kept no per-question scores have none."""
     from laffi.evaluation.report import compare
 
     runs, out = curve_runs(results), []
-    for size in sorted({q for q, _ in runs}):
-        sft, laffi = runs.get((size, "sft")), runs.get((size, "laffi"))
-        if not sft or not laffi or not (shared := shared_qids(sft + laffi)):
+    for size, method in sorted(k for k in runs if k[1] != "sft"):
+        sft, laffi = runs.get((size, "sft")), runs[(size, method)]
+        if not sft or not (shared := shared_qids(sft + laffi)):
             continue
         scores = {"sft": seed_scores(sft, shared), "laffi": seed_scores(laffi, shared)}
         seeds = {"sft": sum(k for *_, k in sft), "laffi": sum(k for *_, k in laffi)}
-        out += [{"questions": size, "seeds": seeds, "n": len(shared), **row}
+        out += [{"questions": size, "method": method, "seeds": seeds, "n": len(shared), **row}
                 for row in compare(scores, "laffi", "sft", keys=CURVE_COMPARED)]
     return out
 

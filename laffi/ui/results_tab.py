@@ -111,10 +111,10 @@ def build_results_tab(results_dir=RESULTS) -> None:
         gr.Markdown(f"### {md_literal(curve.get('title', 'Learning curve'))}", elem_id="results-curve-note")
         gr.Plot(curve_figure(curve), elem_id="results-curve", show_label=False)
         if rows := curve_difference_rows(curve):
-            gr.Dataframe(value=rows, headers=["training questions", "seeds (laffi / sft)", "metric", "laffi − sft",
-                                              "95 % interval", "reading"], datatype="str", interactive=False,
-                         wrap=True, elem_id="results-curve-differences",
-                         label="LaFFi against SFT at each size, paired on the same questions")
+            gr.Dataframe(value=rows, headers=["training questions", "LaFFi recipe", "seeds (laffi / sft)", "metric",
+                                              "laffi − sft", "95 % interval", "reading"], datatype="str",
+                         interactive=False, wrap=True, elem_id="results-curve-differences",
+                         label="Each LaFFi recipe against SFT at each size, paired on the same questions")
         if rows := curve_trivial_rows(curve):
             gr.Dataframe(value=rows, headers=["training questions", "method", "seeds", 'F1 − always "no answer"',
                                               "95 % interval", "reading"], datatype="str", interactive=False,
